@@ -1,0 +1,41 @@
+"""Task-queue names, workflow-id formats and search attributes: the one place they are spelled.
+
+Imported by workflow code, so it must stay free of side effects.
+"""
+
+from __future__ import annotations
+
+DEFAULT_TASK_QUEUE = "payops"
+
+
+def payout_workflow_id(payout_id: str) -> str:
+    return f"payout-{payout_id}"
+
+
+def ops_action_workflow_id(action_id: str) -> str:
+    return f"ops-action-{action_id}"
+
+
+def health_workflow_id(run_id: str) -> str:
+    return f"health-check-{run_id}"
+
+
+def reconciliation_workflow_id(run_id: str) -> str:
+    return f"reconciliation-{run_id}"
+
+
+def sync_workflow_id(source: str) -> str:
+    return f"sync-{source}"
+
+
+# name -> Temporal indexed value type, as `temporal server start-dev --search-attribute` takes it
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "MerchantId": "Keyword",
+    "PayoutStatus": "Keyword",
+    "Rail": "Keyword",
+    "AmountMinor": "Int",
+    "Currency": "Keyword",
+    "ActionType": "Keyword",
+    "ActionStatus": "Keyword",
+    "RiskLevel": "Keyword",
+}

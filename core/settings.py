@@ -1,0 +1,119 @@
+"""payops settings: one pydantic-settings class, every field read from a PAYOPS_* variable.
+
+`.env.example` documents every field; tests/test_settings_docs.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Dev-only defaults. Production settings (PAYOPS_ENV=prod) refuse them.
+DEV_JWT_SECRET = "payops-dev-secret-change-me-0123456789abcdef"
+DEV_CODEC_KEY = "dev:" + base64.urlsafe_b64encode(b"payops-dev-codec-key-32-bytes!!!").decode()
+DEV_BANK_WEBHOOK_SECRET = "payops-dev-bank-webhook-secret"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYOPS_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    log_level: str = "INFO"
+    data_dir: Path = Path(".payops")
+
+    # --- services -----------------------------------------------------------------
+    database_url: str | None = None
+    redis_url: str | None = None
+    pg_port: int = 0  # embedded PostgreSQL port; 0 = pick a free one
+    redis_port: int = 0  # embedded Redis port; 0 = pick a free one
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "payops"
+    temporal_tls: bool = False
+    temporal_api_key: str | None = None
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    # When set, `payops up` uses this Temporal instead of starting a dev server.
+    temporal_external: bool = False
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    sandbox_bank_url: str | None = None  # the sandbox bank; `payops up` starts one when unset
+    sandbox_bank_port: int = 0
+    sandbox_bank_settle_delay_seconds: float = 2.0
+
+    # --- auth ---------------------------------------------------------------------
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_key: str | None = None  # PEM, for RS256
+    jwt_jwks_url: str | None = None  # for RS256 with a key set
+    jwt_issuer: str = "payops"
+    jwt_audience: str = "payops-api"
+    jwt_default_ttl_seconds: int = 3600
+
+    # --- security of payloads and webhooks ----------------------------------------
+    # Comma-separated "key_id:urlsafe-base64(32 bytes)"; the first key encrypts, all decrypt.
+    codec_keys: str = DEV_CODEC_KEY
+    bank_webhook_secret: str = DEV_BANK_WEBHOOK_SECRET
+    bank_webhook_tolerance_seconds: int = 300
+
+    # --- payouts ------------------------------------------------------------------
+    idempotency_ttl_hours: int = 24
+    payout_retry_initial_seconds: float = 2.0
+    payout_retry_backoff: float = 2.0
+    payout_retry_max_interval_seconds: float = 300.0
+    payout_retry_max_attempts: int = 5
+    payout_dlq_expiry_hours: float = 72.0
+    payout_return_window_hours: float = 72.0
+    payout_settlement_poll_seconds: float = 60.0
+    payout_hold_expiry_hours: float = 168.0
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_prod(self) -> "Settings":
+        if self.env == "prod":
+            bad = []
+            if self.jwt_algorithm == "HS256" and self.jwt_secret == DEV_JWT_SECRET:
+                bad.append("PAYOPS_JWT_SECRET")
+            if self.codec_keys == DEV_CODEC_KEY:
+                bad.append("PAYOPS_CODEC_KEYS")
+            if self.bank_webhook_secret == DEV_BANK_WEBHOOK_SECRET:
+                bad.append("PAYOPS_BANK_WEBHOOK_SECRET")
+            if bad:
+                raise ValueError(f"production settings still use dev secrets: {', '.join(bad)}")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        """The DSN in SQLAlchemy's asyncpg form."""
+        if not self.database_url:
+            raise RuntimeError("PAYOPS_DATABASE_URL is not set (run `payops up` or set it)")
+        return to_asyncpg_url(self.database_url)
+
+
+def to_asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_field_env_names() -> list[str]:
+    return [f"PAYOPS_{name.upper()}" for name in Settings.model_fields]
