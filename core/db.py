@@ -1,0 +1,51 @@
+"""Database engine, sessions and migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from core.settings import to_asyncpg_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    return create_async_engine(
+        to_asyncpg_url(database_url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction: commit on success, roll back on error."""
+    async with sessionmaker() as session:
+        async with session.begin():
+            yield session
+
+
+def alembic_config(database_url: str):
+    from alembic.config import Config
+
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["configure_logging"] = False
+    return cfg
+
+
+def run_migrations(database_url: str, revision: str = "head") -> None:
+    """Apply Alembic migrations up to `revision` (sync; call from a thread inside an event loop)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)

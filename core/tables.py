@@ -1,0 +1,399 @@
+"""The PostgreSQL schema as SQLAlchemy Core tables.
+
+Alembic migrations (migrations/versions) are the only way the schema changes; these tables
+mirror them for queries. tests/test_migrations.py checks the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _created_at() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated_at() -> Column:
+    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# --- merchants ------------------------------------------------------------------------
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("default_currency", String(3), nullable=False),
+    Column("country", String(2), nullable=True),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    _updated_at(),
+)
+
+# --- ledger ---------------------------------------------------------------------------
+# Signed amounts: a debit is positive, a credit negative; every journal transaction's
+# entries sum to zero per currency (enforced by a deferred constraint trigger).
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("code", String(200), nullable=False),  # e.g. merchant:{id}:available
+    Column("currency", String(3), nullable=False),
+    # asset accounts carry debit balances, liability/revenue accounts credit balances
+    Column("kind", String(16), nullable=False),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=True),
+    # Sum of this account's entries (debit positive), kept in the posting's transaction so a
+    # balance read is one row; `payops ledger check` proves it equals the entries.
+    Column("balance_minor", BigInteger, nullable=False, server_default="0"),
+    _created_at(),
+    UniqueConstraint("code", "currency", name="uq_ledger_accounts_code_currency"),
+    CheckConstraint("kind in ('asset','liability','revenue','expense','equity')", name="kind"),
+)
+
+journal_transactions = Table(
+    "journal_transactions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    # what makes a retried posting harmless: one transaction per reference, ever
+    Column("idempotency_ref", String(255), nullable=False, unique=True),
+    Column("kind", String(40), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("merchant_id", String(64), nullable=True),
+    Column("payout_id", String(64), nullable=True),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    Index("ix_journal_transactions_payout_id", "payout_id"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("transaction_id", BigInteger, ForeignKey("journal_transactions.id"), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    _created_at(),
+    CheckConstraint("amount_minor <> 0", name="nonzero"),
+    Index("ix_journal_entries_transaction_id", "transaction_id"),
+    Index("ix_journal_entries_account_id", "account_id"),
+)
+
+ledger_holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("payout_id", String(64), nullable=False, unique=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),  # amount + fee held
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("amount_minor > 0", name="positive"),
+    CheckConstraint("status in ('active','released','reversed')", name="status"),
+)
+
+# --- payouts ----------------------------------------------------------------------------
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+    Column("method", String(32), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("rail", String(32), nullable=True),
+    Column("connector", String(64), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("failure_code", String(64), nullable=True),
+    Column("failure_message", Text, nullable=True),
+    # beneficiary details are stored encrypted; `beneficiary_masked` is what is shown
+    Column("beneficiary_encrypted", LargeBinary, nullable=False),
+    Column("beneficiary_masked", JSONB, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("bank_payment_id", String(128), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("routing", JSONB, nullable=True),
+    Column("settlement_target_at", DateTime(timezone=True), nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("reconciled_at", DateTime(timezone=True), nullable=True),
+    _created_at(),
+    _updated_at(),
+    UniqueConstraint("merchant_id", "idempotency_key", name="uq_payouts_merchant_idempotency_key"),
+    CheckConstraint("amount_minor > 0", name="positive"),
+    Index("ix_payouts_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_payouts_status", "status"),
+)
+
+# One row per (merchant, Idempotency-Key): the request fingerprint and what it produced.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("merchant_id", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("scope", String(40), nullable=False),  # payouts.create, merchants.fund, ...
+    Column("fingerprint", String(64), nullable=False),
+    Column("resource_id", String(64), nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", JSONB, nullable=True),
+    _created_at(),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("merchant_id", "scope", "key", name="pk_idempotency_keys"),
+    Index("ix_idempotency_keys_expires_at", "expires_at"),
+)
+
+# Append-only: UPDATE and DELETE are refused by a trigger (see the initial migration).
+payout_events = Table(
+    "payout_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("payout_id", String(64), ForeignKey("payouts.id"), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_status", String(24), nullable=True),
+    Column("to_status", String(24), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    UniqueConstraint("payout_id", "sequence", name="uq_payout_events_payout_sequence"),
+)
+
+# --- ops actions --------------------------------------------------------------------------
+
+ops_actions = Table(
+    "ops_actions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("action_type", String(40), nullable=False),
+    Column("target", JSONB, nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("risk_level", String(16), nullable=False),
+    Column("required_approvals", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("executed_at", DateTime(timezone=True), nullable=True),
+    Column("result", JSONB, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("rollback_of", String(64), nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("risk_level in ('low','medium','high','critical')", name="risk_level"),
+    Index("ix_ops_actions_status", "status"),
+)
+
+ops_approvals = Table(
+    "ops_approvals",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("action_id", String(64), ForeignKey("ops_actions.id"), nullable=False),
+    Column("approver", String(128), nullable=False),
+    Column("roles", JSONB, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("comment", Text, nullable=True),
+    _created_at(),
+    UniqueConstraint("action_id", "approver", name="uq_ops_approvals_action_approver"),
+    CheckConstraint("decision in ('approve','reject')", name="decision"),
+)
+
+# --- controls: frozen merchants, paused rails/connectors, route overrides ------------------
+
+controls = Table(
+    "controls",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("action_id", String(64), nullable=True),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    _created_at(),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(
+        "kind in ('merchant_freeze','rail_pause','connector_pause','route_override')", name="kind"
+    ),
+    Index(
+        "uq_controls_active_kind_target",
+        "kind",
+        "target",
+        unique=True,
+        postgresql_where=text("active"),
+    ),
+)
+
+# --- unified transactions from providers (monthly range partitions on occurred_at) --------
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", BigInteger, nullable=False, server_default=text("nextval('transactions_id_seq')")),
+    Column("source", String(32), nullable=False),
+    Column("source_id", String(128), nullable=False),
+    Column("client_operation_id", String(128), nullable=True),
+    Column("merchant_id", String(64), nullable=True),
+    Column("project", String(64), nullable=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),
+    Column("original_status", String(64), nullable=True),
+    Column("payer_email", String(320), nullable=True),
+    Column("payer_name", String(200), nullable=True),
+    Column("payer_id", String(128), nullable=True),
+    Column("utr", String(64), nullable=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("source_updated_at", DateTime(timezone=True), nullable=True),
+    Column("raw", JSONB, nullable=False),
+    Column("data_hash", String(64), nullable=False),
+    _created_at(),
+    _updated_at(),
+    PrimaryKeyConstraint("id", "occurred_at", name="pk_transactions"),
+    CheckConstraint("status in ('success','failed','pending','refunded')", name="status"),
+    Index("ix_transactions_occurred_at", "occurred_at"),
+    Index("ix_transactions_client_operation_id", "source", "client_operation_id"),
+    postgresql_partition_by="RANGE (occurred_at)",
+)
+
+# Global uniqueness of (source, source_id) across partitions, and where each row lives.
+transaction_keys = Table(
+    "transaction_keys",
+    metadata,
+    Column("source", String(32), nullable=False),
+    Column("source_id", String(128), nullable=False),
+    Column("transaction_id", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("source", "source_id", name="pk_transaction_keys"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("cursors", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", String(16), nullable=False, server_default="idle"),
+    Column("error", Text, nullable=True),
+    Column("records_synced", BigInteger, nullable=False, server_default="0"),
+    Column("records_quarantined", BigInteger, nullable=False, server_default="0"),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=True),
+    _updated_at(),
+)
+
+# --- reconciliation --------------------------------------------------------------------
+
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),  # provider_pair | payouts_statement
+    Column("left_source", String(32), nullable=False),
+    Column("right_source", String(32), nullable=False),
+    Column("date_from", Date, nullable=False),
+    Column("date_to", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Numeric(5, 4), nullable=False, server_default="0"),
+    Column("summary", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text, nullable=True),
+    Column("requested_by", String(128), nullable=True),
+    _created_at(),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+reconciliation_results = Table(
+    "reconciliation_results",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("reconciliation_runs.id"), nullable=False),
+    Column("category", String(24), nullable=False),
+    Column("match_key", String(128), nullable=True),
+    Column("left_id", BigInteger, nullable=True),
+    Column("right_id", BigInteger, nullable=True),
+    Column("amount_diff_minor", BigInteger, nullable=True),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("resolution", String(24), nullable=True),
+    Column("resolved_by", String(128), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+    _created_at(),
+    CheckConstraint(
+        "category in ('matched','amount_mismatch','status_mismatch','missing_left',"
+        "'missing_right','duplicate_key','probable_match')",
+        name="category",
+    ),
+    Index("ix_reconciliation_results_run_category", "run_id", "category"),
+)
+
+# --- alerts ------------------------------------------------------------------------------
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("dedupe_key", String(255), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("occurrences", Integer, nullable=False, server_default="1"),
+    _created_at(),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("acknowledged_by", String(128), nullable=True),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(128), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("severity in ('low','medium','high','critical')", name="severity"),
+    CheckConstraint("status in ('open','acknowledged','resolved')", name="status"),
+    Index(
+        "uq_alerts_open_dedupe_key",
+        "dedupe_key",
+        unique=True,
+        postgresql_where=text("status <> 'resolved'"),
+    ),
+)
