@@ -39,3 +39,11 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "ActionStatus": "Keyword",
     "RiskLevel": "Keyword",
 }
+
+
+def search_attribute_keys():
+    """Typed keys for SEARCH_ATTRIBUTES (imported lazily so this module stays dependency-free)."""
+    from temporalio.common import SearchAttributeKey
+
+    make = {"Keyword": SearchAttributeKey.for_keyword, "Int": SearchAttributeKey.for_int}
+    return {name: make[kind](name) for name, kind in SEARCH_ATTRIBUTES.items()}

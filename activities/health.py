@@ -1,0 +1,37 @@
+"""The worker's view of its dependencies, for the health workflow."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+
+class DependencyReport(BaseModel):
+    worker_host: str
+    postgres_ok: bool
+    redis_ok: bool
+    checked_at_unix: float
+
+
+class HealthActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+
+    @activity.defn(name="check_worker_dependencies")
+    async def check_worker_dependencies(self) -> DependencyReport:
+        async with self._sessionmaker() as session:
+            postgres_ok = (await session.execute(text("SELECT 1"))).scalar_one() == 1
+        redis_ok = bool(self._redis is not None and await self._redis.ping())
+        return DependencyReport(
+            worker_host=socket.gethostname(),
+            postgres_ok=postgres_ok,
+            redis_ok=redis_ok,
+            checked_at_unix=time.time(),
+        )

@@ -1,0 +1,97 @@
+"""The FastAPI app factory. `uvicorn api.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from api.problems import install_problem_handlers
+from api.routers import health
+from core.db import create_engine, create_sessionmaker
+from core.metrics import http_requests_total
+from core.settings import Settings, get_settings
+from core.temporal import connect_temporal
+
+log = logging.getLogger("payops.api")
+
+DESCRIPTION = """
+The payops API: merchants create payouts (idempotently), ops act on them, and the dashboards
+read from here. Authenticate with `Authorization: Bearer <JWT>` (`payops token --role ...` mints
+a dev token). Every error is an RFC 9457 problem-details document with a stable `type`.
+"""
+
+
+class TemporalHolder:
+    """One Temporal client per process, connected lazily so the API starts before Temporal."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self.client = client
+        self._lock = asyncio.Lock()
+
+    async def get(self, timeout: float = 3.0) -> Client | None:
+        if self.client is not None:
+            return self.client
+        async with self._lock:
+            if self.client is None:
+                try:
+                    self.client = await asyncio.wait_for(connect_temporal(self._settings), timeout)
+                except Exception as exc:  # noqa: BLE001 — reported by /ready
+                    log.warning("Temporal not reachable at %s: %s", self._settings.temporal_address, exc)
+        return self.client
+
+
+def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.async_database_url  # fails clearly when no database is configured
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        app.state.temporal_holder = TemporalHolder(settings, temporal_client)
+        await app.state.temporal_holder.get()
+        try:
+            yield
+        finally:
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="payops",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        http_requests_total.labels(
+            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).inc()
+        return response
+
+    app.include_router(health.router)
+    for router in _resource_routers():
+        app.include_router(router, prefix="/api/v1")
+    return app
+
+
+def _resource_routers():
+    from api.routers import ROUTERS
+
+    return ROUTERS

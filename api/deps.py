@@ -1,0 +1,92 @@
+"""Request dependencies: settings, database session, Redis, Temporal client, the caller.
+
+Auth dependencies are Annotated aliases, so each endpoint states its permission in its
+signature (e.g. `principal: PayoutWrite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from core.auth_tokens import Principal, verify_token
+from core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from core.roles import Permission
+from core.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from your identity provider (`payops token` in dev)")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: commit on success, roll back on error."""
+    sessionmaker = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+async def get_temporal(request: Request) -> Client:
+    client = await request.app.state.temporal_holder.get()
+    if client is None:
+        raise ServiceUnavailable("Temporal is not reachable; try again shortly")
+    return client
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    return verify_token(request.app.state.settings, credentials.credentials)
+
+
+def require(*permissions: Permission):
+    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        missing = [p.value for p in permissions if p not in principal.permissions]
+        if missing:
+            raise Forbidden(f"your roles do not grant {', '.join(missing)}")
+        return principal
+
+    return dependency
+
+
+def merchant_scope(principal: Principal, merchant_id: str | None) -> str | None:
+    """The merchant a read is limited to: a merchant user only ever sees its own merchant."""
+    if principal.is_merchant_user:
+        if merchant_id and merchant_id != principal.merchant_id:
+            raise Forbidden("you may only access your own merchant's data")
+        return principal.merchant_id
+    return merchant_id
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+Session = Annotated[AsyncSession, Depends(get_session)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+Authenticated = Annotated[Principal, Depends(get_principal)]
+
+P = Permission
+PayoutRead = Annotated[Principal, Depends(require(P.PAYOUTS_READ))]
+PayoutWrite = Annotated[Principal, Depends(require(P.PAYOUTS_WRITE))]
+PayoutOperate = Annotated[Principal, Depends(require(P.PAYOUTS_OPERATE))]
+MerchantsManage = Annotated[Principal, Depends(require(P.MERCHANTS_MANAGE))]
+BalancesRead = Annotated[Principal, Depends(require(P.BALANCES_READ))]

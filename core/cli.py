@@ -1,0 +1,127 @@
+"""`payops`: the command line. `payops --help` lists the commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from core.settings import get_settings
+
+app = typer.Typer(
+    name="payops",
+    help="payops: payments operations on Temporal. `payops up` starts everything.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ledger_app = typer.Typer(help="Ledger tools.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+console = Console()
+err = Console(stderr=True)
+
+
+def _parse_ttl(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = value.strip().lower()
+    try:
+        if value[-1] in units:
+            return int(value[:-1]) * units[value[-1]]
+        return int(value)
+    except (ValueError, IndexError):
+        raise typer.BadParameter("use seconds or a number with s/m/h/d, e.g. 3600, 30m, 12h, 7d") from None
+
+
+@app.command()
+def up() -> None:
+    """Start the whole stack: Temporal (+UI), PostgreSQL, Redis, migrations, sandbox bank, worker, API."""
+    from core.stack import run_up
+
+    raise typer.Exit(run_up(get_settings()))
+
+
+@app.command()
+def status() -> None:
+    """Show what runs where (from the last `payops up` in this data dir)."""
+    from core.stack import show_status
+
+    raise typer.Exit(show_status(get_settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run one Temporal worker (run several to scale out)."""
+    from workers.main import main
+
+    main()
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Apply database migrations (Alembic) to PAYOPS_DATABASE_URL."""
+    from core.db import run_migrations
+
+    settings = get_settings()
+    if not settings.database_url:
+        err.print("[red]PAYOPS_DATABASE_URL is not set[/red]")
+        raise typer.Exit(2)
+    run_migrations(settings.database_url, revision)
+    console.print(f"migrated to {revision}")
+
+
+@app.command()
+def token(
+    role: Annotated[list[str], typer.Option("--role", "-r", help="Role (repeatable)")],
+    merchant: Annotated[Optional[str], typer.Option("--merchant", "-m", help="Merchant id claim")] = None,
+    sub: Annotated[Optional[str], typer.Option(help="Subject (user id)")] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime: seconds or 30m / 12h / 7d")] = "1h",
+) -> None:
+    """Print a dev JWT (HS256, signed with PAYOPS_JWT_SECRET)."""
+    from core.auth_tokens import mint_dev_token
+    from core.roles import MERCHANT_ROLES, Role
+
+    valid = [r.value for r in Role]
+    for r in role:
+        if r not in valid:
+            err.print(f"[red]unknown role {r!r}[/red]; roles: {', '.join(valid)}")
+            raise typer.Exit(2)
+    if any(Role(r) in MERCHANT_ROLES for r in role) and not merchant:
+        err.print("[red]merchant roles need --merchant MERCHANT_ID[/red]")
+        raise typer.Exit(2)
+    typer.echo(mint_dev_token(get_settings(), role=role, sub=sub, merchant_id=merchant, ttl_seconds=_parse_ttl(ttl)))
+
+
+@ledger_app.command("check")
+def ledger_check(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Verify the ledger: balanced journals, balances = entries, holds ↔ payouts. Exit 1 on violations."""
+    from core.ledger import run_ledger_check
+
+    settings = get_settings()
+    if not settings.database_url:
+        err.print("[red]PAYOPS_DATABASE_URL is not set[/red]")
+        raise typer.Exit(2)
+    report = asyncio.run(run_ledger_check(settings.database_url))
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(), default=str, indent=2))
+    else:
+        colour = "green" if report.ok else "red"
+        console.print(
+            f"[{colour}]ledger {'OK' if report.ok else 'VIOLATIONS'}[/{colour}]: "
+            f"{report.transactions_checked} transactions, {report.accounts_checked} accounts, "
+            f"{report.holds_checked} holds checked"
+        )
+        for v in report.violations:
+            console.print(f"  - {v}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

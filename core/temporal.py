@@ -1,0 +1,34 @@
+"""The one Temporal client factory: pydantic data converter + encrypting codec, from settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.service import TLSConfig
+
+from core.codec import EncryptionCodec
+from core.settings import Settings
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec.from_spec(settings.codec_keys)
+    )
+
+
+async def connect_temporal(settings: Settings, *, address: str | None = None) -> Client:
+    return await Client.connect(
+        address or settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        tls=TLSConfig() if settings.temporal_tls else False,
+        api_key=settings.temporal_api_key,
+    )
+
+
+def workflow_ui_url(settings: Settings, workflow_id: str) -> str:
+    base = settings.temporal_ui_url.rstrip("/")
+    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"

@@ -1,0 +1,95 @@
+"""The one place a Worker is built: which workflows and activities run on which task queue.
+
+`payops worker` (or `python -m workers.main`) runs one; run N of them to scale out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.health import HealthActivities
+from core.db import create_engine, create_sessionmaker
+from core.settings import Settings, get_settings
+from core.temporal import connect_temporal
+from workflows.health import HealthCheckWorkflow
+
+log = logging.getLogger("payops.worker")
+
+
+@dataclass
+class WorkerDeps:
+    """What activities need, built once per worker process; tests build their own."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WorkerDeps":
+        engine = create_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
+        )
+
+    async def aclose(self) -> None:
+        for closer in self.extras.get("closers", []):
+            await closer()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def workflows() -> list[type]:
+    return [HealthCheckWorkflow]
+
+
+def activities(deps: WorkerDeps) -> list:
+    health = HealthActivities(deps.sessionmaker, deps.redis)
+    return [health.check_worker_dependencies]
+
+
+def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or deps.settings.temporal_task_queue,
+        workflows=workflows(),
+        activities=activities(deps),
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect_temporal(settings)
+    deps = WorkerDeps.from_settings(settings)
+    worker = build_worker(client, deps)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+    await deps.aclose()
+
+
+def main() -> None:
+    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())
+
+
+if __name__ == "__main__":
+    main()
