@@ -156,6 +156,8 @@ payouts = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("routing", JSONB, nullable=True),
     Column("settlement_target_at", DateTime(timezone=True), nullable=True),
+    # Set once the payout's workflow is known to exist; NULL rows are healed by the sweeper.
+    Column("workflow_started_at", DateTime(timezone=True), nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=True),
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Column("reconciled_at", DateTime(timezone=True), nullable=True),

@@ -294,6 +294,7 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), server_default='1', nullable=False),
     sa.Column('routing', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('settlement_target_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('workflow_started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reconciled_at', sa.DateTime(timezone=True), nullable=True),

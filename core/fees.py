@@ -1,0 +1,30 @@
+"""Payout fees per rail: a fixed part in minor units plus basis points of the amount.
+
+The Rails issue moves these into an editable table; until then they are here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FeeRule:
+    fixed_minor: int
+    bps: int  # 1 bps = 0.01 %
+
+
+FEE_RULES: dict[str, FeeRule] = {
+    "ach": FeeRule(fixed_minor=25, bps=0),
+    "sepa": FeeRule(fixed_minor=20, bps=0),
+    "sepa_instant": FeeRule(fixed_minor=50, bps=5),
+    "wire": FeeRule(fixed_minor=1500, bps=0),
+    "faster_payments": FeeRule(fixed_minor=30, bps=0),
+    "mobile_money": FeeRule(fixed_minor=0, bps=100),
+}
+
+
+def payout_fee(rail: str, amount_minor: int) -> int:
+    """Fee in the payout's currency, rounded half up to the minor unit (integers only)."""
+    rule = FEE_RULES[rail]
+    return rule.fixed_minor + (amount_minor * rule.bps + 5_000) // 10_000

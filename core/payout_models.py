@@ -1,0 +1,226 @@
+"""Payout domain types shared by the API, the workflow and its activities.
+
+Pure pydantic models and constants: no I/O, safe to import from workflow code. One input and
+one result model per workflow, activity, signal, update and query, so fields can be added
+without breaking running workflows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"  # persisted, workflow starting
+    HELD = "held"  # funds held on the ledger
+    ROUTED = "routed"  # rail and connector chosen; waiting for its cutoff if any
+    SUBMITTING = "submitting"  # a submission attempt is under way
+    RETRYING = "retrying"  # a retryable connector error; backing off before the next attempt
+    SUBMITTED = "submitted"  # the bank accepted it; waiting for settlement
+    SETTLED = "settled"  # paid: the hold is released into the final ledger entries
+    RETURNED = "returned"  # the bank returned it after settlement; reversed
+    FAILED = "failed"  # a permanent error (or an expired dlq); the hold is reversed
+    CANCELLED = "cancelled"  # cancelled before submission; the hold is reversed
+    REJECTED = "rejected"  # refused before any hold (insufficient funds, frozen merchant)
+    DLQ = "dlq"  # retry budget exhausted; waiting for an ops retry or cancel
+
+
+# Statuses after which no money moves any more (settled can still become returned within
+# the return window, but it is a final state for the merchant's balance).
+TERMINAL_STATUSES = frozenset(
+    {PayoutStatus.SETTLED, PayoutStatus.RETURNED, PayoutStatus.FAILED, PayoutStatus.CANCELLED, PayoutStatus.REJECTED}
+)
+# Cancel is allowed only while nothing has (or may have) reached the bank.
+CANCELLABLE_STATUSES = frozenset(
+    {PayoutStatus.PENDING, PayoutStatus.HELD, PayoutStatus.ROUTED, PayoutStatus.DLQ}
+)
+
+
+class Method(StrEnum):
+    SEPA = "sepa"
+    ACH = "ach"
+    WIRE = "wire"
+    FASTER_PAYMENTS = "faster_payments"
+    MOBILE_MONEY = "mobile_money"
+
+
+class Priority(StrEnum):
+    BATCH = "batch"
+    STANDARD = "standard"
+    INSTANT = "instant"
+    PRIORITY = "priority"
+
+
+# --- workflow input / state -------------------------------------------------------------------
+
+
+class PayoutWorkflowInput(BaseModel):
+    payout_id: str
+    merchant_id: str
+    amount_minor: int
+    fee_minor: int
+    currency: str
+    method: str
+    priority: str
+    created_at: datetime
+    # Retry policy for connector submissions (from settings at creation time).
+    retry_initial_seconds: float = 2.0
+    retry_backoff: float = 2.0
+    retry_max_interval_seconds: float = 300.0
+    retry_max_attempts: int = 5
+    dlq_expiry_seconds: float = 72 * 3600
+    return_window_seconds: float = 72 * 3600
+    settlement_poll_seconds: float = 60.0
+    hold_expiry_seconds: float = 168 * 3600
+
+
+class PayoutWorkflowResult(BaseModel):
+    payout_id: str
+    status: str
+    failure_code: str | None = None
+
+
+class PayoutState(BaseModel):
+    """What the `state` Query returns: everything ops need to see about a running payout."""
+
+    payout_id: str
+    status: str
+    step: str
+    attempts: int = 0
+    last_error: str | None = None
+    failure_code: str | None = None
+    rail: str | None = None
+    connector: str | None = None
+    bank_payment_id: str | None = None
+    hold_status: str | None = None
+    hold_amount_minor: int | None = None
+    next_attempt_at: datetime | None = None
+    timestamps: dict[str, datetime] = Field(default_factory=dict)
+
+
+class CancelRequest(BaseModel):
+    actor: str
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RetryRequest(BaseModel):
+    actor: str
+    reason: str | None = None
+
+
+class OpsDecision(BaseModel):
+    """Result of a cancel or retry update."""
+
+    accepted: bool
+    status: str
+    detail: str
+
+
+class BankNotificationSignal(BaseModel):
+    event_id: str
+    type: str  # payment.settled | payment.failed | payment.returned
+    status: str
+    bank_payment_id: str | None = None
+    failure_code: str | None = None
+    return_code: str | None = None
+
+
+# --- activity inputs / results ----------------------------------------------------------------
+
+
+class TransitionInput(BaseModel):
+    """Move a payout to `to_status`, appending an audit event (idempotent per `event_key`)."""
+
+    payout_id: str
+    to_status: str
+    actor: str = "workflow"
+    reason: str | None = None
+    event_key: str  # unique per transition within the workflow, e.g. "submitted"
+    failure_code: str | None = None
+    failure_message: str | None = None
+    data: dict = Field(default_factory=dict)
+
+
+class TransitionResult(BaseModel):
+    payout_id: str
+    status: str
+    version: int
+    applied: bool
+
+
+class HoldInput(BaseModel):
+    payout_id: str
+    merchant_id: str
+    amount_minor: int
+    fee_minor: int
+    currency: str
+    expires_at: datetime
+
+
+class HoldResult(BaseModel):
+    placed: bool
+    status: str  # held | rejected
+    failure_code: str | None = None
+    detail: str | None = None
+
+
+class RouteInput(BaseModel):
+    payout_id: str
+    method: str
+    currency: str
+    priority: str
+
+
+class RouteDecision(BaseModel):
+    rail: str
+    connector: str
+    explanation: dict = Field(default_factory=dict)
+
+
+class SubmitInput(BaseModel):
+    payout_id: str
+    connector: str
+    rail: str
+    attempt: int
+
+
+class SubmitResult(BaseModel):
+    bank_payment_id: str
+    bank_status: str
+
+
+class StatusPollInput(BaseModel):
+    payout_id: str
+    connector: str
+
+
+class StatusPollResult(BaseModel):
+    known: bool
+    status: str | None = None  # accepted | settled | failed | returned
+    bank_payment_id: str | None = None
+    failure_code: str | None = None
+    return_code: str | None = None
+
+
+class SettleInput(BaseModel):
+    payout_id: str
+    connector: str
+    bank_payment_id: str | None = None
+
+
+class ReverseInput(BaseModel):
+    payout_id: str
+    to_status: str  # failed | cancelled | returned
+    failure_code: str | None = None
+    reason: str
+    actor: str = "workflow"
+    return_code: str | None = None
+    connector: str | None = None
+
+
+# Error types activities raise (ApplicationError.type) that the workflow branches on.
+ERR_CONNECTOR_TRANSIENT = "ConnectorTransient"
+ERR_CONNECTOR_PERMANENT = "ConnectorPermanent"
