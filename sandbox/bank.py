@@ -72,14 +72,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.serving import bind_socket, serve_in_background
+from sandbox.serving import serve_forever, serve_in_background
 
 # --- designated test accounts ----------------------------------------------------------------
 
@@ -665,13 +664,18 @@ class RunningBank:
     def state(self) -> BankState:
         return self.bank.state
 
+    async def reset(self) -> None:
+        await self.state.reset()
+
     def payment(self, reference: str) -> dict[str, Any] | None:
         """The /_sandbox/payments row for one reference (None if no POST ever arrived for it)."""
         return self.state.payment_report(reference)
 
 
 @contextlib.asynccontextmanager
-async def running_bank(config: BankConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningBank]:
+async def running_bank(
+    config: BankConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningBank]:
     """Serve a sandbox bank in this event loop on a free loopback port until the block exits."""
     app = create_bank_app(config)
     bank: Bank = app.state.bank
@@ -698,13 +702,14 @@ def main(argv: list[str] | None = None) -> None:
         hang_seconds=args.hang_seconds,
     )
     app = create_bank_app(config)
-    sock = bind_socket(args.host, args.port)
-    port = sock.getsockname()[1]
-    print(f"sandbox bank listening on http://{args.host}:{port}", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, timeout_graceful_shutdown=2)
-    )  # the graceful timeout also ends requests that are deliberately hanging
-    asyncio.run(server.serve(sockets=[sock]))
+    serve_forever(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        on_stop=app.state.bank.state.stopping.set,  # release hanging requests at once
+        announce=lambda url: print(f"sandbox bank listening on {url}", flush=True),
+    )
 
 
 if __name__ == "__main__":

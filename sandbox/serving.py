@@ -17,12 +17,51 @@ from dataclasses import dataclass
 import uvicorn
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves the host process's signal handlers alone."""
+class _Server(uvicorn.Server):
+    """uvicorn, plus a hook that runs (in the loop) when a stop is requested by signal.
+
+    `embedded=True` leaves the host process's signal handlers alone (tests, in-process demo).
+    """
+
+    def __init__(self, config: uvicorn.Config, *, on_stop: Callable[[], None] | None = None, embedded: bool = False):
+        super().__init__(config)
+        self._on_stop = on_stop
+        self._embedded = embedded
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
-        yield
+        if self._embedded:
+            yield
+        else:
+            with super().capture_signals():
+                yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    def handle_exit(self, sig, frame) -> None:  # noqa: ANN001 - signal handler signature
+        if self._on_stop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_stop)
+        super().handle_exit(sig, frame)
+
+
+def serve_forever(
+    app,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_stop: Callable[[], None] | None = None,
+    log_level: str = "info",
+    announce: Callable[[str], None] = lambda url: print(url, flush=True),
+) -> None:
+    """Serve `app` in the foreground until SIGINT/SIGTERM; `announce` gets the URL once bound."""
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host=host, port=bound_port, log_level=log_level, timeout_graceful_shutdown=2)
+    announce(f"http://{host}:{bound_port}")
+    asyncio.run(_Server(config, on_stop=on_stop).serve(sockets=[sock]))
 
 
 @dataclass
@@ -65,7 +104,7 @@ async def serve_in_background(
         access_log=False,
         timeout_graceful_shutdown=graceful_shutdown_seconds,
     )
-    server = _EmbeddedServer(config)
+    server = _Server(config, embedded=True)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn:{host}:{bound_port}")
     try:
         deadline = time.monotonic() + startup_timeout
