@@ -1,0 +1,232 @@
+"""`payops up` end to end, the way a user runs it: a real subprocess with its own data dir.
+
+It must come up (PostgreSQL, Redis, Temporal reported up by /ready, the Temporal UI answering),
+stop on Ctrl-C without leaving a process behind, leave nothing behind even when SIGKILLed,
+and find its data again on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+import redis
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from core.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+UP = [sys.executable, "-c", "from core.cli import app; app()", "up"]
+STATUS = [sys.executable, "-c", "from core.cli import app; app()", "status"]
+START_DEADLINE_S = 120.0
+STOP_DEADLINE_S = 90.0
+
+
+def _stack_env(data_dir: Path, api_port: int, temporal_port: int, ui_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOPS_")}
+    env.update(
+        PAYOPS_DATA_DIR=str(data_dir),
+        PAYOPS_API_PORT=str(api_port),
+        PAYOPS_TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
+        PAYOPS_TEMPORAL_UI_PORT=str(ui_port),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_all_gone(pids: set[int], deadline_s: float) -> set[int]:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if all(_gone(p) for p in pids):
+            return set()
+        time.sleep(0.1)
+    return {p for p in pids if not _gone(p)}
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[bytes]
+    output: Path
+    data_dir: Path
+    api_url: str
+    ui_port: int
+    state: dict
+    startup_s: float
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def pids(self) -> set[int]:
+        """The `payops up` process, every service pid it recorded, and all their descendants."""
+        pids = {self.proc.pid}
+        pids |= {s["pid"] for s in self.state["services"].values() if s.get("pid")}
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        return pids
+
+    def service_url(self, name: str) -> str:
+        return self.state["services"][name]["url"]
+
+
+@contextlib.contextmanager
+def payops_up(env: dict[str, str], workdir: Path, tag: str) -> Iterator[RunningStack]:
+    data_dir = Path(env["PAYOPS_DATA_DIR"])
+    api_url = f"http://127.0.0.1:{env['PAYOPS_API_PORT']}"
+    output = workdir / f"up-{tag}.out"
+    started = time.monotonic()
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(UP, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    stack: RunningStack | None = None
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        body: dict = {}
+        while True:
+            assert proc.poll() is None, f"payops up exited {proc.returncode}:\n{output.read_text()}"
+            try:
+                resp = httpx.get(f"{api_url}/ready", timeout=5)
+                body = resp.json() if resp.headers.get("content-type", "").startswith("application/") else {}
+                if resp.status_code == 200 and (data_dir / "stack.json").exists():
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"not ready in {START_DEADLINE_S}s ({body}):\n{output.read_text()}"
+            time.sleep(0.2)
+        startup_s = time.monotonic() - started
+        for name in ("postgres", "redis", "temporal"):
+            assert body["checks"][name]["status"] == "up", body
+        state = json.loads((data_dir / "stack.json").read_text())
+        stack = RunningStack(proc, output, data_dir, api_url, int(env["PAYOPS_TEMPORAL_UI_PORT"]), state, startup_s)
+        yield stack
+    finally:
+        if proc.poll() is None:  # the test failed midway: never leave a stack running
+            leftovers = stack.pids() if stack else {proc.pid}
+            proc.kill()
+            proc.wait(30)
+            for pid in _wait_all_gone(leftovers, 20):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _status(env: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(STATUS, env=env, cwd=workdir, capture_output=True, text=True, timeout=60)
+
+
+async def test_up_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
+    env = _stack_env(tmp_path / ".payops", free_port(), free_port(), free_port())
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"stack-test-{marker}"
+
+    # 1. cold start; write into every store; a second `payops up` is refused; Ctrl-C stops all
+    with payops_up(env, tmp_path, "cold") as stack:
+        cold_s = stack.startup_s
+        assert httpx.get(f"http://127.0.0.1:{stack.ui_port}/", timeout=10).status_code == 200
+        text = stack.text()
+        for expected in ("/docs", "/metrics", f"127.0.0.1:{stack.ui_port}", "postgresql://", "redis://"):
+            assert expected in text, text
+
+        status = _status(env, tmp_path)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "postgres" in status.stdout and "temporal" in status.stdout
+
+        second = subprocess.run(UP, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and "already running" in second.stdout, second.stdout + second.stderr
+
+        conn = await asyncpg.connect(stack.service_url("postgres"))
+        try:
+            await conn.execute("CREATE TABLE stack_test_marker (v text)")
+            await conn.execute("INSERT INTO stack_test_marker VALUES ($1)", marker)
+        finally:
+            await conn.close()
+        r = redis.Redis.from_url(stack.service_url("redis"))
+        r.set("stack-test-marker", marker)
+        r.close()
+        client = await Client.connect(stack.service_url("temporal"))
+        # No worker polls this queue: the workflow simply stays open across restarts.
+        await client.start_workflow("StackTestMarker", id=workflow_id, task_queue=f"nobody-{marker}")
+
+        pids = stack.pids()
+        assert len(pids) >= 7  # up + postgres, redis, temporal, bank, worker, api (+ pg children)
+        stack.proc.send_signal(signal.SIGINT)
+        assert stack.proc.wait(STOP_DEADLINE_S) == 0, stack.text()
+        assert _wait_all_gone(pids, 20) == set(), stack.text()
+        assert not (stack.data_dir / "stack.json").exists()
+        assert not (stack.data_dir / "payops.lock").exists()
+        assert _status(env, tmp_path).returncode == 3
+
+    # 2. warm start finds everything; SIGKILL of `payops up` still leaves no process behind
+    with payops_up(env, tmp_path, "warm") as stack:
+        warm_s = stack.startup_s
+        await _assert_data_kept(stack, marker, workflow_id)
+        pids = stack.pids()
+        stack.proc.send_signal(signal.SIGKILL)
+        stack.proc.wait(10)
+        assert _wait_all_gone(pids, 30) == set(), stack.text()
+    assert _status(env, tmp_path).returncode == 3  # stack.json left by the killed run is stale
+
+    # 3. a start after a SIGKILL takes over the stale lock and still has the data; SIGTERM stops it
+    with payops_up(env, tmp_path, "after-kill") as stack:
+        await _assert_data_kept(stack, marker, workflow_id)
+        pids = stack.pids()
+        stack.proc.send_signal(signal.SIGTERM)
+        assert stack.proc.wait(STOP_DEADLINE_S) == 0, stack.text()
+        assert _wait_all_gone(pids, 20) == set(), stack.text()
+
+    print(f"\npayops up: cold start {cold_s:.1f}s, warm start {warm_s:.1f}s")
+
+
+async def _assert_data_kept(stack: RunningStack, marker: str, workflow_id: str) -> None:
+    conn = await asyncpg.connect(stack.service_url("postgres"))
+    try:
+        assert await conn.fetchval("SELECT v FROM stack_test_marker") == marker
+    finally:
+        await conn.close()
+    r = redis.Redis.from_url(stack.service_url("redis"))
+    assert r.get("stack-test-marker") == marker.encode()
+    r.close()
+    client = await Client.connect(stack.service_url("temporal"))
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    assert desc.status == WorkflowExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize("setting", ["PAYOPS_API_PORT", "PAYOPS_TEMPORAL_ADDRESS", "PAYOPS_TEMPORAL_UI_PORT"])
+def test_taken_port_exits_2_and_starts_nothing(tmp_path: Path, setting: str) -> None:
+    env = _stack_env(tmp_path / ".payops", free_port(), free_port(), free_port())
+    port = int(env[setting].rpartition(":")[2])
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        before = {p.pid for p in psutil.process_iter()}
+        result = subprocess.run(UP, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {port} is taken ({setting})" in result.stdout
+    assert not (tmp_path / ".payops" / "stack.json").exists()
+    assert not (tmp_path / ".payops" / "logs").exists()  # nothing was started
+    started = [
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if p.info["pid"] not in before and str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert started == []
