@@ -1,3 +1,7 @@
 """One router module per resource; ROUTERS is what the app mounts under /api/v1."""
 
 ROUTERS: list = []
+
+from api.routers import balances, bank_webhooks, merchants, payouts  # noqa: E402
+
+ROUTERS += [merchants.router, balances.router, payouts.router, bank_webhooks.router]
