@@ -165,8 +165,25 @@ async def temporal_client(temporal_env):
 
 
 @pytest.fixture
-def settings(base_settings: Settings, database_url: str, redis_url: str, temporal_env) -> Settings:
-    """Settings for one test: its own database, its own task queue."""
+def bank_config():
+    """The sandbox bank's behaviour for this test (override the fixture to change it)."""
+    from sandbox.bank import BankConfig
+
+    return BankConfig(webhook_url=None, settle_delay=0.2, hang_seconds=5.0)
+
+
+@pytest.fixture
+async def bank(bank_config):
+    """A real sandbox bank over HTTP on a free loopback port."""
+    from sandbox.bank import running_bank
+
+    async with running_bank(bank_config) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(base_settings: Settings, database_url: str, redis_url: str, temporal_env, bank) -> Settings:
+    """Settings for one test: its own database, its own task queue, its own bank."""
     address = temporal_env.client.service_client.config.target_host
     return base_settings.model_copy(
         update={
@@ -174,6 +191,7 @@ def settings(base_settings: Settings, database_url: str, redis_url: str, tempora
             "redis_url": redis_url,
             "temporal_address": address,
             "temporal_task_queue": f"test-{uuid.uuid4().hex[:10]}",
+            "sandbox_bank_url": bank.url,
         }
     )
 

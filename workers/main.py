@@ -16,10 +16,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.health import HealthActivities
+from activities.payouts import PayoutActivities
+from connectors.registry import ConnectorRegistry, build_registry
+from core.crypto import FieldCipher
 from core.db import create_engine, create_sessionmaker
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from workflows.health import HealthCheckWorkflow
+from workflows.payout import PayoutWorkflow
 
 log = logging.getLogger("payops.worker")
 
@@ -32,6 +36,8 @@ class WorkerDeps:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis | None
+    connectors: ConnectorRegistry
+    cipher: FieldCipher
     extras: dict = field(default_factory=dict)
 
     @classmethod
@@ -42,23 +48,34 @@ class WorkerDeps:
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
+            connectors=build_registry(settings),
+            cipher=FieldCipher(settings.codec_keys),
         )
 
     async def aclose(self) -> None:
-        for closer in self.extras.get("closers", []):
-            await closer()
+        await self.connectors.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
     health = HealthActivities(deps.sessionmaker, deps.redis)
-    return [health.check_worker_dependencies]
+    payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher)
+    return [
+        health.check_worker_dependencies,
+        payouts.place_payout_hold,
+        payouts.route_payout,
+        payouts.record_payout_transition,
+        payouts.submit_payout_to_connector,
+        payouts.poll_payout_status,
+        payouts.settle_payout,
+        payouts.reverse_payout,
+    ]
 
 
 def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = None) -> Worker:

@@ -1,0 +1,236 @@
+"""Side effects of the PayoutWorkflow: ledger postings, status transitions, bank connector calls.
+
+Every activity is idempotent: ledger postings carry a reference per payout, transitions an
+event key, and the connector receives the payout id as its idempotency reference, so a retried
+activity (or a worker killed mid-call) can never hold, pay or settle twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from connectors.base import ConnectorError, PermanentConnectorError, SubmitRequest
+from connectors.registry import ConnectorRegistry
+from core import ledger, metrics
+from core.crypto import FieldCipher
+from core.payout_models import (
+    ERR_CONNECTOR_PERMANENT,
+    ERR_CONNECTOR_TRANSIENT,
+    HoldInput,
+    HoldResult,
+    PayoutStatus,
+    ReverseInput,
+    RouteDecision,
+    RouteInput,
+    SettleInput,
+    StatusPollInput,
+    StatusPollResult,
+    SubmitInput,
+    SubmitResult,
+    TransitionInput,
+    TransitionResult,
+)
+from core.payout_store import publish_payout_update, transition
+from core.routing import explain
+
+log = logging.getLogger("payops.activities.payouts")
+
+
+def _result(row: dict, applied: bool) -> TransitionResult:
+    return TransitionResult(payout_id=row["id"], status=row["status"], version=row["version"], applied=applied)
+
+
+class PayoutActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis | None,
+        connectors: ConnectorRegistry,
+        cipher: FieldCipher,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._connectors = connectors
+        self._cipher = cipher
+
+    async def _transition(self, **kwargs) -> TransitionResult:
+        async with self._sessionmaker() as session, session.begin():
+            row, applied = await transition(session, **kwargs)
+        if applied:
+            await publish_payout_update(self._redis, row)
+        return _result(row, applied)
+
+    @activity.defn(name="record_payout_transition")
+    async def record_payout_transition(self, params: TransitionInput) -> TransitionResult:
+        return await self._transition(
+            payout_id=params.payout_id,
+            to_status=params.to_status,
+            event_key=params.event_key,
+            actor=params.actor,
+            reason=params.reason,
+            failure_code=params.failure_code,
+            failure_message=params.failure_message,
+            data=params.data,
+        )
+
+    @activity.defn(name="place_payout_hold")
+    async def place_payout_hold(self, params: HoldInput) -> HoldResult:
+        """Hold amount + fee on the merchant's balance, or reject the payout with no hold."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await ledger.place_hold(
+                    session,
+                    payout_id=params.payout_id,
+                    merchant_id=params.merchant_id,
+                    amount_minor=params.amount_minor,
+                    fee_minor=params.fee_minor,
+                    currency=params.currency,
+                    expires_at=params.expires_at,
+                )
+                row, applied = await transition(
+                    session, payout_id=params.payout_id, to_status=PayoutStatus.HELD, event_key="held",
+                    data={"held_minor": params.amount_minor + params.fee_minor},
+                )
+        except ledger.InsufficientFundsError as exc:
+            result = await self._transition(
+                payout_id=params.payout_id,
+                to_status=PayoutStatus.REJECTED,
+                event_key="rejected",
+                reason="insufficient funds",
+                failure_code="insufficient_funds",
+                failure_message=str(exc),
+            )
+            return HoldResult(placed=False, status=result.status, failure_code="insufficient_funds", detail=str(exc))
+        if applied:
+            await publish_payout_update(self._redis, row)
+        return HoldResult(placed=True, status=PayoutStatus.HELD)
+
+    @activity.defn(name="route_payout")
+    async def route_payout(self, params: RouteInput) -> RouteDecision:
+        decision = explain(params.method, params.currency, params.priority)
+        await self._transition(
+            payout_id=params.payout_id,
+            to_status=PayoutStatus.ROUTED,
+            event_key="routed",
+            reason=decision["why"],
+            data={"rail": decision["rail"], "connector": decision["connector"]},
+            extra_columns={"rail": decision["rail"], "connector": decision["connector"], "routing": decision},
+        )
+        return RouteDecision(rail=decision["rail"], connector=decision["connector"], explanation=decision)
+
+    @activity.defn(name="submit_payout_to_connector")
+    async def submit_payout_to_connector(self, params: SubmitInput) -> SubmitResult:
+        """Send the payout to the bank, idempotent on the payout id."""
+        connector = self._connectors.get(params.connector)
+        async with self._sessionmaker() as session, session.begin():
+            row, applied = await transition(
+                session, payout_id=params.payout_id, to_status=PayoutStatus.SUBMITTING,
+                event_key=f"submitting:{params.attempt}", data={"attempt": params.attempt},
+                extra_columns={"attempts": params.attempt},
+            )
+        if applied:
+            await publish_payout_update(self._redis, row)
+        request = SubmitRequest(
+            reference=row["id"],
+            amount_minor=row["amount_minor"],
+            currency=row["currency"],
+            rail=params.rail,
+            beneficiary=self._cipher.decrypt_json(row["beneficiary_encrypted"]),
+            description=row["description"],
+        )
+        started = time.perf_counter()
+        try:
+            submitted = await connector.submit(request)
+        except ConnectorError as exc:
+            outcome = "permanent_error" if not exc.retryable else "transient_error"
+            metrics.connector_requests_total.labels(params.connector, outcome).inc()
+            # The message must not carry beneficiary details: connectors report codes only.
+            message = f"{exc.code}: {exc}"
+            if exc.retryable:
+                raise ApplicationError(message, exc.code, type=ERR_CONNECTOR_TRANSIENT) from None
+            raise ApplicationError(message, exc.code, type=ERR_CONNECTOR_PERMANENT, non_retryable=True) from None
+        finally:
+            metrics.connector_latency_seconds.labels(params.connector).observe(time.perf_counter() - started)
+        metrics.connector_requests_total.labels(params.connector, "accepted").inc()
+        await self._transition(
+            payout_id=params.payout_id,
+            to_status=PayoutStatus.SUBMITTED,
+            event_key="submitted",
+            data={"bank_payment_id": submitted.payment_id, "attempt": params.attempt},
+            extra_columns={"bank_payment_id": submitted.payment_id, "submitted_at": datetime.now(timezone.utc)},
+        )
+        return SubmitResult(bank_payment_id=submitted.payment_id, bank_status=submitted.status)
+
+    @activity.defn(name="poll_payout_status")
+    async def poll_payout_status(self, params: StatusPollInput) -> StatusPollResult:
+        connector = self._connectors.get(params.connector)
+        try:
+            status = await connector.poll_status(params.payout_id)
+        except PermanentConnectorError as exc:
+            if exc.code == "payment_not_found":
+                return StatusPollResult(known=False)
+            raise ApplicationError(str(exc), exc.code, type=ERR_CONNECTOR_PERMANENT, non_retryable=True) from None
+        except ConnectorError as exc:
+            raise ApplicationError(str(exc), exc.code, type=ERR_CONNECTOR_TRANSIENT) from None
+        return StatusPollResult(
+            known=True,
+            status=status.status,
+            bank_payment_id=status.payment_id,
+            failure_code=status.failure_code,
+            return_code=status.return_code,
+        )
+
+    @activity.defn(name="settle_payout")
+    async def settle_payout(self, params: SettleInput) -> TransitionResult:
+        """Release the hold into the final entries: paid to the bank's clearing, fee to revenue."""
+        async with self._sessionmaker() as session, session.begin():
+            await ledger.settle_hold(session, payout_id=params.payout_id, connector=params.connector)
+            row, applied = await transition(
+                session, payout_id=params.payout_id, to_status=PayoutStatus.SETTLED, event_key="settled",
+                data={"bank_payment_id": params.bank_payment_id},
+                extra_columns={"settled_at": datetime.now(timezone.utc)},
+            )
+        if applied:
+            await publish_payout_update(self._redis, row)
+            metrics.payouts_processed_total.labels(PayoutStatus.SETTLED).inc()
+            if row["submitted_at"] is not None:
+                metrics.payout_settlement_duration_seconds.observe(
+                    (row["settled_at"] - row["submitted_at"]).total_seconds()
+                )
+            metrics.payout_processing_duration_seconds.observe(
+                (row["settled_at"] - row["created_at"]).total_seconds()
+            )
+        return _result(row, applied)
+
+    @activity.defn(name="reverse_payout")
+    async def reverse_payout(self, params: ReverseInput) -> TransitionResult:
+        """Give the merchant its money back: reverse the hold, or post a bank return."""
+        async with self._sessionmaker() as session, session.begin():
+            if params.to_status == PayoutStatus.RETURNED:
+                await ledger.post_return(
+                    session, payout_id=params.payout_id, connector=params.connector or "",
+                    return_code=params.return_code or "",
+                )
+            elif await ledger.get_hold(session, params.payout_id) is not None:
+                await ledger.reverse_hold(session, payout_id=params.payout_id, reason=params.reason)
+            row, applied = await transition(
+                session,
+                payout_id=params.payout_id,
+                to_status=params.to_status,
+                event_key=params.to_status,
+                actor=params.actor,
+                reason=params.reason,
+                failure_code=params.failure_code or params.return_code,
+                failure_message=params.reason,
+            )
+        if applied:
+            await publish_payout_update(self._redis, row)
+            metrics.payouts_processed_total.labels(params.to_status).inc()
+        return _result(row, applied)

@@ -1,0 +1,416 @@
+"""PayoutWorkflow (`payout-{id}`): hold → route → submit (retry with backoff) → await settlement
+→ settle → watch for returns. Exhausted retries park the payout in `dlq`, where the workflow
+waits for an ops retry or cancel (Updates, also accepted as Signals from the Temporal UI) or
+expires. Deterministic: every side effect is an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.payouts import PayoutActivities
+    from core.names import search_attribute_keys
+    from core.payout_models import (
+        CANCELLABLE_STATUSES,
+        ERR_CONNECTOR_PERMANENT,
+        BankNotificationSignal,
+        CancelRequest,
+        HoldInput,
+        OpsDecision,
+        PayoutState,
+        PayoutStatus,
+        PayoutWorkflowInput,
+        PayoutWorkflowResult,
+        RetryRequest,
+        ReverseInput,
+        RouteInput,
+        SettleInput,
+        StatusPollInput,
+        SubmitInput,
+        TransitionInput,
+    )
+
+S = PayoutStatus
+SA = search_attribute_keys()
+
+# Database-touching activities retry until they succeed (a transient DB error must not lose a
+# payout); their idempotency makes that safe.
+DB_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+)
+# One submission attempt per activity: the workflow owns the retry loop so its attempts,
+# backoff and last error are visible in the state Query and the history.
+SUBMIT_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_attempts=1),
+)
+POLL_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
+)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+async def wait_until(condition: Callable[[], bool], timeout: timedelta) -> bool:
+    """True when `condition` became true, False when the (durable) timer ran out first."""
+    try:
+        await workflow.wait_condition(condition, timeout=timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+@workflow.defn(name="PayoutWorkflow")
+class PayoutWorkflow:
+    @workflow.init
+    def __init__(self, params: PayoutWorkflowInput) -> None:
+        self._p = params
+        self._state = PayoutState(payout_id=params.payout_id, status=S.PENDING, step="starting")
+        self._state.timestamps["created"] = params.created_at
+        self._cancel: CancelRequest | None = None
+        self._cancel_result: OpsDecision | None = None
+        self._retry: RetryRequest | None = None
+        self._notifications: list[BankNotificationSignal] = []
+        self._seen_events: set[str] = set()
+
+    # --- queries, updates, signals -----------------------------------------------------
+
+    @workflow.query(name="state")
+    def state(self) -> PayoutState:
+        return self._state
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelRequest) -> OpsDecision:
+        self._cancel = request
+        await workflow.wait_condition(lambda: self._cancel_result is not None)
+        assert self._cancel_result is not None
+        return self._cancel_result
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._check_cancellable()
+
+    @workflow.update(name="retry")
+    async def retry(self, request: RetryRequest) -> OpsDecision:
+        self._retry = request
+        await workflow.wait_condition(lambda: self._state.status != S.DLQ)
+        return OpsDecision(accepted=True, status=self._state.status, detail="retry scheduled")
+
+    @retry.validator
+    def _validate_retry(self, request: RetryRequest) -> None:
+        self._check_retryable()
+
+    @workflow.signal(name="cancel_signal")
+    def cancel_signal(self, request: CancelRequest) -> None:
+        """For the Temporal UI: a cancel that is not allowed now is ignored (and logged)."""
+        try:
+            self._check_cancellable()
+        except ValueError as exc:
+            workflow.logger.warning("cancel signal ignored: %s", exc)
+            return
+        self._cancel = request
+
+    @workflow.signal(name="retry_signal")
+    def retry_signal(self, request: RetryRequest) -> None:
+        try:
+            self._check_retryable()
+        except ValueError as exc:
+            workflow.logger.warning("retry signal ignored: %s", exc)
+            return
+        self._retry = request
+
+    @workflow.signal(name="bank_notification")
+    def bank_notification(self, notification: BankNotificationSignal) -> None:
+        if notification.event_id in self._seen_events:
+            return  # a duplicate delivery is harmless
+        self._seen_events.add(notification.event_id)
+        self._notifications.append(notification)
+
+    def _check_cancellable(self) -> None:
+        if self._cancel is not None:
+            raise ValueError("a cancel is already in progress")
+        if self._state.status not in CANCELLABLE_STATUSES:
+            raise ValueError(
+                f"cannot cancel a payout in status {self._state.status}: "
+                "cancel is allowed only before it is submitted to the bank"
+            )
+
+    def _check_retryable(self) -> None:
+        if self._state.status != S.DLQ:
+            raise ValueError(f"only a payout in dlq can be retried; this one is {self._state.status}")
+        if self._retry is not None or self._cancel is not None:
+            raise ValueError("an ops decision for this payout is already in progress")
+
+    # --- the payout's life -------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, params: PayoutWorkflowInput) -> PayoutWorkflowResult:
+        try:
+            result = await self._run()
+        except _Cancelled:
+            result = self._finish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    async def _run(self) -> PayoutWorkflowResult:
+        p = self._p
+        self._step("holding")
+        hold = await workflow.execute_activity_method(
+            PayoutActivities.place_payout_hold,
+            HoldInput(
+                payout_id=p.payout_id,
+                merchant_id=p.merchant_id,
+                amount_minor=p.amount_minor,
+                fee_minor=p.fee_minor,
+                currency=p.currency,
+                expires_at=workflow.now() + timedelta(seconds=p.hold_expiry_seconds),
+            ),
+            **DB_ACTIVITY,
+        )
+        if not hold.placed:
+            self._state.failure_code = hold.failure_code
+            self._set_status(S.REJECTED)
+            return self._finish()
+        self._state.hold_status, self._state.hold_amount_minor = "active", p.amount_minor + p.fee_minor
+        self._set_status(S.HELD)
+        await self._cancel_if_requested()
+
+        self._step("routing")
+        decision = await workflow.execute_activity_method(
+            PayoutActivities.route_payout,
+            RouteInput(payout_id=p.payout_id, method=p.method, currency=p.currency, priority=p.priority),
+            **DB_ACTIVITY,
+        )
+        self._state.rail, self._state.connector = decision.rail, decision.connector
+        self._set_status(S.ROUTED)
+        await self._cancel_if_requested()
+
+        if not await self._submit_until_accepted():
+            return self._finish()
+        return await self._await_settlement()
+
+    async def _submit_until_accepted(self) -> bool:
+        """Submit with exponential backoff; park in dlq when the budget is spent. False = ended."""
+        p = self._p
+        attempts_in_budget = 0
+        while True:
+            await self._cancel_if_requested()
+            attempts_in_budget += 1
+            self._state.attempts += 1
+            self._state.next_attempt_at = None
+            self._set_status(S.SUBMITTING)
+            self._step(f"submitting (attempt {self._state.attempts})")
+            try:
+                submitted = await workflow.execute_activity_method(
+                    PayoutActivities.submit_payout_to_connector,
+                    SubmitInput(
+                        payout_id=p.payout_id,
+                        connector=self._state.connector or "",
+                        rail=self._state.rail or "",
+                        attempt=self._state.attempts,
+                    ),
+                    **SUBMIT_ACTIVITY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                code = _error_code(cause)
+                self._state.last_error = f"{code}: {cause.message if cause else err.message}"
+                if isinstance(cause, ApplicationError) and cause.type == ERR_CONNECTOR_PERMANENT:
+                    await self._reverse(S.FAILED, failure_code=code, reason=f"the bank refused it: {code}")
+                    return False
+                if attempts_in_budget >= p.retry_max_attempts:
+                    decision = await self._park_in_dlq()
+                    if decision == "retry":
+                        attempts_in_budget = 0
+                        continue
+                    return False
+                delay = min(
+                    p.retry_initial_seconds * (p.retry_backoff ** (attempts_in_budget - 1)),
+                    p.retry_max_interval_seconds,
+                )
+                self._state.next_attempt_at = workflow.now() + timedelta(seconds=delay)
+                await self._record(S.RETRYING, f"retrying:{self._state.attempts}", reason=self._state.last_error,
+                                   data={"attempt": self._state.attempts, "backoff_seconds": delay})
+                self._step(f"backing off {delay:g}s after attempt {self._state.attempts}")
+                await workflow.sleep(timedelta(seconds=delay))
+                continue
+            self._state.bank_payment_id = submitted.bank_payment_id
+            self._state.last_error = None
+            self._set_status(S.SUBMITTED)
+            return True
+
+    async def _park_in_dlq(self) -> str:
+        """Wait in dlq for ops. Returns "retry", or ends the payout and returns "ended"."""
+        p = self._p
+        await self._record(S.DLQ, f"dlq:{self._state.attempts}", reason=self._state.last_error)
+        self._step("waiting in dlq for an ops retry or cancel")
+        decided = await wait_until(
+            lambda: self._retry is not None or self._cancel is not None,
+            timedelta(seconds=p.dlq_expiry_seconds),
+        )
+        if decided and self._retry is not None:
+            retry, self._retry = self._retry, None
+            await self._record(S.RETRYING, f"ops-retry:{self._state.attempts}", actor=retry.actor,
+                               reason=retry.reason or "ops retry")
+            return "retry"
+        # Cancel or expiry: a timed-out attempt may still have reached the bank, so ask it first.
+        poll = await workflow.execute_activity_method(
+            PayoutActivities.poll_payout_status,
+            StatusPollInput(payout_id=p.payout_id, connector=self._state.connector or ""),
+            **POLL_ACTIVITY,
+        )
+        if poll.known and poll.status in ("accepted", "settled", "returned"):
+            if self._cancel is not None:
+                self._cancel_result = OpsDecision(
+                    accepted=False, status=S.SUBMITTED,
+                    detail="cannot cancel: the bank had already accepted this payout",
+                )
+                self._cancel = None
+            self._state.bank_payment_id = poll.bank_payment_id
+            await self._record(S.SUBMITTED, "submitted", reason="the bank reports it accepted an earlier attempt",
+                               data={"bank_payment_id": poll.bank_payment_id})
+            await self._await_settlement()
+            return "ended"
+        if self._cancel is not None:
+            await self._do_cancel()
+        else:
+            await self._reverse(S.FAILED, failure_code="dlq_expired",
+                                reason="no ops decision before the dlq expiry; hold reversed")
+        return "ended"
+
+    async def _await_settlement(self) -> PayoutWorkflowResult:
+        p = self._p
+        self._step("waiting for the bank to settle")
+        while True:
+            got = await wait_until(
+                lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
+            )
+            if got:
+                note = self._notifications.pop(0)
+                kind = note.type
+                failure_code, return_code = note.failure_code, note.return_code
+            else:
+                poll = await workflow.execute_activity_method(
+                    PayoutActivities.poll_payout_status,
+                    StatusPollInput(payout_id=p.payout_id, connector=self._state.connector or ""),
+                    **POLL_ACTIVITY,
+                )
+                if not poll.known or poll.status == "accepted":
+                    continue
+                kind = f"payment.{poll.status}"
+                failure_code, return_code = poll.failure_code, poll.return_code
+            if kind == "payment.settled":
+                break
+            if kind == "payment.failed":
+                await self._reverse(S.FAILED, failure_code=failure_code or "bank_failed",
+                                    reason="the bank failed the payment")
+                return self._finish()
+            if kind == "payment.returned":  # settled and returned before we saw the settlement
+                await self._settle()
+                await self._return(return_code)
+                return self._finish()
+        await self._settle()
+        self._step("settled; watching for a return")
+        returned = await wait_until(
+            lambda: any(n.type == "payment.returned" for n in self._notifications),
+            timedelta(seconds=p.return_window_seconds),
+        )
+        if returned:
+            note = next(n for n in self._notifications if n.type == "payment.returned")
+            await self._return(note.return_code)
+        return self._finish()
+
+    # --- steps ------------------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        await workflow.execute_activity_method(
+            PayoutActivities.settle_payout,
+            SettleInput(payout_id=self._p.payout_id, connector=self._state.connector or "",
+                        bank_payment_id=self._state.bank_payment_id),
+            **DB_ACTIVITY,
+        )
+        self._state.hold_status = "released"
+        self._set_status(S.SETTLED)
+
+    async def _return(self, return_code: str | None) -> None:
+        await workflow.execute_activity_method(
+            PayoutActivities.reverse_payout,
+            ReverseInput(payout_id=self._p.payout_id, to_status=S.RETURNED, return_code=return_code or "R00",
+                         connector=self._state.connector, reason=f"returned by the bank ({return_code})"),
+            **DB_ACTIVITY,
+        )
+        self._state.failure_code = return_code
+        self._set_status(S.RETURNED)
+
+    async def _reverse(self, to_status: str, *, failure_code: str | None, reason: str, actor: str = "workflow") -> None:
+        await workflow.execute_activity_method(
+            PayoutActivities.reverse_payout,
+            ReverseInput(payout_id=self._p.payout_id, to_status=to_status, failure_code=failure_code,
+                         reason=reason, actor=actor),
+            **DB_ACTIVITY,
+        )
+        if self._state.hold_status == "active":
+            self._state.hold_status = "reversed"
+        self._state.failure_code = failure_code
+        self._set_status(to_status)
+
+    async def _cancel_if_requested(self) -> None:
+        if self._cancel is not None:
+            await self._do_cancel()
+            raise _Cancelled()
+
+    async def _do_cancel(self) -> None:
+        assert self._cancel is not None
+        request = self._cancel
+        await self._reverse(S.CANCELLED, failure_code="cancelled", reason=request.reason, actor=request.actor)
+        self._cancel_result = OpsDecision(accepted=True, status=S.CANCELLED, detail="cancelled; hold reversed")
+
+    async def _record(self, status: str, event_key: str, *, reason: str | None = None, actor: str = "workflow",
+                      data: dict | None = None) -> None:
+        await workflow.execute_activity_method(
+            PayoutActivities.record_payout_transition,
+            TransitionInput(payout_id=self._p.payout_id, to_status=status, event_key=event_key, actor=actor,
+                            reason=reason, data=data or {}),
+            **DB_ACTIVITY,
+        )
+        self._set_status(status)
+
+    def _set_status(self, status: str) -> None:
+        self._state.status = status
+        self._state.timestamps[status] = workflow.now()
+        workflow.upsert_search_attributes(
+            [SA["PayoutStatus"].value_set(status)]
+            + ([SA["Rail"].value_set(self._state.rail)] if self._state.rail else [])
+        )
+
+    def _step(self, step: str) -> None:
+        self._state.step = step
+
+    def _finish(self) -> PayoutWorkflowResult:
+        self._step("done")
+        if self._cancel is not None and self._cancel_result is None:
+            self._cancel_result = OpsDecision(
+                accepted=False, status=self._state.status, detail=f"the payout ended as {self._state.status}"
+            )
+        return PayoutWorkflowResult(
+            payout_id=self._p.payout_id, status=self._state.status, failure_code=self._state.failure_code
+        )
+
+
+def _error_code(cause: BaseException | None) -> str:
+    if isinstance(cause, ApplicationError) and cause.details:
+        return str(cause.details[0])
+    if cause is not None and "timeout" in type(cause).__name__.lower():
+        return "timeout"
+    return "connector_error"
