@@ -531,6 +531,7 @@ def run_up(settings: Settings) -> int:
             who = f"pid {holder}" if holder > 0 else "another process"
             console.print(f"[red]payops is already running on {data_dir} ({who}); `payops status` shows it[/]")
             return EXIT_USAGE
+        (data_dir / "stack.json").unlink(missing_ok=True)  # we hold the lock: any such file is stale
         problems = check_ports(settings)
         if problems:
             for line in problems:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -91,6 +93,15 @@ class RunningStack:
         return self.state["services"][name]["url"]
 
 
+def _state_of(data_dir: Path, pid: int) -> dict | None:
+    """stack.json once the `payops up` with this pid has written it."""
+    try:
+        state = json.loads((data_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state if state.get("pid") == pid else None
+
+
 @contextlib.contextmanager
 def payops_up(env: dict[str, str], workdir: Path, tag: str) -> Iterator[RunningStack]:
     data_dir = Path(env["PAYOPS_DATA_DIR"])
@@ -108,7 +119,7 @@ def payops_up(env: dict[str, str], workdir: Path, tag: str) -> Iterator[RunningS
             try:
                 resp = httpx.get(f"{api_url}/ready", timeout=5)
                 body = resp.json() if resp.headers.get("content-type", "").startswith("application/") else {}
-                if resp.status_code == 200 and (data_dir / "stack.json").exists():
+                if resp.status_code == 200 and _state_of(data_dir, proc.pid):
                     break
             except httpx.HTTPError:
                 pass
@@ -117,7 +128,7 @@ def payops_up(env: dict[str, str], workdir: Path, tag: str) -> Iterator[RunningS
         startup_s = time.monotonic() - started
         for name in ("postgres", "redis", "temporal"):
             assert body["checks"][name]["status"] == "up", body
-        state = json.loads((data_dir / "stack.json").read_text())
+        state = _state_of(data_dir, proc.pid)
         stack = RunningStack(proc, output, data_dir, api_url, int(env["PAYOPS_TEMPORAL_UI_PORT"]), state, startup_s)
         yield stack
     finally:
@@ -130,11 +141,25 @@ def payops_up(env: dict[str, str], workdir: Path, tag: str) -> Iterator[RunningS
                     os.kill(pid, signal.SIGKILL)
 
 
+@pytest.fixture
+def stack_dir() -> Iterator[Path]:
+    """A private dir outside pytest's basetemp for the data dir.
+
+    As root, PostgreSQL runs as a system user that must traverse the data dir's ancestors, and
+    any pytest session starting elsewhere resets /tmp/pytest-of-<user> to 0700 (harmless for a
+    clean stop, which restores access first, but a SIGKILLed stack would then need recovery).
+    """
+    path = Path(tempfile.mkdtemp(prefix="payops-stack-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _status(env: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(STATUS, env=env, cwd=workdir, capture_output=True, text=True, timeout=60)
 
 
-async def test_up_stop_restart_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
+async def test_up_stop_restart_keeps_data_and_leaves_no_process(stack_dir: Path) -> None:
+    tmp_path = stack_dir
     env = _stack_env(tmp_path / ".payops", free_port(), free_port(), free_port())
     marker = f"marker-{uuid.uuid4().hex[:8]}"
     workflow_id = f"stack-test-{marker}"
