@@ -493,10 +493,14 @@ class EmbeddedPostgres:
 
     def _spawn(self) -> ManagedProcess:
         if self._socket_dir is None:
-            # Unix socket paths are limited to ~100 bytes: keep it short, out of the data dir.
-            self._socket_dir = Path(tempfile.mkdtemp(prefix="payops-pg-"))
-            if self._run_as is not None:
-                os.chown(self._socket_dir, self._run_as.uid, self._run_as.gid)
+            # Unix socket paths are limited to ~107 bytes ("<dir>/.s.PGSQL.<port>"): the data dir
+            # when it is short enough (nothing to clean up), else a private temp dir.
+            if len(os.fsencode(self.data_dir)) <= 80:
+                self._socket_dir = self.data_dir
+            else:
+                self._socket_dir = Path(tempfile.mkdtemp(prefix="payops-pg-"))
+                if self._run_as is not None:
+                    os.chown(self._socket_dir, self._run_as.uid, self._run_as.gid)
         cmd = [
             str(self.bin_dir / "postgres"),
             "-D", str(self.data_dir),
@@ -562,9 +566,9 @@ class EmbeddedPostgres:
         self._remove_socket_dir()
 
     def _remove_socket_dir(self) -> None:
-        if self._socket_dir is not None:
+        if self._socket_dir is not None and self._socket_dir != self.data_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
+        self._socket_dir = None
 
     def _psql(self, sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -40,7 +40,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _wait_gone(pids: list[int], deadline_s: float) -> list[int]:
+def _wait_gone(pids: set[int], deadline_s: float) -> list[int]:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         alive = [p for p in pids if not _gone(p)]
@@ -173,7 +173,7 @@ PARENT = textwrap.dedent(
     root = Path(sys.argv[1])
     r = EmbeddedRedis(root / "redis", persist=False).start()
     pg = EmbeddedPostgres(root / "pg", fast=True).start()
-    print("ready", flush=True)
+    print(r.process.pid, pg.process.pid, flush=True)
     time.sleep(600)  # parked until the test SIGKILLs us
     """
 )
@@ -188,11 +188,10 @@ def test_killing_the_parent_leaves_no_child(pg_root: Path) -> None:
     )
     try:
         assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "ready"  # the child exits on failure: no hang
-        descendants = psutil.Process(parent.pid).children(recursive=True)
-        names = {p.name() for p in descendants}
-        assert "redis-server" in names and "postgres" in names, names
-        pids = [p.pid for p in descendants]
+        line = parent.stdout.readline()  # the parent exits on failure: no hang
+        redis_pid, postmaster_pid = (int(x) for x in line.split())
+        pids = {redis_pid, postmaster_pid} | {p.pid for p in psutil.Process(parent.pid).children(recursive=True)}
+        assert not _gone(redis_pid) and not _gone(postmaster_pid)
 
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
