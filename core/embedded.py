@@ -479,14 +479,20 @@ class EmbeddedPostgres:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
+        def old_server_gone() -> bool:
+            try:
+                proc = psutil.Process(pid)
+                return proc.status() == psutil.STATUS_ZOMBIE or "postgres" not in proc.name()
+            except psutil.NoSuchProcess:
+                return True
+
         try:
-            proc = psutil.Process(pid)
-            if proc.status() != psutil.STATUS_ZOMBIE and "postgres" in proc.name():
-                raise ServiceStartError(
-                    f"a PostgreSQL server (pid {pid}) is already running on {self.data_dir}"
-                )
-        except psutil.NoSuchProcess:
-            pass
+            # A server whose parent was just killed is still shutting down: give it a moment.
+            wait_until(old_server_gone, 10.0, what="the previous PostgreSQL to exit")
+        except ServiceStartError:
+            raise ServiceStartError(
+                f"a PostgreSQL server (pid {pid}) is already running on {self.data_dir}"
+            ) from None
         # Left by a killed server; the pid may since belong to an unrelated process, which
         # postgres would mistake for a live postmaster.
         pidfile.unlink(missing_ok=True)
