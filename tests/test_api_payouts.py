@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 import pytest
+from schwifty import IBAN
 from sqlalchemy import func, select, update
 
 from core.names import payout_workflow_id
@@ -455,3 +456,95 @@ class TestPayoutStats:
         assert stats["average_settlement_seconds"] == pytest.approx(90)
         everyone = (await client.get("/api/v1/payouts/stats/summary", headers=token_for(OPS))).json()
         assert everyone["total_count"] == 4
+
+
+# --- with a worker: the API driving real PayoutWorkflows through the sandbox bank ---------------
+
+
+async def wait_for(client, headers, payout_id: str, statuses: set[str], timeout: float = 30.0) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        body = (await client.get(f"/api/v1/payouts/{payout_id}", headers=headers)).json()
+        if body["status"] in statuses:
+            return body
+        assert loop.time() < deadline, f"payout stayed {body['status']}, wanted {statuses}: {body}"
+        await asyncio.sleep(0.1)
+
+
+class TestOpsOnRunningPayouts:
+    @pytest.fixture
+    def settings(self, settings):
+        # fast retries so a payout the sandbox bank always refuses with 503 reaches dlq in a second
+        return settings.model_copy(update={
+            "payout_retry_initial_seconds": 0.1, "payout_retry_max_interval_seconds": 0.2,
+            "payout_retry_max_attempts": 2, "payout_settlement_poll_seconds": 0.5,
+        })
+
+    async def fund(self, client, token_for, merchant, amount="1000.00"):
+        r = await client.post(
+            f"/api/v1/merchants/{merchant}/funding", json={"amount": amount, "currency": "EUR"},
+            headers={**token_for(OPS), **key()},
+        )
+        assert r.status_code == 201, r.text
+
+    async def test_a_payout_settles_and_its_detail_shows_the_live_state(
+        self, client, worker, token_for, merchant, as_merchant
+    ):
+        await self.fund(client, token_for, merchant)
+        created = (await create(client, as_merchant, sepa_body("100.00"))).json()
+        done = await wait_for(client, as_merchant, created["id"], {"settled"})
+        assert done["workflow"]["status"] == "settled" and done["workflow"]["hold_status"]
+        assert done["workflow_error"] is None
+        balances = (await client.get("/api/v1/balances", headers=as_merchant)).json()
+        assert balances[0]["available_minor"] == 100_000 - 10_000 - created["fee_minor"]
+        assert balances[0]["held_minor"] == 0
+        events = (await client.get(f"/api/v1/payouts/{created['id']}/events", headers=as_merchant)).json()
+        assert [e["to_status"] for e in events][0] == "pending" and events[-1]["to_status"] == "settled"
+        stats = (await client.get("/api/v1/payouts/stats/summary", headers=as_merchant)).json()
+        assert stats["by_status"] == {"settled": 1} and stats["average_settlement_seconds"] > 0
+
+    async def test_insufficient_funds_is_a_rejected_payout(self, client, worker, as_merchant):
+        created = await create(client, as_merchant, sepa_body("100.00"))
+        assert created.status_code == 201
+        done = await wait_for(client, as_merchant, created.json()["id"], {"rejected"})
+        assert done["failure_code"] == "insufficient_funds"
+
+    async def test_dlq_retry_then_cancel_through_the_api(
+        self, client, worker, token_for, merchant, as_merchant
+    ):
+        await self.fund(client, token_for, merchant)
+        # the sandbox bank answers 503 forever to an account ending in 0036
+        always_503 = {**SEPA, "iban": str(IBAN.generate("DE", bank_code="37040044", account_code="0532010036"))}
+        pid = (await create(client, as_merchant, sepa_body("10.00", beneficiary=always_503))).json()["id"]
+        await wait_for(client, as_merchant, pid, {"dlq"})
+        ops = token_for("risk_ops")
+
+        r = await client.post(f"/api/v1/payouts/{pid}/retry", json={"reason": "bank says fixed"}, headers=ops)
+        assert r.status_code == 200, r.text
+        assert r.json()["decision"]["accepted"] is True and r.json()["payout"]["id"] == pid
+        await wait_for(client, as_merchant, pid, {"dlq"})  # still 503: back in dlq
+
+        r = await client.post(f"/api/v1/payouts/{pid}/cancel", json={"reason": "merchant asked"}, headers=ops)
+        assert r.status_code == 200, r.text
+        assert r.json()["decision"] == {"accepted": True, "status": "cancelled", "detail": r.json()["decision"]["detail"]}
+        await wait_for(client, as_merchant, pid, {"cancelled"})
+        balances = (await client.get("/api/v1/balances", headers=as_merchant)).json()
+        assert balances[0]["available_minor"] == 100_000 and balances[0]["held_minor"] == 0
+
+        again = await client.post(f"/api/v1/payouts/{pid}/retry", headers=ops)
+        assert again.status_code == 409 and again.json()["type"] == "invalid_state"
+
+    async def test_a_retry_outside_dlq_is_refused_by_the_workflow(
+        self, client, worker, token_for, merchant, as_merchant, sessionmaker
+    ):
+        """The stored status says nothing against it, so the workflow's validator answers."""
+        await self.fund(client, token_for, merchant)
+        pid = (await create(client, as_merchant, sepa_body("10.00"))).json()["id"]
+        await wait_for(client, as_merchant, pid, {"settled"})
+        async with sessionmaker() as s:  # pretend the row lags behind the workflow
+            await s.execute(update(payouts).where(payouts.c.id == pid).values(status="submitted"))
+            await s.commit()
+        r = await client.post(f"/api/v1/payouts/{pid}/retry", headers=token_for(OPS))
+        assert r.status_code == 409 and r.json()["type"] == "invalid_state"
+        assert "only a payout in dlq" in r.json()["detail"]

@@ -142,3 +142,51 @@ class TestBankWebhook:
         assert payload["event_id"] == json.loads(body)["event_id"]
         assert payload["type"] == "payment.settled" and payload["bank_payment_id"] == "bp_123"
 
+
+
+class TestWebhookSettlesAPayout:
+    async def test_the_banks_notification_settles_a_payout_created_through_the_api(
+        self, client, worker, token_for, settings
+    ):
+        """End to end: create through the API; the worker submits to the sandbox bank; the bank's
+        signed settlement webhook (through the registry the app builds from settings) settles it."""
+        import asyncio
+
+        ops = token_for("ops_admin")
+        merchant = (await client.post(
+            "/api/v1/merchants", json={"name": "Acme", "default_currency": "EUR", "country": "FR"}, headers=ops
+        )).json()["id"]
+        r = await client.post(
+            f"/api/v1/merchants/{merchant}/funding", json={"amount": "500.00", "currency": "EUR"},
+            headers={**ops, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201
+        me = token_for("merchant_admin", merchant_id=merchant)
+        created = await client.post(
+            "/api/v1/payouts",
+            json={"amount": "25.00", "currency": "EUR", "method": "sepa",
+                  "beneficiary": {"name": "Jane", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}},
+            headers={**me, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+
+        async def status_becomes(wanted: str) -> dict:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while True:
+                body = (await client.get(f"/api/v1/payouts/{pid}", headers=me)).json()
+                if body["status"] == wanted:
+                    return body
+                assert loop.time() < deadline, body
+                await asyncio.sleep(0.1)
+
+        submitted = await status_becomes("submitted")
+        body = json.dumps({
+            "event_id": f"evt_{uuid.uuid4().hex}", "type": "payment.settled", "reference": pid,
+            "payment_id": submitted["workflow"]["bank_payment_id"], "status": "settled",
+            "amount_minor": 2500, "currency": "EUR", "occurred_at": datetime.now(timezone.utc).isoformat(),
+        }).encode()
+        r = await client.post(URL, content=body, headers=signed(settings.bank_webhook_secret, body))
+        assert r.status_code == 200 and r.json() == {"status": "accepted"}
+        await status_becomes("settled")
