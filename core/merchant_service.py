@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import idempotency, ledger
-from core.errors import Conflict, NotFound, PayopsError, Unprocessable
+from core.errors import Conflict, IdempotencyKeyReused, NotFound, PayopsError, Unprocessable
 from core.money import format_amount
 from core.settings import Settings
 from core.tables import controls, merchants
@@ -126,6 +126,8 @@ async def fund_merchant(
         result = await ledger.fund_merchant(session, merchant_id, amount_minor, currency, ref)
     except ledger.LedgerError as exc:
         raise _ledger_error(exc) from exc
+    if not result.created:  # the key's record expired, but its top-up is on the ledger for good
+        raise IdempotencyKeyReused(f"this Idempotency-Key already funded {merchant_id}; use a new key")
     body = {
         "merchant_id": merchant_id,
         "funding_ref": ref,

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.tables import controls, journal_transactions
 
@@ -169,3 +169,18 @@ class TestBalances:
         ]
         ops = await client.get("/api/v1/balances", params={"merchant_id": merchant}, headers=token_for("auditor"))
         assert ops.json() == mine.json()
+
+
+async def test_an_expired_funding_key_never_credits_twice(client, token_for, merchant, sessionmaker):
+    from core.tables import idempotency_keys
+
+    headers = {**token_for(OPS), **key()}
+    url = f"/api/v1/merchants/{merchant}/funding"
+    assert (await client.post(url, json={"amount": "5", "currency": "EUR"}, headers=headers)).status_code == 201
+    async with sessionmaker() as s:
+        await s.execute(update(idempotency_keys).values(expires_at=func.now() - func.make_interval(0, 0, 0, 1)))
+        await s.commit()
+    r = await client.post(url, json={"amount": "5", "currency": "EUR"}, headers=headers)
+    assert r.status_code == 422 and r.json()["type"] == "idempotency_key_reused"
+    balances = (await client.get("/api/v1/balances", params={"merchant_id": merchant}, headers=token_for(OPS))).json()
+    assert balances[0]["available"] == "5.00"

@@ -548,3 +548,19 @@ class TestOpsOnRunningPayouts:
         r = await client.post(f"/api/v1/payouts/{pid}/retry", headers=token_for(OPS))
         assert r.status_code == 409 and r.json()["type"] == "invalid_state"
         assert "only a payout in dlq" in r.json()["detail"]
+
+
+async def test_an_expired_key_never_creates_a_second_payout(client, as_merchant, sessionmaker):
+    from core.tables import idempotency_keys
+
+    idem = key()
+    first = await create(client, as_merchant, sepa_body("10"), idem)
+    assert first.status_code == 201
+    async with sessionmaker() as s:
+        await s.execute(update(idempotency_keys).values(expires_at=func.now() - func.make_interval(0, 0, 0, 1)))
+        await s.commit()
+    again = await create(client, as_merchant, sepa_body("10"), idem)
+    assert again.status_code == 422 and again.json()["type"] == "idempotency_key_reused"
+    assert first.json()["id"] in again.json()["detail"]
+    async with sessionmaker() as s:
+        assert await s.scalar(select(func.count()).select_from(payouts)) == 1
