@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,6 +24,8 @@ from core.crypto import FieldCipher
 from core.payout_models import (
     ERR_CONNECTOR_PERMANENT,
     ERR_CONNECTOR_TRANSIENT,
+    GateDecision,
+    GateInput,
     HoldInput,
     HoldResult,
     PayoutStatus,
@@ -39,6 +42,7 @@ from core.payout_models import (
 )
 from core.payout_store import publish_payout_update, transition
 from core.routing import explain
+from core.tables import controls
 
 log = logging.getLogger("payops.activities.payouts")
 
@@ -124,6 +128,28 @@ class PayoutActivities:
             extra_columns={"rail": decision["rail"], "connector": decision["connector"], "routing": decision},
         )
         return RouteDecision(rail=decision["rail"], connector=decision["connector"], explanation=decision)
+
+    @activity.defn(name="check_submission_gate")
+    async def check_submission_gate(self, params: GateInput) -> GateDecision:
+        """Frozen merchants and paused rails/connectors hold payouts before submission."""
+        targets = [
+            ("merchant_freeze", params.merchant_id),
+            ("rail_pause", params.rail),
+            ("connector_pause", params.connector),
+        ]
+        async with self._sessionmaker() as session:
+            rows = (await session.execute(
+                select(controls.c.kind, controls.c.target, controls.c.params, controls.c.reason).where(
+                    controls.c.active,
+                    or_(*[and_(controls.c.kind == k, controls.c.target == t) for k, t in targets]),
+                )
+            )).mappings().all()
+        if not rows:
+            return GateDecision(action="proceed")
+        reasons = [f"{r['kind'].replace('_', ' ')} on {r['target']}" + (f": {r['reason']}" if r["reason"] else "")
+                   for r in rows]
+        cancel = any(r["kind"] == "merchant_freeze" and (r["params"] or {}).get("cancel_queued") for r in rows)
+        return GateDecision(action="cancel" if cancel else "wait", reasons=reasons)
 
     @activity.defn(name="submit_payout_to_connector")
     async def submit_payout_to_connector(self, params: SubmitInput) -> SubmitResult:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from api.problems import install_problem_handlers
 from api.routers import health
+from connectors.registry import build_registry
 from core.db import create_engine, create_sessionmaker
 from core.metrics import http_requests_total
 from core.settings import Settings, get_settings
@@ -56,11 +57,13 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        app.state.connectors = build_registry(settings)
         app.state.temporal_holder = TemporalHolder(settings, temporal_client)
         await app.state.temporal_holder.get()
         try:
             yield
         finally:
+            await app.state.connectors.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await engine.dispose()

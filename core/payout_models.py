@@ -75,6 +75,7 @@ class PayoutWorkflowInput(BaseModel):
     return_window_seconds: float = 72 * 3600
     settlement_poll_seconds: float = 60.0
     hold_expiry_seconds: float = 168 * 3600
+    gate_recheck_seconds: float = 300.0
 
 
 class PayoutWorkflowResult(BaseModel):
@@ -219,6 +220,26 @@ class ReverseInput(BaseModel):
     actor: str = "workflow"
     return_code: str | None = None
     connector: str | None = None
+
+
+class GateInput(BaseModel):
+    payout_id: str
+    merchant_id: str
+    rail: str
+    connector: str
+
+
+class GateDecision(BaseModel):
+    """Whether controls (frozen merchant, paused rail/connector) let the payout go to the bank."""
+
+    action: str  # proceed | wait | cancel
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ControlsChanged(BaseModel):
+    """Signal sent to waiting payouts when a freeze/pause is lifted or changed."""
+
+    reason: str = ""
 
 
 # Error types activities raise (ApplicationError.type) that the workflow branches on.

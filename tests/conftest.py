@@ -36,8 +36,16 @@ def _plain(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def tmp_services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def tmp_services_dir() -> Iterator[Path]:
+    """Not under pytest's tmp_path: pytest prunes old basetemps and resets their permissions,
+    which would pull the data directory from under a PostgreSQL running as another user."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="payops-test-services-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -219,3 +219,46 @@ async def wait_for_status(handle, status: str, timeout: float = 20.0) -> PayoutS
         if loop.time() > deadline:
             raise AssertionError(f"payout stuck in {state.status} ({state.step}), wanted {status}")
         await asyncio.sleep(0.05)
+
+
+async def _control(sm, kind: str, target: str, *, active: bool = True, params: dict | None = None):
+    from sqlalchemy import insert, update
+
+    from core.tables import controls
+
+    async with sm() as session, session.begin():
+        if active:
+            await session.execute(insert(controls).values(
+                kind=kind, target=target, params=params or {}, created_by="test", reason="under review"))
+        else:
+            await session.execute(update(controls).where(
+                controls.c.kind == kind, controls.c.target == target, controls.c.active).values(active=False))
+
+
+async def test_frozen_merchant_payout_waits_until_unfrozen(temporal_client, worker, settings, sessionmaker, bank):
+    from core.payout_models import ControlsChanged
+
+    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
+    await _control(sessionmaker, "merchant_freeze", merchant)
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    handle = await start(temporal_client, settings, params)
+    state = await wait_for_status(handle, "routed")
+    while "on hold" not in state.step:
+        state = await handle.query("state", result_type=PayoutState)
+    assert "merchant freeze" in state.step
+    assert bank.payment(params.payout_id) is None  # nothing reached the bank
+
+    await _control(sessionmaker, "merchant_freeze", merchant, active=False)
+    await handle.signal("controls_changed", ControlsChanged(reason="unfrozen"))
+    assert (await handle.result()).status == "settled"
+    assert bank.payment(params.payout_id)["accepted_count"] == 1
+
+
+async def test_paused_rail_with_frozen_cancel_queued_cancels(temporal_client, worker, settings, sessionmaker, bank):
+    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
+    await _control(sessionmaker, "merchant_freeze", merchant, params={"cancel_queued": True})
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    result = await (await start(temporal_client, settings, params)).result()
+    assert result.status == "cancelled" and result.failure_code == "merchant_frozen"
+    assert bank.payment(params.payout_id) is None
+    await assert_ledger_ok(sessionmaker)

@@ -70,6 +70,7 @@ def activities(deps: WorkerDeps) -> list:
         health.check_worker_dependencies,
         payouts.place_payout_hold,
         payouts.route_payout,
+        payouts.check_submission_gate,
         payouts.record_payout_transition,
         payouts.submit_payout_to_connector,
         payouts.poll_payout_status,

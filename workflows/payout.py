@@ -22,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
         ERR_CONNECTOR_PERMANENT,
         BankNotificationSignal,
         CancelRequest,
+        ControlsChanged,
+        GateInput,
         HoldInput,
         OpsDecision,
         PayoutState,
@@ -83,6 +85,7 @@ class PayoutWorkflow:
         self._retry: RetryRequest | None = None
         self._notifications: list[BankNotificationSignal] = []
         self._seen_events: set[str] = set()
+        self._controls_changed = False
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -129,6 +132,11 @@ class PayoutWorkflow:
             workflow.logger.warning("retry signal ignored: %s", exc)
             return
         self._retry = request
+
+    @workflow.signal(name="controls_changed")
+    def controls_changed(self, change: ControlsChanged) -> None:
+        """A freeze or pause affecting this payout changed: re-check the gate now."""
+        self._controls_changed = True
 
     @workflow.signal(name="bank_notification")
     def bank_notification(self, notification: BankNotificationSignal) -> None:
@@ -195,10 +203,36 @@ class PayoutWorkflow:
         self._state.rail, self._state.connector = decision.rail, decision.connector
         self._set_status(S.ROUTED)
         await self._cancel_if_requested()
+        if not await self._pass_submission_gate():
+            return self._finish()
 
         if not await self._submit_until_accepted():
             return self._finish()
         return await self._await_settlement()
+
+    async def _pass_submission_gate(self) -> bool:
+        """Wait while the merchant is frozen or the rail/connector paused. False = cancelled."""
+        p = self._p
+        while True:
+            self._controls_changed = False
+            gate = await workflow.execute_activity_method(
+                PayoutActivities.check_submission_gate,
+                GateInput(payout_id=p.payout_id, merchant_id=p.merchant_id, rail=self._state.rail or "",
+                          connector=self._state.connector or ""),
+                **DB_ACTIVITY,
+            )
+            if gate.action == "proceed":
+                return True
+            if gate.action == "cancel":
+                await self._reverse(S.CANCELLED, failure_code="merchant_frozen",
+                                    reason="; ".join(gate.reasons), actor="controls")
+                return False
+            self._step("on hold before submission: " + "; ".join(gate.reasons))
+            # Woken by a controls_changed signal (sent when a freeze/pause is lifted), by a
+            # cancel, or re-checked every gate poll interval as a safety net.
+            await wait_until(lambda: self._controls_changed or self._cancel is not None,
+                             timedelta(seconds=p.gate_recheck_seconds))
+            await self._cancel_if_requested()
 
     async def _submit_until_accepted(self) -> bool:
         """Submit with exponential backoff; park in dlq when the budget is spent. False = ended."""

@@ -1,0 +1,87 @@
+"""Timers in milliseconds: retry backoff and dlq expiry run on the time-skipping test server."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from core.embedded import temporal_test_server_path
+from core.names import payout_workflow_id
+from core.temporal import data_converter, register_search_attributes
+from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
+from workers.main import build_worker
+from workflows.payout import PayoutWorkflow
+
+
+@pytest.fixture
+async def skipping_env(base_settings):
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(base_settings),
+        test_server_existing_path=str(temporal_test_server_path()),
+    )
+    await register_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def timer_seconds(handle) -> list[float]:
+    history = await handle.fetch_history()
+    return [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+
+
+async def test_transient_failures_back_off_exponentially_then_settle(
+    skipping_env, worker_deps, settings, sessionmaker, bank
+):
+    merchant = await create_merchant(sessionmaker, funded_minor=1_000_000)
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    params.retry_initial_seconds, params.retry_backoff, params.retry_max_attempts = 30, 2, 5
+    params.retry_max_interval_seconds, params.settlement_poll_seconds = 100, 60
+    params.return_window_seconds = 3 * 24 * 3600
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{bank.url}/_sandbox/faults", json={"mode": "5xx", "count": 3})
+
+    async with build_worker(skipping_env.client, worker_deps, task_queue=settings.temporal_task_queue):
+        handle = await skipping_env.client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
+            task_queue=settings.temporal_task_queue,
+        )
+        result = await handle.result()  # three days of timers, skipped
+
+    assert result.status == "settled"
+    timers = await timer_seconds(handle)
+    # backoff 30, 60, then capped at 100; then settlement polls and the 3-day return window
+    assert timers[:3] == [30.0, 60.0, 100.0]
+    assert timers[-1] == 3 * 24 * 3600
+    assert bank.payment(params.payout_id)["accepted_count"] == 1
+
+
+async def test_dlq_expiry_reverses_the_hold(skipping_env, worker_deps, settings, sessionmaker, bank):
+    from core import ledger
+
+    merchant = await create_merchant(sessionmaker, funded_minor=1_000_000)
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant,
+                                     beneficiary=sepa_beneficiary("0036"))  # always unavailable
+    params.retry_initial_seconds, params.retry_max_attempts = 10, 2
+    params.dlq_expiry_seconds = 72 * 3600
+
+    async with build_worker(skipping_env.client, worker_deps, task_queue=settings.temporal_task_queue):
+        handle = await skipping_env.client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
+            task_queue=settings.temporal_task_queue,
+        )
+        result = await handle.result()
+
+    assert result.status == "failed" and result.failure_code == "dlq_expired"
+    assert 72 * 3600 in await timer_seconds(handle)
+    async with sessionmaker() as session:
+        [bal] = await ledger.get_balances(session, merchant)
+        assert bal.available_minor == 1_000_000 and bal.held_minor == 0
+        assert (await ledger.check_ledger(session)).ok

@@ -1,0 +1,80 @@
+"""Replay recorded workflow histories (tests/histories/*.json) through the current workflow code.
+
+Any change that would break a running workflow's history fails here. To record new histories
+after an intentional, versioned change: `PAYOPS_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from core.payout_models import CancelRequest, RetryRequest
+from core.temporal import data_converter
+from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
+from workers.main import workflows
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("PAYOPS_RECORD_HISTORIES") == "1"
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays_cleanly(path: Path, base_settings):
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(workflows=workflows(), data_converter=data_converter(base_settings))
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+def test_histories_exist():
+    names = {p.stem for p in recorded()}
+    assert {"payout_settled", "payout_dlq_retry_settled", "payout_cancelled_at_start"} <= names
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_payout_histories(temporal_client, worker, settings, sessionmaker, bank):
+    from core.names import payout_workflow_id
+    from workflows.payout import PayoutWorkflow
+
+    async def run(name, params, fault=None, **start_kwargs):
+        if fault:
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{bank.url}/_sandbox/faults", json=fault)
+        handle = await temporal_client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
+            task_queue=settings.temporal_task_queue, **start_kwargs,
+        )
+        return handle
+
+    async def save(name, handle):
+        await handle.result()
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    merchant = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    await save("payout_settled", await run("payout_settled", p))
+
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    handle = await run("dlq", p, fault={"mode": "5xx", "count": p.retry_max_attempts})
+    from tests.test_payout_workflow import wait_for_status
+
+    await wait_for_status(handle, "dlq")
+    await handle.execute_update("retry", RetryRequest(actor="ops", reason="recorded"))
+    await save("payout_dlq_retry_settled", handle)
+
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant, beneficiary=sepa_beneficiary())
+    handle = await run("cancel", p, start_signal="cancel_signal",
+                       start_signal_args=[CancelRequest(actor="ops", reason="recorded")])
+    await save("payout_cancelled_at_start", handle)
