@@ -61,7 +61,7 @@ def worker() -> None:
 
 
 @app.command()
-def migrate(revision: str = "head") -> None:
+def migrate(revision: str = "heads") -> None:
     """Apply database migrations (Alembic) to PAYOPS_DATABASE_URL."""
     from core.db import run_migrations
 

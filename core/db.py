@@ -44,7 +44,7 @@ def alembic_config(database_url: str):
     return cfg
 
 
-def run_migrations(database_url: str, revision: str = "head") -> None:
+def run_migrations(database_url: str, revision: str = "heads") -> None:
     """Apply Alembic migrations up to `revision` (sync; call from a thread inside an event loop)."""
     from alembic import command
 

@@ -1,0 +1,31 @@
+# payops — the two commands: `make run` (the whole stack) and `make test` (the whole suite).
+# Each creates/updates the virtual environment it needs (.venv) by itself.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install clean-data help
+
+help:
+	@echo "make run    start Temporal (+UI), PostgreSQL, Redis, migrations, sandbox bank, worker and API"
+	@echo "make test   run the whole test suite (real services, started by the tests)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "payops needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/payops up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-data:
+	rm -rf .payops
