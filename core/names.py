@@ -28,6 +28,18 @@ def sync_workflow_id(source: str) -> str:
     return f"sync-{source}"
 
 
+def webhook_dispatcher_workflow_id(task_queue: str) -> str:
+    """One dispatcher per task queue (per deployment): it drains the events outbox."""
+    return f"webhook-dispatcher-{task_queue}"
+
+
+def webhook_delivery_workflow_id(event_id: str, endpoint_id: str, redelivery: str | None = None) -> str:
+    """One delivery per (event, endpoint): a second dispatch of the pair is refused by Temporal.
+    A manual redelivery gets its own suffix so it runs even after the first one closed."""
+    base = f"webhook-{event_id}-{endpoint_id}"
+    return f"{base}-redeliver-{redelivery}" if redelivery else base
+
+
 # name -> Temporal indexed value type, as `temporal server start-dev --search-attribute` takes it
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "MerchantId": "Keyword",

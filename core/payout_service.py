@@ -47,6 +47,8 @@ from core.routing import choose_rail
 from core.settings import Settings
 from core.tables import payout_events, payouts
 from core.temporal import workflow_ui_url
+from core.webhook_events import record_payout_event
+from core.webhook_models import EventType
 
 log = logging.getLogger("payops.payouts")
 
@@ -270,6 +272,7 @@ async def create_payout(
         event_key="created",
     )
     body = payout_view(row, settings)
+    await record_payout_event(session, row, event_type=EventType.PAYOUT_CREATED, settings=settings)
     await idempotency.store_response(
         session, merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key,
         resource_id=payout_id, status=201, body=body,

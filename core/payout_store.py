@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
 from core.tables import payout_events, payouts
+from core.webhook_events import record_payout_event
 
 log = logging.getLogger("payops.payouts")
 
@@ -111,7 +112,10 @@ async def transition(
     result = await session.execute(
         update(payouts).where(payouts.c.id == payout_id).values(**values).returning(*payouts.c)
     )
-    return dict(result.mappings().one()), True
+    row = dict(result.mappings().one())
+    # the merchant-facing event (webhooks' outbox) commits with the change or not at all
+    await record_payout_event(session, row)
+    return row, True
 
 
 def payout_update_message(row: dict) -> dict:

@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     payout_settlement_poll_seconds: float = 60.0
     payout_hold_expiry_hours: float = 168.0
 
+    # --- merchant webhooks ----------------------------------------------------------
+    # Private-network targets (10/8, 172.16/12, 192.168/16, link-local, ...) are refused
+    # unless this is set; loopback is allowed in dev only. Cloud metadata IPs are always refused.
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_initial_seconds: float = 30.0
+    webhook_retry_backoff: float = 2.0
+    webhook_retry_max_interval_seconds: float = 3600.0
+    webhook_retry_budget_hours: float = 72.0
+    # An endpoint whose deliveries have all failed for this long is disabled and an alert raised.
+    webhook_disable_after_hours: float = 48.0
+    webhook_secret_overlap_hours: float = 24.0  # default overlap of the old secret on rotation
+    webhook_dispatch_poll_seconds: float = 5.0  # fallback poll when no NOTIFY arrives
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

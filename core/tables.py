@@ -399,3 +399,67 @@ alerts = Table(
         postgresql_where=text("status <> 'resolved'"),
     ),
 )
+
+# --- merchant webhooks -------------------------------------------------------------------
+
+# A merchant's endpoint. `secrets_encrypted` is FieldCipher JSON:
+# {"secrets": [{"secret": "whsec_...", "expires_at": null | iso}]}, newest first; an old secret
+# keeps signing (a second v1=) until its expires_at, so a rotation never drops a delivery.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("event_types", JSONB, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", Text, nullable=True),
+    Column("secrets_encrypted", LargeBinary, nullable=False),
+    # first failure of the current run of failures; cleared by any success
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    _created_at(),
+    _updated_at(),
+    Index("ix_webhook_endpoints_merchant_id", "merchant_id"),
+)
+
+# What happened to a merchant's payouts, as merchants receive it; `dispatched_at` NULL is the
+# outbox the webhook dispatcher drains.
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("payout_id", String(64), nullable=True),
+    Column("payout_version", Integer, nullable=True),
+    Column("data", JSONB, nullable=False),
+    _created_at(),
+    Column("dispatched_at", DateTime(timezone=True), nullable=True),
+    Index("ix_events_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_events_payout_id", "payout_id"),
+    Index("ix_events_undispatched", "created_at", postgresql_where=text("dispatched_at IS NULL")),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), ForeignKey("events.id"), nullable=False),
+    Column("endpoint_id", String(64), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    _created_at(),
+    UniqueConstraint("workflow_id", "attempt", name="uq_webhook_attempts_workflow_attempt"),
+    CheckConstraint("outcome in ('succeeded','failed','refused')", name="outcome"),
+    Index("ix_webhook_attempts_event_id", "event_id"),
+    Index("ix_webhook_attempts_endpoint_created", "endpoint_id", "created_at"),
+)

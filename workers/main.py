@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.health import HealthActivities
 from activities.payouts import PayoutActivities
+from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
 from core.crypto import FieldCipher
 from core.db import create_engine, create_sessionmaker
@@ -24,6 +25,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from workflows.health import HealthCheckWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 
 log = logging.getLogger("payops.worker")
 
@@ -60,12 +62,13 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
     health = HealthActivities(deps.sessionmaker, deps.redis)
     payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher)
+    webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
     return [
         health.check_worker_dependencies,
         payouts.place_payout_hold,
@@ -76,6 +79,8 @@ def activities(deps: WorkerDeps) -> list:
         payouts.poll_payout_status,
         payouts.settle_payout,
         payouts.reverse_payout,
+        webhooks.dispatch_webhook_events,
+        webhooks.attempt_webhook_delivery,
     ]
 
 
@@ -100,6 +105,9 @@ async def run_worker(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_address)
     async with worker:
+        from core.webhook_service import ensure_dispatcher
+
+        await ensure_dispatcher(client, settings)  # idempotent: the first worker up starts it
         await stop.wait()
     await deps.aclose()
 

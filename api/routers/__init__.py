@@ -5,3 +5,7 @@ ROUTERS: list = []
 from api.routers import balances, bank_webhooks, merchants, payouts  # noqa: E402
 
 ROUTERS += [merchants.router, balances.router, payouts.router, bank_webhooks.router]
+
+from api.routers import events, webhook_endpoints  # noqa: E402
+
+ROUTERS += [webhook_endpoints.router, events.router]

@@ -1,0 +1,117 @@
+"""Events: what happened to a merchant's payouts, stored once and delivered to its webhooks.
+
+`record_payout_event` runs inside the transaction that changes the payout (core.payout_store.
+transition, and payout creation), so an event exists if and only if the change committed. The
+row is also the outbox: the webhook dispatcher picks up rows whose `dispatched_at` is NULL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import NotFound, Unprocessable
+from core.settings import Settings, get_settings
+from core.tables import events
+from core.webhook_models import EVENT_TYPE_OF_STATUS, EventType
+
+
+def new_event_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
+
+
+async def record_payout_event(
+    session: AsyncSession, row: dict, *, event_type: EventType | None = None, settings: Settings | None = None
+) -> str | None:
+    """Insert the event for the payout `row` (just changed, same transaction). The type follows
+    from the row's status unless given; statuses merchants do not hear about insert nothing."""
+    if event_type is None:
+        if row["status"] == "pending":  # only creation announces a pending payout
+            return None
+        event_type = EVENT_TYPE_OF_STATUS.get(row["status"])
+        if event_type is None:
+            return None
+    from core.payout_service import payout_view  # payout_service imports payout_store, which imports us
+
+    event_id = new_event_id()
+    await session.execute(
+        insert(events).values(
+            id=event_id,
+            merchant_id=row["merchant_id"],
+            type=event_type.value,
+            payout_id=row["id"],
+            payout_version=row["version"],
+            data=payout_view(row, settings or get_settings()),
+        )
+    )
+    return event_id
+
+
+def envelope(row: dict) -> dict:
+    """The event as the API returns it and webhooks carry it."""
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "created": row["created_at"].isoformat(),
+        "payout_version": row["payout_version"],
+        "data": row["data"],
+    }
+
+
+def envelope_body(row: dict) -> bytes:
+    """The exact bytes a webhook carries (and its signature covers)."""
+    return json.dumps(envelope(row), separators=(",", ":"), sort_keys=True).encode()
+
+
+async def get_event(session: AsyncSession, event_id: str, scope_merchant_id: str | None) -> dict:
+    row = (await session.execute(select(events).where(events.c.id == event_id))).mappings().first()
+    if row is None or (scope_merchant_id is not None and row["merchant_id"] != scope_merchant_id):
+        raise NotFound(f"event {event_id} not found")
+    return dict(row)
+
+
+def _encode_cursor(created_at: datetime, event_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), event_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, eid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created), str(eid)
+    except Exception:  # noqa: BLE001
+        raise Unprocessable("cursor is not one this API returned") from None
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    merchant_id: str | None,
+    event_type: str | None = None,
+    payout_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    conditions = []
+    if merchant_id is not None:
+        conditions.append(events.c.merchant_id == merchant_id)
+    if event_type is not None:
+        conditions.append(events.c.type == event_type)
+    if payout_id is not None:
+        conditions.append(events.c.payout_id == payout_id)
+    if cursor:
+        c_created, c_id = _decode_cursor(cursor)
+        conditions.append(tuple_(events.c.created_at, events.c.id) < tuple_(c_created, c_id))
+    stmt = select(events).where(*conditions).order_by(events.c.created_at.desc(), events.c.id.desc()).limit(limit + 1)
+    rows = [dict(r) for r in (await session.execute(stmt)).mappings().all()]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+    return rows, next_cursor
