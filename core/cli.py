@@ -119,6 +119,36 @@ def ledger_check(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     raise typer.Exit(0 if report.ok else 1)
 
 
+# --- merchant webhooks -----------------------------------------------------------------------
+
+webhooks_app = typer.Typer(help="Merchant webhooks: a local receiver for integrating.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("listen")
+def webhooks_listen(
+    secret: Annotated[list[str], typer.Option("--secret", "-s", help="Endpoint signing secret (repeatable)")],
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 4242,
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    tolerance: Annotated[int, typer.Option(help="Max signature age, seconds")] = 300,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each verified event as JSON")] = False,
+) -> None:
+    """Receive webhooks locally: verify each signature with --secret and print the verified events."""
+    import uvicorn
+
+    from core.webhook_listener import format_line, receiver_app
+
+    def emit(item: dict) -> None:
+        if as_json and item.get("verified") and "event" in item:
+            typer.echo(json.dumps(item["event"]))
+        else:
+            typer.echo(format_line(item))
+
+    err.print(f"listening on http://{host}:{port}/ (register it as a webhook endpoint; Ctrl-C stops)")
+    uvicorn.run(receiver_app(secret, tolerance_seconds=tolerance, emit=emit), host=host, port=port,
+                log_level="warning", access_log=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

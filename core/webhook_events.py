@@ -36,8 +36,12 @@ async def record_payout_event(
         event_type = EVENT_TYPE_OF_STATUS.get(row["status"])
         if event_type is None:
             return None
-    from core.payout_service import payout_view  # payout_service imports payout_store, which imports us
+    # (lazy: payout_service imports payout_store, which imports this module)
+    from api.schemas.payouts import PayoutOut
+    from core.payout_service import payout_view
 
+    # serialized exactly as GET /api/v1/payouts/{id} serializes it, so the two compare equal
+    data = PayoutOut.model_validate(payout_view(row, settings or get_settings())).model_dump(mode="json")
     event_id = new_event_id()
     await session.execute(
         insert(events).values(
@@ -46,7 +50,7 @@ async def record_payout_event(
             type=event_type.value,
             payout_id=row["id"],
             payout_version=row["version"],
-            data=payout_view(row, settings or get_settings()),
+            data=data,
         )
     )
     return event_id
