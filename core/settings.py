@@ -76,6 +76,27 @@ class Settings(BaseSettings):
     payout_settlement_poll_seconds: float = 60.0
     payout_hold_expiry_hours: float = 168.0
 
+    # --- provider syncs (Vima REST API, PayShack portal) -----------------------------
+    vima_base_url: str | None = None  # e.g. http://127.0.0.1:8091; the sandbox when unset under `payops up`
+    vima_api_key: str = "vima-dev-api-key"
+    vima_page_size: int = 1000
+    vima_timeout_seconds: float = 15.0
+    vima_max_retries: int = 8  # per request, for 429 / 5xx / transport errors
+    vima_retry_after_cap_seconds: float = 30.0
+    vima_sync_interval_seconds: int = 60
+    payshack_base_url: str | None = None
+    payshack_email: str = "ops@payops.test"
+    payshack_password: str = "payshack-dev-password"
+    payshack_page_size: int = 200
+    payshack_lookback_hours: int = 48  # the portal has no cursor: each run re-reads this window
+    payshack_session_ttl_seconds: int = 1500  # how long a stored portal session is reused
+    payshack_project: str = "91game"
+    payshack_timezone: str = "Asia/Kolkata"  # the portal shows local times without an offset
+    payshack_sync_interval_seconds: int = 300
+    chromium_path: str = "/usr/bin/chromium"
+    sync_pages_per_activity: int = 50  # pages one activity fetches before handing back
+    sync_activities_per_run: int = 20  # activity calls before the workflow continues as new
+
     # --- merchant webhooks ----------------------------------------------------------
     # Private-network targets (10/8, 172.16/12, 192.168/16, link-local, ...) are refused
     # unless this is set; loopback is allowed in dev only. Cloud metadata IPs are always refused.

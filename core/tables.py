@@ -463,3 +463,45 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_event_id", "event_id"),
     Index("ix_webhook_attempts_endpoint_created", "endpoint_id", "created_at"),
 )
+
+# --- provider syncs: run history and quarantined records (migration 0003_sync) -------------
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("mode", String(16), nullable=False),  # incremental | backfill
+    Column("workflow_id", String(255), nullable=True),
+    Column("status", String(16), nullable=False, server_default="running"),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("cursor", JSONB, nullable=True),
+    Column("pages", Integer, nullable=False, server_default="0"),
+    Column("rows_fetched", BigInteger, nullable=False, server_default="0"),
+    Column("rows_inserted", BigInteger, nullable=False, server_default="0"),
+    Column("rows_updated", BigInteger, nullable=False, server_default="0"),
+    Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
+    Column("rows_quarantined", BigInteger, nullable=False, server_default="0"),
+    Column("expected_total", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    _updated_at(),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("mode in ('incremental','backfill')", name="mode"),
+    CheckConstraint("status in ('running','success','error')", name="status"),
+    Index("ix_sync_runs_source_started", "source", "started_at"),
+)
+
+sync_quarantine = Table(
+    "sync_quarantine",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("source_id", String(128), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSONB, nullable=False),
+    Column("data_hash", String(64), nullable=False),
+    Column("run_id", String(64), nullable=True),
+    _created_at(),
+    UniqueConstraint("source", "data_hash", name="uq_sync_quarantine_source_data_hash"),
+)

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.health import HealthActivities
 from activities.payouts import PayoutActivities
+from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
 from core.crypto import FieldCipher
@@ -25,6 +26,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from workflows.health import HealthCheckWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 
 log = logging.getLogger("payops.worker")
@@ -62,12 +64,13 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
     health = HealthActivities(deps.sessionmaker, deps.redis)
     payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher)
+    sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
     webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
     return [
         health.check_worker_dependencies,
@@ -79,6 +82,9 @@ def activities(deps: WorkerDeps) -> list:
         payouts.poll_payout_status,
         payouts.settle_payout,
         payouts.reverse_payout,
+        sync.start_sync_run,
+        sync.fetch_sync_pages,
+        sync.finish_sync_run,
         webhooks.dispatch_webhook_events,
         webhooks.attempt_webhook_delivery,
     ]
