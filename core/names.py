@@ -28,6 +28,18 @@ def sync_workflow_id(source: str) -> str:
     return f"sync-{source}"
 
 
+def sync_schedule_id(source: str) -> str:
+    return f"sync-{source}"  # the schedule's runs are named sync-{source}-{timestamp} by Temporal
+
+
+def sync_manual_workflow_id(source: str) -> str:
+    return f"sync-{source}-manual"
+
+
+def sync_backfill_workflow_id(source: str, run: str) -> str:
+    return f"sync-{source}-backfill-{run}"
+
+
 def webhook_dispatcher_workflow_id(task_queue: str) -> str:
     """One dispatcher per task queue (per deployment): it drains the events outbox."""
     return f"webhook-dispatcher-{task_queue}"

@@ -9,3 +9,7 @@ ROUTERS += [merchants.router, balances.router, payouts.router, bank_webhooks.rou
 from api.routers import events, webhook_endpoints  # noqa: E402
 
 ROUTERS += [webhook_endpoints.router, events.router]
+
+from api.routers import sync  # noqa: E402
+
+ROUTERS.append(sync.router)
