@@ -23,11 +23,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from temporalio import activity, workflow
 from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,23 +35,10 @@ from core.auth_tokens import mint_dev_token  # noqa: E402
 from core.embedded import free_port  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.temporal import connect_temporal  # noqa: E402
+from bench.noop_workflow import BenchNoopWorkflow, bench_noop  # noqa: E402
 
 # The payout happy path runs these activities: hold, route, gate, submit, settle.
 PAYOUT_ACTIVITIES = 5
-
-
-@activity.defn(name="bench_noop")
-async def bench_noop(step: int) -> int:
-    return step
-
-
-@workflow.defn(name="BenchNoopWorkflow")
-class BenchNoopWorkflow:
-    @workflow.run
-    async def run(self, activities: int) -> int:
-        for i in range(activities):
-            await workflow.execute_activity(bench_noop, i, start_to_close_timeout=timedelta(seconds=30))
-        return activities
 
 
 def pct(values: list[float], q: float) -> float:
