@@ -11,8 +11,9 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from pydantic import BaseModel
 from redis.asyncio import Redis
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -21,6 +22,7 @@ from connectors.base import ConnectorError, PermanentConnectorError, SubmitReque
 from connectors.registry import ConnectorRegistry
 from core import ledger, metrics
 from core.crypto import FieldCipher
+from core.settings import Settings
 from core.payout_models import (
     ERR_CONNECTOR_PERMANENT,
     ERR_CONNECTOR_TRANSIENT,
@@ -42,9 +44,17 @@ from core.payout_models import (
 )
 from core.payout_store import publish_payout_update, transition
 from core.routing import explain
-from core.tables import controls
+from core.tables import controls, payouts
 
 log = logging.getLogger("payops.activities.payouts")
+
+# The workflow's first activity records that the workflow exists, so the API need not (the
+# sweeper starts the workflows of payouts that never got this far).
+WORKFLOW_STARTED = {"workflow_started_at": func.coalesce(payouts.c.workflow_started_at, func.now())}
+
+
+class SweepInput(BaseModel):
+    older_than_seconds: float = 30.0
 
 
 def _result(row: dict, applied: bool) -> TransitionResult:
@@ -58,7 +68,9 @@ class PayoutActivities:
         redis: Redis | None,
         connectors: ConnectorRegistry,
         cipher: FieldCipher,
+        settings: Settings | None = None,
     ) -> None:
+        self._settings = settings
         self._sessionmaker = sessionmaker
         self._redis = redis
         self._connectors = connectors
@@ -101,6 +113,7 @@ class PayoutActivities:
                 row, applied = await transition(
                     session, payout_id=params.payout_id, to_status=PayoutStatus.HELD, event_key="held",
                     data={"held_minor": params.amount_minor + params.fee_minor},
+                    extra_columns=WORKFLOW_STARTED,
                 )
         except ledger.InsufficientFundsError as exc:
             result = await self._transition(
@@ -110,6 +123,7 @@ class PayoutActivities:
                 reason="insufficient funds",
                 failure_code="insufficient_funds",
                 failure_message=str(exc),
+                extra_columns=WORKFLOW_STARTED,
             )
             return HoldResult(placed=False, status=result.status, failure_code="insufficient_funds", detail=str(exc))
         if applied:
@@ -260,3 +274,12 @@ class PayoutActivities:
             await publish_payout_update(self._redis, row)
             metrics.payouts_processed_total.labels(params.to_status).inc()
         return _result(row, applied)
+
+    @activity.defn(name="sweep_unstarted_payouts")
+    async def sweep_unstarted_payouts(self, params: SweepInput) -> int:
+        from core.payout_service import sweep_unstarted_payouts
+
+        assert self._settings is not None, "the sweeper needs settings (task queue, retry policy)"
+        return await sweep_unstarted_payouts(
+            self._sessionmaker, activity.client(), self._settings, older_than_seconds=params.older_than_seconds
+        )

@@ -225,8 +225,8 @@ async def create_payout(
             await ensure_workflow_started(session, temporal, settings, claim.resource_id)
         return 200, claim.response_body or {}
 
-    await get_merchant(session, merchant_id)
-    if await is_frozen(session, merchant_id):
+    merchant = await get_merchant(session, merchant_id)  # one query: exists + frozen
+    if merchant["frozen"]:
         raise MerchantFrozen(f"merchant {merchant_id} is frozen: it cannot create payouts")
     earlier = await session.scalar(
         select(payouts.c.id).where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
@@ -269,8 +269,7 @@ async def create_payout(
     await append_event(
         session, payout_id=payout_id, actor=actor, from_status=None, to_status=PayoutStatus.PENDING.value,
         reason="created through the API", data={"idempotency_key": idempotency_key, "rail": rail},
-        event_key="created",
-    )
+    )  # a brand-new payout: no earlier event to deduplicate against
     body = payout_view(row, settings)
     await record_payout_event(session, row, event_type=EventType.PAYOUT_CREATED, settings=settings)
     await idempotency.store_response(
@@ -280,9 +279,9 @@ async def create_payout(
     await session.commit()  # the workflow may only ever see a committed payout
     payouts_created_total.inc()
 
-    if await start_payout_workflow(temporal, settings, row):
-        await _mark_started(session, payout_id)
-        await session.commit()
+    # The workflow's first activity records workflow_started_at; if this start fails (or the
+    # process dies right here), a replay of the request or the scheduled sweeper starts it.
+    await start_payout_workflow(temporal, settings, row)
     return 201, body
 
 
@@ -293,8 +292,10 @@ async def sweep_unstarted_payouts(
     older_than_seconds: float = 30,
     limit: int = 500,
 ) -> int:
-    """Start the workflows of payouts created more than `older_than_seconds` ago whose start was
-    never recorded. Returns how many are now known to be started."""
+    """Start the workflows of payouts created more than `older_than_seconds` ago whose workflow
+    never recorded itself (its first activity sets workflow_started_at). Returns how many are now
+    known to be started. Starting is idempotent (USE_EXISTING / REJECT_DUPLICATE), so a payout
+    whose workflow merely has not run its first activity yet is left as it is."""
     async with sessionmaker() as session:
         rows = (
             await session.execute(

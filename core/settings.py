@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     payout_return_window_hours: float = 72.0
     payout_settlement_poll_seconds: float = 60.0
     payout_hold_expiry_hours: float = 168.0
+    payout_sweep_every_seconds: float = 60.0
+    payout_sweep_after_seconds: float = 30.0
 
     # --- provider syncs (Vima REST API, PayShack portal) -----------------------------
     vima_base_url: str | None = None  # e.g. http://127.0.0.1:8091; the sandbox when unset under `payops up`

@@ -262,3 +262,34 @@ async def test_paused_rail_with_frozen_cancel_queued_cancels(temporal_client, wo
     assert result.status == "cancelled" and result.failure_code == "merchant_frozen"
     assert bank.payment(params.payout_id) is None
     await assert_ledger_ok(sessionmaker)
+
+
+async def test_sweeper_workflow_starts_a_payout_whose_start_was_lost(
+    temporal_client, worker, settings, sessionmaker, bank
+):
+    """A payout committed but never started (the API died before start_workflow) is picked up
+    by the scheduled sweeper and runs to the end; a second sweep starts nothing."""
+    from sqlalchemy import select
+
+    from core.tables import payouts
+    from workflows.maintenance import PayoutSweepInput, PayoutSweepWorkflow
+
+    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+
+    async def sweep() -> int:
+        result = await temporal_client.execute_workflow(
+            PayoutSweepWorkflow.run, PayoutSweepInput(older_than_seconds=0),
+            id=f"sweep-{uuid.uuid4().hex}", task_queue=settings.temporal_task_queue,
+        )
+        return result.started
+
+    assert await sweep() == 1
+    handle = temporal_client.get_workflow_handle(payout_workflow_id(params.payout_id))
+    await wait_for_status(handle, "settled")
+    async with sessionmaker() as session:
+        started_at = await session.scalar(
+            select(payouts.c.workflow_started_at).where(payouts.c.id == params.payout_id))
+    assert started_at is not None  # recorded by the workflow's first activity
+    assert await sweep() == 0
+    assert bank.payment(params.payout_id)["accepted_count"] == 1

@@ -16,15 +16,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.health import HealthActivities
+from activities.ops_actions import OpsActionActivities
 from activities.payouts import PayoutActivities
 from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
 from core.crypto import FieldCipher
 from core.db import create_engine, create_sessionmaker
+from core.schedules import ensure_schedules
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from workflows.health import HealthCheckWorkflow
+from workflows.ops_action import OpsActionWorkflow
+from workflows.maintenance import PayoutSweepWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
@@ -64,14 +68,15 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
     health = HealthActivities(deps.sessionmaker, deps.redis)
-    payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher)
-    sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
+    payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher, deps.settings)
     webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
+    ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis)
+    sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
     return [
         health.check_worker_dependencies,
         payouts.place_payout_hold,
@@ -82,11 +87,15 @@ def activities(deps: WorkerDeps) -> list:
         payouts.poll_payout_status,
         payouts.settle_payout,
         payouts.reverse_payout,
+        payouts.sweep_unstarted_payouts,
+        webhooks.dispatch_webhook_events,
+        webhooks.attempt_webhook_delivery,
+        ops_actions.record_ops_action_step,
+        ops_actions.record_ops_action_vote,
+        ops_actions.execute_ops_action,
         sync.start_sync_run,
         sync.fetch_sync_pages,
         sync.finish_sync_run,
-        webhooks.dispatch_webhook_events,
-        webhooks.attempt_webhook_delivery,
     ]
 
 
@@ -114,6 +123,7 @@ async def run_worker(settings: Settings | None = None) -> None:
         from core.webhook_service import ensure_dispatcher
 
         await ensure_dispatcher(client, settings)  # idempotent: the first worker up starts it
+        await ensure_schedules(client, settings)  # idempotent: sweeper, provider syncs
         await stop.wait()
     await deps.aclose()
 
