@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -348,7 +349,37 @@ class _Stack:
         self._spawn("api", cmd, env, port=port, url=api_url)
         self._wait_ready(api_url)
         self._done("api", started, f"{api_url}  (worker running)")
+        self._prove_worker()
         return api_url
+
+    def _prove_worker(self) -> None:
+        """Run the trivial health workflow end to end: client → server → worker → activity."""
+        import asyncio
+        import uuid
+
+        from core.names import health_workflow_id
+        from core.temporal import connect_temporal, register_search_attributes
+        from workflows.health import HealthCheckInput, HealthCheckWorkflow
+
+        started = time.monotonic()
+        temporal = self._service("temporal")
+        settings = self.settings.model_copy(update={"temporal_address": temporal.url}) if temporal else self.settings
+
+        async def run() -> str:
+            client = await connect_temporal(settings)
+            if settings.temporal_external:
+                await register_search_attributes(client)
+            result = await client.execute_workflow(
+                HealthCheckWorkflow.run, HealthCheckInput(requested_by="payops up"),
+                id=health_workflow_id(uuid.uuid4().hex), task_queue=settings.temporal_task_queue,
+                execution_timeout=timedelta(seconds=API_READY_TIMEOUT_S),
+            )
+            if not result.ok:
+                raise ServiceStartError(f"the health workflow ran but the worker reports {result.report}")
+            return result.report.worker_host
+
+        host = asyncio.run(run())
+        self._done("health workflow", started, f"ran end to end on worker {host}")
 
     def _wait_ready(self, api_url: str) -> None:
         import httpx
