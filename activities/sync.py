@@ -9,6 +9,7 @@ then the cursor is heartbeated: a retried activity resumes from
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -49,6 +50,16 @@ class FetchedPage:
     cursor: dict[str, Any]  # where the next page starts
     done: bool
     expected_total: int | None = None
+
+
+def _furthest(a: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
+    """The cursor further along (same kind of cursor: Vima create/update id, portal page)."""
+    if not b:
+        return a
+    for key in ("update", "create", "page"):
+        if key in a and key in b and (a.get("from"), a.get("to")) == (b.get("from"), b.get("to")):
+            return b if int(b[key]) > int(a[key]) else a
+    return a
 
 
 class SyncActivities:
@@ -126,6 +137,10 @@ class SyncActivities:
         cursor = params.cursor
         if info.heartbeat_details:
             cursor = dict(info.heartbeat_details[0])
+        if info.attempt > 1:
+            # Heartbeats are throttled by the SDK, so the last one to reach the server may be a page
+            # or two behind; the run's cursor in the database is committed with each page's rows.
+            cursor = _furthest(cursor, await self._stored_cursor(params.run_id))
             log.info("sync %s run %s resuming at %s (attempt %d)", params.source, params.run_id, cursor, info.attempt)
         max_pages = params.max_pages or self._settings.sync_pages_per_activity
         totals = SyncTotals()
@@ -164,15 +179,28 @@ class SyncActivities:
     async def finish_sync_run(self, params: FinishRunInput) -> FinishRunResult:
         async with self._sessionmaker() as session, session.begin():
             conn = await self._driver(session)
-            await sync_store.finish_run(conn, run_id=params.run_id, source=params.source, status=params.status,
-                                        error=params.error)
+            run = await sync_store.finish_run(conn, run_id=params.run_id, source=params.source,
+                                              status=params.status, error=params.error)
+        totals = None
+        if run is not None:
+            totals = SyncTotals(pages=run["pages"], rows_fetched=run["rows_fetched"], inserted=run["rows_inserted"],
+                                updated=run["rows_updated"], unchanged=run["rows_unchanged"],
+                                quarantined=run["rows_quarantined"])
         await sync_store.publish(self._redis, sync_store.SYNC_UPDATES_CHANNEL, {
             "source": params.source, "run_id": params.run_id, "mode": params.mode, "status": params.status,
-            "error": params.error, "totals": params.totals.model_dump() if params.totals else None,
+            "error": params.error, "totals": (totals or params.totals or SyncTotals()).model_dump(),
         })
-        return FinishRunResult()
+        return FinishRunResult(totals=totals)
 
     # --- helpers --------------------------------------------------------------------------------
+
+    async def _stored_cursor(self, run_id: str) -> dict[str, Any] | None:
+        async with self._sessionmaker() as session:
+            conn = await self._driver(session)
+            raw = await conn.fetchval("SELECT cursor FROM sync_runs WHERE id = $1", run_id)
+        if raw is None:
+            return None
+        return json.loads(raw) if isinstance(raw, str) else dict(raw)
 
     @staticmethod
     async def _driver(session: AsyncSession):
@@ -254,16 +282,15 @@ class SyncActivities:
     async def _payshack_pages(self, params: FetchPagesInput, cursor: dict[str, Any]) -> AsyncIterator[FetchedPage]:
         start_page = int(cursor.get("page", 1))
         window_from, window_to = cursor["from"], cursor["to"]
+        current = dict(cursor)  # the last stored position: what a heartbeat during login reports
         try:
             async with self._payshack_factory() as portal:
                 async for page in portal.pages(window_from, window_to, start_page=start_page,
-                                               on_progress=lambda: activity.heartbeat(cursor)):
+                                               on_progress=lambda: activity.heartbeat(current)):
                     done = page.page >= page.last_page
-                    yield FetchedPage(
-                        records=page.rows,
-                        cursor={"page": page.page + 1, "from": window_from, "to": window_to},
-                        done=done, expected_total=page.total,
-                    )
+                    next_cursor = {"page": page.page + 1, "from": window_from, "to": window_to}
+                    yield FetchedPage(records=page.rows, cursor=next_cursor, done=done, expected_total=page.total)
+                    current = next_cursor
                     if done:
                         return
         except PayShackAuthError:

@@ -166,8 +166,18 @@ class PayShackPortal:
                 pass
 
     async def login(self) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
         page = self._page
-        await page.goto(f"{self.base_url}/login", wait_until="domcontentloaded")
+        for attempt in range(3):
+            try:
+                await page.goto(f"{self.base_url}/login", wait_until="domcontentloaded")
+                break
+            except PlaywrightError as exc:
+                # the portal's own script may be redirecting to its login page at this moment
+                if "interrupted by another navigation" not in str(exc) or attempt == 2:
+                    raise
+                await page.wait_for_load_state("domcontentloaded")
         await page.fill("input[name=email]", self.email)
         await page.fill("input[name=password]", self._password)
         async with page.expect_navigation(wait_until="domcontentloaded"):

@@ -108,3 +108,6 @@ class FinishRunInput(BaseModel):
 
 class FinishRunResult(BaseModel):
     recorded: bool = True
+    # what the run stored, from the database: includes the work of activity attempts that
+    # failed after storing pages, which the workflow never saw a result for
+    totals: SyncTotals | None = None

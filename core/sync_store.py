@@ -240,9 +240,12 @@ async def record_batch(
     )
 
 
-async def finish_run(conn: asyncpg.Connection, *, run_id: str, source: str, status: str, error: str | None) -> None:
-    await conn.execute(
-        "UPDATE sync_runs SET status = $2, error = $3, finished_at = now(), updated_at = now() WHERE id = $1",
+async def finish_run(conn: asyncpg.Connection, *, run_id: str, source: str, status: str,
+                     error: str | None) -> dict[str, Any] | None:
+    """Close the run and the source's state; returns the run's stored counters."""
+    run = await conn.fetchrow(
+        "UPDATE sync_runs SET status = $2, error = $3, finished_at = now(), updated_at = now() WHERE id = $1 "
+        "RETURNING pages, rows_fetched, rows_inserted, rows_updated, rows_unchanged, rows_quarantined",
         run_id, status, error,
     )
     await conn.execute(
@@ -253,6 +256,7 @@ async def finish_run(conn: asyncpg.Connection, *, run_id: str, source: str, stat
         """,
         source, status, error,
     )
+    return dict(run) if run else None
 
 
 async def publish(redis: Redis | None, channel: str, message: dict[str, Any]) -> None:

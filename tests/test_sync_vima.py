@@ -220,3 +220,27 @@ async def test_client_honours_retry_after_and_stops_on_a_refused_key(vima):
     async with VimaClient(base_url=vima.url, api_key="wrong", sleep=record) as client:
         with pytest.raises(VimaAuthError):
             await client.fetch_page("update", 0)
+
+
+async def test_a_restarted_activity_starts_from_its_heartbeat_details(sync_settings, sessionmaker, vima, db):
+    """The activity alone (ActivityEnvironment): attempt 2 with heartbeat details resumes there."""
+    import dataclasses
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.sync import SyncActivities
+    from core.sync_models import FetchPagesInput, StartRunInput
+
+    vima.state.generate(1_000, days=1)
+    activities = SyncActivities(sessionmaker, None, sync_settings.model_copy(update={"vima_page_size": 100}))
+    env = ActivityEnvironment()
+    heartbeats: list = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details[0])
+    await env.run(activities.start_sync_run, StartRunInput(run_id="r1", source="vima", mode="incremental"))
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[{"update": 600}])
+    result = await env.run(activities.fetch_sync_pages, FetchPagesInput(
+        run_id="r1", source="vima", mode="incremental", cursor={"update": 0}, max_pages=100))
+    assert result.caught_up and result.cursor == {"update": 1000}
+    assert result.totals.rows_fetched == 400 and result.totals.inserted == 400
+    assert heartbeats[0] == {"update": 600} and heartbeats[-1] == {"update": 1000}
+    assert await db.fetchval("SELECT min(source_id::bigint) FROM transactions") == 50_000_601

@@ -129,12 +129,14 @@ class SyncWorkflow:
                       error_type: str | None) -> SyncWorkflowResult:
         p = self._progress
         assert p.run_id is not None
-        await workflow.execute_activity_method(
+        finished = await workflow.execute_activity_method(
             SyncActivities.finish_sync_run,
             FinishRunInput(run_id=p.run_id, source=params.source, mode=params.mode, status=status,  # type: ignore[arg-type]
                            error=error, totals=p.totals),
             **DB_ACTIVITY,
         )
+        if finished.totals is not None:
+            p.totals = finished.totals
         p.status, p.error = status, error  # type: ignore[assignment]
         await workflow.wait_condition(workflow.all_handlers_finished)
         return SyncWorkflowResult(run_id=p.run_id, source=params.source, mode=params.mode, status=status,  # type: ignore[arg-type]
