@@ -25,6 +25,7 @@ run: $(STAMP)
 	$(BIN)/payops up
 
 test: $(STAMP)
+	@sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-data:
