@@ -57,7 +57,7 @@ EXIT_NOT_RUNNING = 3
 API_READY_TIMEOUT_S = 120.0
 SERVICE_START_TIMEOUT_S = 60.0
 # Grace periods for a clean stop, in the order the stack is stopped.
-STOP_GRACE_S = {"api": 10.0, "worker": 20.0, "bank": 5.0, "temporal": 15.0, "redis": 10.0, "postgres": 30.0}
+STOP_GRACE_S = {"api": 10.0, "worker": 20.0, "bank": 5.0, "vima": 5.0, "payshack": 5.0, "temporal": 15.0, "redis": 10.0, "postgres": 30.0}
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -307,7 +307,7 @@ class _Stack:
             raise ServiceStartError(
                 f"migrations failed on {_redact(database_url)}: {type(exc).__name__}: {exc}"
             ) from exc
-        self._done("migrations", started, "alembic upgrade head")
+        self._done("migrations", started, "alembic upgrade heads")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], *, port: int | None = None, url: str | None = None) -> _Service:
         proc = ManagedProcess.spawn(cmd, env=env, log_file=self.logs / f"{name}.log", name=name)
@@ -335,6 +335,21 @@ class _Stack:
         service = self._spawn("bank", cmd, env, port=port, url=url)
         wait_for_port(LOOPBACK, port, SERVICE_START_TIMEOUT_S, process=service.process, what="sandbox bank")
         self._done("bank", started, url)
+        return url
+
+    def _start_provider_simulator(self, name: str, configured_url: str | None, args: list[str],
+                                  env: dict[str, str]) -> str:
+        """The Vima / PayShack simulators (sandbox/), unless a real provider URL is configured."""
+        if configured_url:
+            self._external(name, configured_url)
+            return configured_url
+        started = time.monotonic()
+        port = free_port()
+        url = f"http://{LOOPBACK}:{port}"
+        cmd = [sys.executable, "-m", f"sandbox.{name}", "--host", LOOPBACK, "--port", str(port), *args]
+        service = self._spawn(name, cmd, env, port=port, url=url)
+        wait_for_port(LOOPBACK, port, SERVICE_START_TIMEOUT_S, process=service.process, what=f"{name} simulator")
+        self._done(name, started, url)
         return url
 
     def _start_worker_and_api(self, env: dict[str, str]) -> str:
@@ -441,6 +456,14 @@ class _Stack:
         env = self._child_env(database_url, redis_url, temporal_address, temporal_ui_url, None)
         bank_url = self._start_bank(env)
         env["PAYOPS_SANDBOX_BANK_URL"] = bank_url
+        env["PAYOPS_VIMA_BASE_URL"] = self._start_provider_simulator(
+            "vima", self.settings.vima_base_url,
+            ["--api-key", self.settings.vima_api_key, "--trickle", "2"], env,
+        )
+        env["PAYOPS_PAYSHACK_BASE_URL"] = self._start_provider_simulator(
+            "payshack", self.settings.payshack_base_url,
+            ["--email", self.settings.payshack_email, "--password", self.settings.payshack_password], env,
+        )
         api_url = self._start_worker_and_api(env)
         self._write_state()
         self._print_ready(api_url, database_url, redis_url, temporal_ui_url, bank_url, time.monotonic() - t0)
