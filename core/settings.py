@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # When set, `payops up` uses this Temporal instead of starting a dev server.
     temporal_external: bool = False
 
+    worker_metrics_port: int = 0  # Prometheus endpoint of a worker process; 0 = off
+    worker_metrics_host: str = "127.0.0.1"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"

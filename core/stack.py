@@ -219,6 +219,7 @@ class _Stack:
         self.logs = self.data_dir / "logs"
         self.state_file = self.data_dir / "stack.json"
         self.services: list[_Service] = []  # in start order; stopped in reverse
+        self.worker_metrics_url = ""
 
     # -- progress output
     def _done(self, name: str, started: float, detail: str) -> None:
@@ -354,7 +355,10 @@ class _Stack:
 
     def _start_worker_and_api(self, env: dict[str, str]) -> str:
         started = time.monotonic()
-        self._spawn("worker", [sys.executable, "-m", "workers.main"], env)
+        metrics_port = self.settings.worker_metrics_port or free_port()
+        self.worker_metrics_url = f"http://{LOOPBACK}:{metrics_port}/metrics"
+        self._spawn("worker", [sys.executable, "-m", "workers.main"],
+                    {**env, "PAYOPS_WORKER_METRICS_PORT": str(metrics_port)})
         host, port = self.settings.api_host, self.settings.api_port
         api_url = f"http://{_loopback(host) if host != '0.0.0.0' else LOOPBACK}:{port}"
         cmd = [
@@ -506,7 +510,8 @@ class _Stack:
         grid.add_column(style="bold")
         grid.add_column()
         grid.add_row("API docs", f"{api_url}/docs")
-        grid.add_row("Metrics", f"{api_url}/metrics")
+        grid.add_row("Metrics", f"{api_url}/metrics  (API)")
+        grid.add_row("", f"{self.worker_metrics_url}  (worker)")
         grid.add_row("Temporal UI", temporal_ui_url or "(headless)")
         grid.add_row("PostgreSQL", _redact(database_url))
         grid.add_row("Redis", _redact(redis_url))

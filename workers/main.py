@@ -111,6 +111,11 @@ def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = N
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        log.info("worker metrics on http://%s:%s/metrics", settings.worker_metrics_host, settings.worker_metrics_port)
     client = await connect_temporal(settings)
     deps = WorkerDeps.from_settings(settings)
     worker = build_worker(client, deps)
