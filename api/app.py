@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from api.problems import install_problem_handlers
 from api.routers import health
+from api.routers.live import start_live_services, stop_live_services
 from connectors.registry import build_registry
 from core.db import create_engine, create_sessionmaker
 from core.metrics import http_requests_total
@@ -60,9 +61,11 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.connectors = build_registry(settings)
         app.state.temporal_holder = TemporalHolder(settings, temporal_client)
         await app.state.temporal_holder.get()
+        start_live_services(app, settings)  # dashboard snapshot cache + live updates hub
         try:
             yield
         finally:
+            await stop_live_services(app)
             await app.state.connectors.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()

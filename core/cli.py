@@ -278,6 +278,49 @@ def sync_status_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) ->
                       + (f" [red]{s['error']}[/red]" if s["error"] else ""))
 
 
+dashboard_app = typer.Typer(help="Dashboards: rollup maintenance.", no_args_is_help=True)
+app.add_typer(dashboard_app, name="dashboard")
+
+
+@dashboard_app.command("rebuild")
+def dashboard_rebuild(
+    date_from: Annotated[str, typer.Option("--from", help="first UTC day, YYYY-MM-DD")],
+    date_to: Annotated[str, typer.Option("--to", help="last UTC day (inclusive), YYYY-MM-DD")],
+) -> None:
+    """Recompute the dashboard rollups of a date range from the raw rows (one day at a time)."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from core.dashboard_rollups import rebuild_rollups
+    from core.db import create_engine
+
+    try:
+        first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except ValueError:
+        raise typer.BadParameter("dates are YYYY-MM-DD") from None
+    if last < first:
+        raise typer.BadParameter("--to is before --from")
+    settings = get_settings()
+    if not settings.database_url:
+        err.print("[red]PAYOPS_DATABASE_URL is not set[/red]")
+        raise typer.Exit(2)
+
+    async def go():
+        engine = create_engine(settings.database_url)
+        try:
+            with Progress(TextColumn("rebuilding {task.fields[day]}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=err) as bar:
+                task = bar.add_task("rebuild", total=(last - first).days + 1, day=first.isoformat())
+                return await rebuild_rollups(
+                    engine, first, last, progress=lambda d, n: bar.update(task, advance=1, day=d.isoformat()))
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(go())
+    console.print(f"rebuilt {result.days} day(s): {result.transactions} transactions")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

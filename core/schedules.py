@@ -24,6 +24,7 @@ from core.settings import Settings
 log = logging.getLogger("payops.schedules")
 
 PAYOUT_SWEEP_SCHEDULE_ID = "payout-sweeper"
+ALERT_CHECK_SCHEDULE_ID = "alert-check"
 
 
 async def upsert_schedule(client: Client, schedule_id: str, desired: Schedule) -> None:
@@ -53,10 +54,26 @@ def payout_sweep_schedule(settings: Settings) -> Schedule:
     )
 
 
+def alert_check_schedule(settings: Settings) -> Schedule:
+    from workflows.alerts import AlertCheckInput, AlertCheckWorkflow
+
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            AlertCheckWorkflow.run,
+            AlertCheckInput(),
+            id=ALERT_CHECK_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.alert_check_every_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     from core.sync_service import ensure_sync_schedules
 
     await upsert_schedule(client, PAYOUT_SWEEP_SCHEDULE_ID, payout_sweep_schedule(settings))
-    done = [PAYOUT_SWEEP_SCHEDULE_ID, *await ensure_sync_schedules(client, settings)]
+    await upsert_schedule(client, ALERT_CHECK_SCHEDULE_ID, alert_check_schedule(settings))
+    done = [PAYOUT_SWEEP_SCHEDULE_ID, ALERT_CHECK_SCHEDULE_ID, *await ensure_sync_schedules(client, settings)]
     log.info("schedules ensured: %s", ", ".join(done))
     return done

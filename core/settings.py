@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     webhook_secret_overlap_hours: float = 24.0  # default overlap of the old secret on rotation
     webhook_dispatch_poll_seconds: float = 5.0  # fallback poll when no NOTIFY arrives
 
+    # --- dashboards, exports, alerts, live updates -----------------------------------
+    dashboard_cache_ttl_seconds: float = 10.0  # Redis snapshots of dashboard answers; 0 disables
+    dashboard_timezone: str = "UTC"  # default reporting time zone of trends and heatmaps
+    export_batch_rows: int = 5000  # rows fetched per round trip while streaming an export
+    alert_check_every_seconds: float = 60.0
+    live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

@@ -505,3 +505,70 @@ sync_quarantine = Table(
     _created_at(),
     UniqueConstraint("source", "data_hash", name="uq_sync_quarantine_source_data_hash"),
 )
+
+# --- dashboards: rollups kept by triggers, alert rules (migration 0007_dashboards) ---------
+# Rollup keys use '' for a missing merchant / project / rail (a primary key cannot hold NULL).
+
+
+def _transaction_rollup(name: str, bucket: Column) -> Table:
+    return Table(
+        name,
+        metadata,
+        bucket,
+        Column("merchant_id", String(64), nullable=False, server_default=""),
+        Column("project", String(64), nullable=False, server_default=""),
+        Column("source", String(32), nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("txn_count", BigInteger, nullable=False, server_default="0"),
+        Column("amount_minor", BigInteger, nullable=False, server_default="0"),
+        Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+        Column("fraud_count", BigInteger, nullable=False, server_default="0"),
+        PrimaryKeyConstraint(bucket.name, "merchant_id", "project", "source", "currency", "status", name=f"pk_{name}"),
+    )
+
+
+transaction_rollups_hourly = _transaction_rollup(
+    "transaction_rollups_hourly", Column("bucket", DateTime(timezone=True), nullable=False))  # UTC hour
+transaction_rollups_daily = _transaction_rollup(
+    "transaction_rollups_daily", Column("day", Date, nullable=False))  # UTC day
+Index("ix_transaction_rollups_hourly_merchant_bucket", transaction_rollups_hourly.c.merchant_id,
+      transaction_rollups_hourly.c.bucket)
+Index("ix_transaction_rollups_daily_merchant_day", transaction_rollups_daily.c.merchant_id,
+      transaction_rollups_daily.c.day)
+
+# Payouts by the UTC hour they were created in and their current status.
+payout_rollups_hourly = Table(
+    "payout_rollups_hourly",
+    metadata,
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("rail", String(32), nullable=False, server_default=""),
+    Column("status", String(24), nullable=False),
+    Column("payout_count", BigInteger, nullable=False, server_default="0"),
+    Column("amount_minor", BigInteger, nullable=False, server_default="0"),
+    Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("bucket", "merchant_id", "currency", "rail", "status", name="pk_payout_rollups_hourly"),
+    Index("ix_payout_rollups_hourly_merchant_bucket", "merchant_id", "bucket"),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("metric", String(40), nullable=False),
+    Column("operator", String(2), nullable=False),
+    Column("threshold", Numeric(20, 6), nullable=False),
+    Column("window_minutes", Integer, nullable=False, server_default="60"),
+    Column("severity", String(16), nullable=False),
+    Column("scope", String(16), nullable=False),  # platform | merchant | source
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("description", Text, nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("operator in ('<','<=','>','>=')", name="operator"),
+    CheckConstraint("severity in ('low','medium','high','critical')", name="severity"),
+    CheckConstraint("scope in ('platform','merchant','source')", name="scope"),
+)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.alerts import AlertActivities
 from activities.health import HealthActivities
 from activities.ops_actions import OpsActionActivities
 from activities.payouts import PayoutActivities
@@ -26,6 +27,7 @@ from core.db import create_engine, create_sessionmaker
 from core.schedules import ensure_schedules
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
+from workflows.alerts import AlertCheckWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.ops_action import OpsActionWorkflow
 from workflows.maintenance import PayoutSweepWorkflow
@@ -68,7 +70,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -77,6 +79,7 @@ def activities(deps: WorkerDeps) -> list:
     webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
     ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis)
     sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
+    alerts = AlertActivities(deps.sessionmaker, deps.redis)
     return [
         health.check_worker_dependencies,
         payouts.place_payout_hold,
@@ -96,6 +99,7 @@ def activities(deps: WorkerDeps) -> list:
         sync.start_sync_run,
         sync.fetch_sync_pages,
         sync.finish_sync_run,
+        alerts.check_alert_rules,
     ]
 
 

@@ -13,3 +13,7 @@ ROUTERS += [webhook_endpoints.router, events.router]
 from api.routers import sync  # noqa: E402
 
 ROUTERS.append(sync.router)
+
+from api.routers import alerts, dashboard, exports, live, transactions  # noqa: E402
+
+ROUTERS += [dashboard.router, transactions.router, exports.router, alerts.router, live.router]

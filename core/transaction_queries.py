@@ -1,0 +1,135 @@
+"""The unified transactions list (filters, search, keyset pagination, sort) and detail."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import NotFound, Unprocessable
+from core.tables import reconciliation_results, reconciliation_runs, transactions
+
+Sort = Literal["-occurred_at", "occurred_at", "-amount_minor", "amount_minor"]
+
+LIST_COLUMNS = [
+    transactions.c.id, transactions.c.source, transactions.c.source_id, transactions.c.client_operation_id,
+    transactions.c.merchant_id, transactions.c.project, transactions.c.amount_minor, transactions.c.currency,
+    transactions.c.fee_minor, transactions.c.status, transactions.c.original_status, transactions.c.payer_email,
+    transactions.c.payer_name, transactions.c.utr, transactions.c.occurred_at, transactions.c.updated_at,
+]
+
+
+@dataclass
+class TransactionFilters:
+    merchant_id: str | None = None
+    source: str | None = None
+    project: str | None = None
+    status: str | None = None
+    currency: str | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    amount_minor_min: int | None = None
+    amount_minor_max: int | None = None
+    q: str | None = None  # exact id / source id / client operation id / UTR / payer email
+
+    def conditions(self) -> list[Any]:
+        t = transactions.c
+        out: list[Any] = []
+        for name in ("merchant_id", "source", "project", "status", "currency"):
+            value = getattr(self, name)
+            if value is not None:
+                out.append(getattr(t, name) == value)
+        if self.occurred_from is not None:
+            out.append(t.occurred_at >= self.occurred_from)
+        if self.occurred_to is not None:
+            out.append(t.occurred_at < self.occurred_to)
+        if self.amount_minor_min is not None:
+            out.append(t.amount_minor >= self.amount_minor_min)
+        if self.amount_minor_max is not None:
+            out.append(t.amount_minor <= self.amount_minor_max)
+        if self.q:
+            q = self.q.strip()
+            alternatives = [t.source_id == q, t.client_operation_id == q, t.utr == q]
+            if "@" in q:
+                alternatives = [func.lower(t.payer_email) == q.lower()]
+            elif q.isdigit() and len(q) < 19:
+                alternatives.append(t.id == int(q))
+            out.append(or_(*alternatives))
+        return out
+
+
+def _sort_column(sort: Sort):
+    return transactions.c.amount_minor if sort.endswith("amount_minor") else transactions.c.occurred_at
+
+
+def encode_cursor(sort: Sort, row: dict[str, Any]) -> str:
+    value = row["amount_minor"] if sort.endswith("amount_minor") else row["occurred_at"].isoformat()
+    blob = json.dumps({"s": sort, "v": value, "id": row["id"]})
+    return base64.urlsafe_b64encode(blob.encode()).decode().rstrip("=")
+
+
+def decode_cursor(sort: Sort, cursor: str) -> tuple[Any, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if data["s"] != sort:
+            raise ValueError("sort changed")
+        value = int(data["v"]) if sort.endswith("amount_minor") else datetime.fromisoformat(data["v"])
+        return value, int(data["id"])
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        raise Unprocessable("invalid cursor (it belongs to another sort, or was altered)") from None
+
+
+def list_statement(filters: TransactionFilters, *, sort: Sort = "-occurred_at", cursor: str | None = None,
+                   limit: int | None = None, columns: list[Any] | None = None) -> Select:
+    col = _sort_column(sort)
+    desc = sort.startswith("-")
+    stmt = select(*(columns or LIST_COLUMNS)).where(and_(*filters.conditions()))
+    if cursor:
+        value, last_id = decode_cursor(sort, cursor)
+        key = tuple_(col, transactions.c.id)
+        stmt = stmt.where(key < tuple_(value, last_id) if desc else key > tuple_(value, last_id))
+    order = [col.desc(), transactions.c.id.desc()] if desc else [col.asc(), transactions.c.id.asc()]
+    stmt = stmt.order_by(*order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt
+
+
+async def list_transactions(session: AsyncSession, filters: TransactionFilters, *, sort: Sort,
+                            cursor: str | None, limit: int) -> dict[str, Any]:
+    rows = [dict(r) for r in (await session.execute(
+        list_statement(filters, sort=sort, cursor=cursor, limit=limit + 1))).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": encode_cursor(sort, rows[-1]) if more and rows else None}
+
+
+async def get_transaction(session: AsyncSession, transaction_id: int, *, merchant_id: str | None) -> dict[str, Any]:
+    """The transaction with its raw provider payload and its reconciliation results, if any."""
+    stmt = select(transactions).where(transactions.c.id == transaction_id)
+    if merchant_id is not None:
+        stmt = stmt.where(transactions.c.merchant_id == merchant_id)
+    row = (await session.execute(stmt)).mappings().first()
+    if row is None:
+        raise NotFound(f"transaction {transaction_id} not found")
+    out = dict(row)
+    out.pop("data_hash", None)
+    r, run = reconciliation_results.c, reconciliation_runs.c
+    results = (await session.execute(
+        select(r.id, r.run_id, r.category, r.match_key, r.left_id, r.right_id, r.amount_diff_minor, r.resolution,
+               r.resolved_at, r.created_at, run.kind, run.left_source, run.right_source)
+        .join(reconciliation_runs, reconciliation_runs.c.id == r.run_id)
+        .where(or_(r.left_id == transaction_id, r.right_id == transaction_id))
+        .order_by(r.created_at.desc(), r.id.desc()).limit(20)
+    )).mappings().all()
+    recon = [dict(x) for x in results]
+    out["reconciliation"] = {
+        "status": recon[0]["category"] if recon else "unreconciled",
+        "results": recon,
+    }
+    return out
