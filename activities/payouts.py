@@ -191,6 +191,7 @@ class PayoutActivities:
         except ConnectorError as exc:
             outcome = "permanent_error" if not exc.retryable else "transient_error"
             metrics.connector_requests_total.labels(params.connector, outcome).inc()
+            await self._record_connector_outcome(params.connector, error=exc.retryable)
             # The message must not carry beneficiary details: connectors report codes only.
             message = f"{exc.code}: {exc}"
             if exc.retryable:
@@ -199,6 +200,7 @@ class PayoutActivities:
         finally:
             metrics.connector_latency_seconds.labels(params.connector).observe(time.perf_counter() - started)
         metrics.connector_requests_total.labels(params.connector, "accepted").inc()
+        await self._record_connector_outcome(params.connector, error=False)
         await self._transition(
             payout_id=params.payout_id,
             to_status=PayoutStatus.SUBMITTED,
@@ -207,6 +209,23 @@ class PayoutActivities:
             extra_columns={"bank_payment_id": submitted.payment_id, "submitted_at": datetime.now(timezone.utc)},
         )
         return SubmitResult(bank_payment_id=submitted.payment_id, bank_status=submitted.status)
+
+    async def _record_connector_outcome(self, connector: str, *, error: bool) -> None:
+        """Feed the connector's circuit breaker (recent error rate); never fails the submission."""
+        if self._settings is None:
+            return
+        from core.rail_store import record_outcome
+
+        s = self._settings
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await record_outcome(
+                    session, connector, error, window_seconds=s.connector_error_window_seconds,
+                    min_requests=s.connector_error_min_requests, error_rate_to_open=s.connector_error_rate_to_open,
+                    now=datetime.now(timezone.utc),
+                )
+        except Exception as exc:  # noqa: BLE001 — health bookkeeping must not fail a payment
+            log.warning("could not record the outcome of %s: %s", connector, exc)
 
     @activity.defn(name="poll_payout_status")
     async def poll_payout_status(self, params: StatusPollInput) -> StatusPollResult:

@@ -130,6 +130,10 @@ class WebhookPayloadError(PermanentConnectorError):
 class BankConnector(abc.ABC):
     name: str
     rails: frozenset[str]
+    # Routing: lower preference wins among equally good candidates; a connector that is not
+    # routable is only used when a route override names it (or by payouts routed before rails).
+    preference: int = 100
+    routable: bool = True
 
     @abc.abstractmethod
     async def submit(self, req: SubmitRequest) -> SubmitResult:

@@ -78,4 +78,12 @@ def build_registry(settings: Settings, *, http_client: httpx.AsyncClient | None 
                 http_client=http_client,
             )
         )
+        from connectors.rails import RAIL_CONNECTORS
+
+        for name, cls, rail in RAIL_CONNECTORS:
+            registry.register(cls(
+                name=name, rail=rail, base_url=settings.sandbox_bank_url,
+                webhook_secret=settings.bank_webhook_secret,
+                webhook_tolerance_seconds=settings.bank_webhook_tolerance_seconds, http_client=http_client,
+            ))
     return registry

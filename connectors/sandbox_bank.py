@@ -83,6 +83,9 @@ def error_from_response(resp: httpx.Response) -> ConnectorError:
 
 class SandboxBankConnector(BankConnector):
     rails = SANDBOX_RAILS
+    # The all-rails connector of the first payout issue: kept for payouts already routed to it and
+    # for route overrides; the per-rail connectors (connectors/rails.py) are what routing picks.
+    routable = False
 
     def __init__(
         self,

@@ -1,6 +1,8 @@
 """Payout fees per rail: a fixed part in minor units plus basis points of the amount.
 
-The Rails issue moves these into an editable table; until then they are here, in one place.
+The fees in force live in the `rail_rules` table (seeded with these values by migration
+0005_rails, changed through PUT /api/v1/rails/{rail}); this is the fallback for a rail the
+table does not know.
 """
 
 from __future__ import annotations

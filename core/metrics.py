@@ -26,3 +26,6 @@ connector_latency_seconds = Histogram(
     "connector_latency_seconds", "Bank connector request latency", ["connector"]
 )
 http_requests_total = Counter("http_requests_total", "API requests", ["method", "route", "status"])
+sla_violations_total = Counter(
+    "sla_violations_total", "Payouts past their settlement target (one per payout)", ["rail"]
+)

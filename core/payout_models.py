@@ -76,6 +76,10 @@ class PayoutWorkflowInput(BaseModel):
     settlement_poll_seconds: float = 60.0
     hold_expiry_seconds: float = 168 * 3600
     gate_recheck_seconds: float = 300.0
+    # Rails: retryable error codes that move the payout to its next routing candidate, after this
+    # many attempts on one connector (empty: never fail over).
+    failover_codes: list[str] = Field(default_factory=list)
+    failover_attempts_per_connector: int = 2
 
 
 class PayoutWorkflowResult(BaseModel):
@@ -100,6 +104,12 @@ class PayoutState(BaseModel):
     hold_amount_minor: int | None = None
     next_attempt_at: datetime | None = None
     timestamps: dict[str, datetime] = Field(default_factory=dict)
+    settlement_target_at: datetime | None = None
+    sla_breached: bool = False
+    routing_why: str | None = None
+    batch_id: str | None = None
+    batch_cutoff_at: datetime | None = None
+    failovers: list[str] = Field(default_factory=list)
 
 
 class CancelRequest(BaseModel):

@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core import idempotency
 from core.crypto import FieldCipher
 from core.errors import IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable, Unprocessable
-from core.fees import payout_fee
+from core.rail_store import fee_for
 from core.merchant_service import get_merchant, is_frozen
 from core.metrics import payouts_created_total
 from core.money import format_amount, parse_amount
@@ -94,6 +94,9 @@ def payout_view(row: dict, settings: Settings) -> dict:
         "method": row["method"],
         "priority": row["priority"],
         "rail": row["rail"],
+        "connector": row.get("connector"),
+        "settlement_target_at": row["settlement_target_at"].isoformat() if row.get("settlement_target_at") else None,
+        "routing": row.get("routing"),
         "beneficiary": row["beneficiary_masked"],
         "description": row["description"],
         "metadata": row["metadata"] or {},
@@ -135,6 +138,8 @@ def workflow_input(row: dict, settings: Settings) -> PayoutWorkflowInput:
         return_window_seconds=settings.payout_return_window_hours * 3600,
         settlement_poll_seconds=settings.payout_settlement_poll_seconds,
         hold_expiry_seconds=settings.payout_hold_expiry_hours * 3600,
+        failover_codes=[c.strip() for c in settings.payout_failover_codes.split(",") if c.strip()],
+        failover_attempts_per_connector=settings.payout_failover_attempts_per_connector,
     )
 
 
@@ -240,7 +245,7 @@ async def create_payout(
     currency, method, priority = request["currency"], request["method"], request["priority"]
     amount_minor = parse_amount(request["amount"], currency)
     rail = choose_rail(method, currency, priority)
-    fee_minor = payout_fee(rail, amount_minor)
+    fee_minor = await fee_for(session, rail, amount_minor)  # the rail's rule in rail_rules
     beneficiary = request["beneficiary"]
     payout_id = f"po_{uuid.uuid4().hex}"
     row = (

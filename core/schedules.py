@@ -75,5 +75,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await upsert_schedule(client, PAYOUT_SWEEP_SCHEDULE_ID, payout_sweep_schedule(settings))
     await upsert_schedule(client, ALERT_CHECK_SCHEDULE_ID, alert_check_schedule(settings))
     done = [PAYOUT_SWEEP_SCHEDULE_ID, ALERT_CHECK_SCHEDULE_ID, *await ensure_sync_schedules(client, settings)]
+    from core.rail_schedules import ensure_rail_schedules
+
+    done += await ensure_rail_schedules(client, settings)
     log.info("schedules ensured: %s", ", ".join(done))
     return done

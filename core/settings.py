@@ -122,6 +122,19 @@ class Settings(BaseSettings):
     alert_check_every_seconds: float = 60.0
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
 
+    # --- rails, routing, batches, connector health ----------------------------------
+    connector_health_every_seconds: float = 30.0  # the connector-health Schedule's interval
+    connector_health_failures_to_open: int = 2  # failed health checks in a row that open the breaker
+    connector_error_window_seconds: float = 300.0  # window of the recent submission error rate
+    connector_error_min_requests: int = 10  # submissions in the window before the rate can open it
+    connector_error_rate_to_open: float = 0.5  # transient-error share that opens the breaker
+    # Retryable error codes that move a payout to the next routing candidate (never "timeout":
+    # the bank may have accepted it); at most this many attempts on one connector first.
+    payout_failover_codes: str = "service_unavailable,bank_unavailable,connection_error,rail_unavailable"
+    payout_failover_attempts_per_connector: int = 2
+    batch_signal_concurrency: int = 200  # signals in flight when a batch tells its payouts the outcome
+    rail_schedules_enabled: bool = True  # one BatchWorkflow Schedule per batch rail at its cutoff
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

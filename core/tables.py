@@ -572,3 +572,117 @@ alert_rules = Table(
     CheckConstraint("severity in ('low','medium','high','critical')", name="severity"),
     CheckConstraint("scope in ('platform','merchant','source')", name="scope"),
 )
+
+# --- rails and routing (migration 0005_rails) ----------------------------------------------
+
+from sqlalchemy import Float  # noqa: E402
+
+# SLA and fee rule per rail, editable through /api/v1/rails. A rail settles either
+# `settlement_business_days` after its next cutoff (cutoff_time in `timezone`, business days of
+# `calendar`), or `settlement_seconds` after submission (24/7 rails).
+rail_rules = Table(
+    "rail_rules",
+    metadata,
+    Column("rail", String(32), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("methods", JSONB, nullable=False),  # payout methods whose beneficiary this rail can pay
+    Column("currencies", JSONB, nullable=False),
+    Column("countries", JSONB, nullable=False, server_default=text("'[]'::jsonb")),  # [] = any
+    Column("timezone", String(64), nullable=False),
+    Column("cutoff_time", String(5), nullable=True),  # "HH:MM" local
+    Column("settlement_business_days", Integer, nullable=True),
+    Column("settlement_seconds", Integer, nullable=True),
+    Column("batch", Boolean, nullable=False, server_default=text("false")),
+    Column("calendar", String(16), nullable=False, server_default="NONE"),
+    Column("fee_fixed_minor", BigInteger, nullable=False, server_default="0"),
+    Column("fee_bps", Integer, nullable=False, server_default="0"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("updated_by", String(128), nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint(
+        "(cutoff_time IS NOT NULL AND settlement_business_days IS NOT NULL) OR settlement_seconds IS NOT NULL",
+        name="sla",
+    ),
+    CheckConstraint("fee_fixed_minor >= 0 AND fee_bps >= 0", name="fee"),
+)
+
+# Ops' changes to a holiday calendar on top of the built-in one (is_holiday false = a working day).
+rail_calendar_days = Table(
+    "rail_calendar_days",
+    metadata,
+    Column("calendar", String(16), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("is_holiday", Boolean, nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("created_by", String(128), nullable=True),
+    _created_at(),
+    PrimaryKeyConstraint("calendar", "day", name="pk_rail_calendar_days"),
+)
+
+# The circuit breaker per connector, fed by scheduled health checks and submission outcomes.
+connector_health = Table(
+    "connector_health",
+    metadata,
+    Column("connector", String(64), primary_key=True),
+    Column("state", String(16), nullable=False, server_default="closed"),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("last_checked_at", DateTime(timezone=True), nullable=True),
+    Column("last_ok", Boolean, nullable=True),
+    Column("last_latency_ms", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("window_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("window_requests", Integer, nullable=False, server_default="0"),
+    Column("window_errors", Integer, nullable=False, server_default="0"),
+    Column("opened_at", DateTime(timezone=True), nullable=True),
+    Column("open_reason", Text, nullable=True),
+    _updated_at(),
+    CheckConstraint("state in ('closed','open')", name="state"),
+)
+
+payout_batches = Table(
+    "payout_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rail", String(32), nullable=False),
+    Column("connector", String(64), nullable=False),
+    Column("cutoff_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default="collecting"),
+    Column("file_format", String(24), nullable=False),  # nacha | pain.001.001.09
+    Column("file_name", String(128), nullable=True),
+    Column("file_content", LargeBinary, nullable=True),
+    Column("file_sha256", String(64), nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("entry_count", Integer, nullable=False, server_default="0"),
+    Column("total_amount_minor", BigInteger, nullable=False, server_default="0"),
+    Column("control", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("bank_file_id", String(128), nullable=True),
+    Column("accepted_count", Integer, nullable=False, server_default="0"),
+    Column("rejected_count", Integer, nullable=False, server_default="0"),
+    Column("error", Text, nullable=True),
+    _created_at(),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    _updated_at(),
+    UniqueConstraint("rail", "cutoff_at", name="uq_payout_batches_rail_cutoff"),
+    CheckConstraint("status in ('collecting','built','submitted','rejected','empty')", name="status"),
+    Index("ix_payout_batches_cutoff_at", "cutoff_at"),
+)
+
+payout_batch_entries = Table(
+    "payout_batch_entries",
+    metadata,
+    Column("payout_id", String(64), ForeignKey("payouts.id"), primary_key=True),
+    Column("rail", String(32), nullable=False),
+    Column("connector", String(64), nullable=False),
+    Column("cutoff_at", DateTime(timezone=True), nullable=False),
+    Column("batch_id", String(64), ForeignKey("payout_batches.id"), nullable=True),
+    Column("sequence", Integer, nullable=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("outcome", String(16), nullable=True),  # accepted | rejected
+    Column("bank_payment_id", String(128), nullable=True),
+    Column("error", Text, nullable=True),
+    _created_at(),
+    Index("ix_payout_batch_entries_waiting", "rail", "cutoff_at", postgresql_where=text("batch_id IS NULL")),
+    Index("ix_payout_batch_entries_batch_id", "batch_id", "sequence"),
+)

@@ -12,6 +12,14 @@ API
                                  422 ``{"error", "message"}`` for a body the bank refuses.
 ``GET  /v1/payments/{reference}`` the payment (accepted|settled|failed|returned), 404 if unknown.
 ``GET  /health``                 ``{"status": "ok"}``.
+``GET  /v1/rails/{rail}/health``  200, or 503 while the rail's scheme is down (``POST /_sandbox/outages``).
+``POST /v1/files/nacha``          an ACH file (NACHA); ``POST /v1/files/pain001`` a SEPA pain.001.001.09
+                                 file. ``Idempotency-Key`` is the file id. Validated with independent
+                                 parsers (sandbox/bank_files.py): 422 ``file_rejected`` with ``errors``
+                                 for a malformed file, else 201 with a per-entry acceptance report
+                                 (entries keyed by the payment reference: NACHA 05 addenda / EndToEndId).
+``POST /mobile-money/v1_0/transfer`` a mobile-money disbursement shaped like the operators' APIs
+                                 (``X-Reference-Id`` UUID, 202); ``GET .../transfer/{X-Reference-Id}``.
 
 Test controls (``/_sandbox``): ``GET payments`` (acceptance counters, to prove exactly-once),
 ``GET webhooks`` (delivery log), ``POST faults`` ``{"mode", "count"}``, ``GET faults``, ``POST reset``,
@@ -186,6 +194,9 @@ class BankState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task] = field(default_factory=set)
     http: httpx.AsyncClient | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> acceptance report
+    outages: set[str] = field(default_factory=set)  # rails whose scheme is down
+    momo_transfers: dict[str, str] = field(default_factory=dict)  # X-Reference-Id -> reference
 
     # -- test-facing views
     def payments_report(self) -> list[dict[str, Any]]:
@@ -230,6 +241,9 @@ class BankState:
             self.submissions.clear()
             self.faults.clear()
             self.webhooks.clear()
+            self.files.clear()
+            self.outages.clear()
+            self.momo_transfers.clear()
 
     def take_fault(self) -> str | None:
         if not self.faults:
@@ -446,6 +460,8 @@ class Bank:
         problem = validate_payment(body)
         if problem is not None:
             return _error(422, *problem)
+        if body["rail"] in self.state.outages:
+            return _unavailable(f"the {body['rail']} scheme is unavailable")
 
         tail = account_tail(body["beneficiary"])
         if tail == ACCOUNT_CLOSED:
@@ -500,6 +516,126 @@ class Bank:
         )
 
 
+    # -- payment files (NACHA, pain.001) and the mobile-money API
+    async def accept_file(self, request: Request, kind: str) -> Response:
+        from sandbox.bank_files import read_nacha, read_pain001
+
+        file_id = request.headers.get("idempotency-key") or ""
+        if not file_id.strip() or len(file_id) > 128:
+            return _error(400, "idempotency_key_missing", "Idempotency-Key (the file id) is required")
+        content = await request.body()
+        digest = hashlib.sha256(content).hexdigest()
+        earlier = self.state.files.get(file_id)
+        if earlier is not None:
+            if earlier["sha256"] != digest:
+                return _error(409, "file_id_conflict", "this file id was already used for a different file")
+            return JSONResponse(earlier["report"], status_code=200)
+        rail = "ach" if kind == "nacha" else "sepa"
+        if rail in self.state.outages:
+            return _unavailable(f"the {rail} scheme is unavailable")
+        entries, errors = read_nacha(content) if kind == "nacha" else read_pain001(content)
+        if errors:
+            return JSONResponse({"error": "file_rejected", "message": f"{kind} file rejected: {errors[0]}",
+                                 "errors": errors}, status_code=422)
+        results, spawned = [], []
+        async with self.state.lock:
+            for e in entries:
+                tail = account_tail(e.beneficiary)
+                if tail in (ACCOUNT_CLOSED, INVALID_ACCOUNT):
+                    code = "account_closed" if tail == ACCOUNT_CLOSED else "invalid_account"
+                    results.append({"reference": e.reference, "status": "rejected", "error": code})
+                    continue
+                material = {"reference": e.reference, "amount_minor": e.amount_minor, "currency": e.currency,
+                            "rail": rail, "beneficiary": e.beneficiary, "description": None}
+                fingerprint = _fingerprint(material)
+                payment = self.state.payments.get(e.reference)
+                if payment is not None and payment.fingerprint != fingerprint:
+                    results.append({"reference": e.reference, "status": "rejected", "error": "reference_conflict"})
+                    continue
+                self.state.submissions[e.reference] = self.state.submissions.get(e.reference, 0) + 1
+                if payment is None:
+                    payment = Payment(
+                        reference=e.reference, payment_id=f"bnk_{uuid.uuid4().hex[:24]}",
+                        amount_minor=e.amount_minor, currency=e.currency, rail=rail, beneficiary=e.beneficiary,
+                        description=None, fingerprint=fingerprint, accepted_at=_utcnow_iso(),
+                        planned_outcome="settle_then_return" if tail == RETURNED_R01 else "settle",
+                    )
+                    self.state.payments[e.reference] = payment
+                    spawned.append(payment)
+                results.append({"reference": e.reference, "status": "accepted", "payment_id": payment.payment_id})
+            report = {
+                "file_id": file_id, "format": kind, "status": "accepted", "received_at": _utcnow_iso(),
+                "entry_count": len(entries), "total_minor": sum(e.amount_minor for e in entries),
+                "accepted_count": sum(r["status"] == "accepted" for r in results),
+                "rejected_count": sum(r["status"] == "rejected" for r in results),
+                "entries": results,
+            }
+            self.state.files[file_id] = {"sha256": digest, "report": report, "content": content}
+        for payment in spawned:
+            self.state.spawn(self._lifecycle(payment))
+        return JSONResponse(report, status_code=201)
+
+    async def momo_transfer(self, request: Request) -> Response:
+        """POST /mobile-money/v1_0/transfer, shaped like the big operators' disbursement APIs:
+        X-Reference-Id (a UUID) names the transfer, 202 with no body; poll GET .../transfer/{id}."""
+        ref_id = request.headers.get("x-reference-id") or ""
+        try:
+            uuid.UUID(ref_id)
+        except ValueError:
+            return _error(400, "invalid_reference_id", "X-Reference-Id must be a UUID")
+        try:
+            body = json.loads(await request.body())
+            amount = int(body["amount"])
+            payee = body["payee"]
+            msisdn = str(payee["partyId"])
+            external_id = str(body["externalId"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "invalid_body", "amount, currency, externalId and payee.partyId are required")
+        if payee.get("partyIdType") != "MSISDN" or not re.fullmatch(r"[1-9][0-9]{6,14}", msisdn):
+            return _error(400, "invalid_payee", "payee must be an MSISDN in international form without +")
+        if "mobile_money" in self.state.outages:
+            return _unavailable("the mobile money operator is unavailable")
+        material = {"reference": external_id, "amount_minor": amount, "currency": body.get("currency"),
+                    "rail": "mobile_money", "beneficiary": {"phone": "+" + msisdn}, "description": body.get("payerMessage")}
+        async with self.state.lock:
+            self.state.submissions[external_id] = self.state.submissions.get(external_id, 0) + 1
+            known = self.state.momo_transfers.get(ref_id)
+            if known is not None and known != external_id:
+                return _error(409, "reference_conflict", "this X-Reference-Id names another transfer")
+            payment = self.state.payments.get(external_id)
+            if payment is not None and payment.fingerprint != _fingerprint(material):
+                return _error(409, "reference_conflict", "this externalId was already used for a different transfer")
+            created = payment is None
+            if created:
+                tail = msisdn[-4:]
+                if tail in (ACCOUNT_CLOSED, INVALID_ACCOUNT):
+                    return _error(400, "PAYEE_NOT_FOUND", "the payee is not a registered wallet")
+                payment = Payment(
+                    reference=external_id, payment_id=f"mm_{uuid.uuid4().hex[:20]}", amount_minor=amount,
+                    currency=str(body.get("currency")), rail="mobile_money", beneficiary=material["beneficiary"],
+                    description=body.get("payerMessage"), fingerprint=_fingerprint(material),
+                    accepted_at=_utcnow_iso(), planned_outcome="settle",
+                )
+                self.state.payments[external_id] = payment
+            self.state.momo_transfers[ref_id] = external_id
+        if created:
+            self.state.spawn(self._lifecycle(payment))
+        return Response(status_code=202)
+
+    def momo_status(self, ref_id: str) -> Response:
+        reference = self.state.momo_transfers.get(ref_id)
+        p = self.state.payments.get(reference) if reference else None
+        if p is None:
+            return _error(404, "RESOURCE_NOT_FOUND", "no transfer with this X-Reference-Id")
+        status = {"accepted": "PENDING", "settled": "SUCCESSFUL", "failed": "FAILED", "returned": "SUCCESSFUL"}[p.status]
+        return JSONResponse({
+            "amount": str(p.amount_minor), "currency": p.currency, "externalId": p.reference,
+            "payee": {"partyIdType": "MSISDN", "partyId": str(p.beneficiary.get("phone", "")).lstrip("+")},
+            "status": status, "financialTransactionId": p.payment_id,
+            "reason": p.failure_code,
+        })
+
+
 # --- HTTP -------------------------------------------------------------------------------------
 
 
@@ -530,6 +666,56 @@ async def get_payment(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def rail_health(request: Request) -> Response:
+    rail = request.path_params["rail"]
+    if rail not in RAILS:
+        return _error(404, "unknown_rail", f"rail must be one of {sorted(RAILS)}")
+    if rail in _bank(request).state.outages:
+        return _error(503, "rail_unavailable", f"the {rail} scheme is unavailable")
+    return JSONResponse({"status": "ok", "rail": rail})
+
+
+async def submit_nacha(request: Request) -> Response:
+    return await _bank(request).accept_file(request, "nacha")
+
+
+async def submit_pain001(request: Request) -> Response:
+    return await _bank(request).accept_file(request, "pain001")
+
+
+async def get_file(request: Request) -> Response:
+    f = _bank(request).state.files.get(request.path_params["file_id"])
+    if f is None:
+        return _error(404, "file_not_found", "no file with this id")
+    return JSONResponse(f["report"])
+
+
+async def list_files(request: Request) -> Response:
+    return JSONResponse([{k: v for k, v in f["report"].items() if k != "entries"}
+                         for f in _bank(request).state.files.values()])
+
+
+async def momo_transfer(request: Request) -> Response:
+    return await _bank(request).momo_transfer(request)
+
+
+async def momo_status(request: Request) -> Response:
+    return _bank(request).momo_status(request.path_params["ref_id"])
+
+
+async def set_outage(request: Request) -> Response:
+    try:
+        data = await _json_body(request)
+    except ValueError:
+        return _error(400, "invalid_json", "the request body must be a JSON object")
+    rail, down = data.get("rail"), data.get("down", True)
+    if rail not in RAILS:
+        return _error(422, "unknown_rail", f"rail must be one of {sorted(RAILS)}")
+    outages = _bank(request).state.outages
+    outages.add(rail) if down else outages.discard(rail)
+    return JSONResponse({"outages": sorted(outages)})
 
 
 async def list_payments(request: Request) -> Response:
@@ -633,6 +819,14 @@ def create_bank_app(config: BankConfig | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/v1/rails/{rail}/health", rail_health, methods=["GET"]),
+            Route("/v1/files/nacha", submit_nacha, methods=["POST"]),
+            Route("/v1/files/pain001", submit_pain001, methods=["POST"]),
+            Route("/v1/files/{file_id:path}", get_file, methods=["GET"]),
+            Route("/mobile-money/v1_0/transfer", momo_transfer, methods=["POST"]),
+            Route("/mobile-money/v1_0/transfer/{ref_id}", momo_status, methods=["GET"]),
+            Route("/_sandbox/files", list_files, methods=["GET"]),
+            Route("/_sandbox/outages", set_outage, methods=["POST"]),
             Route("/v1/payments", create_payment, methods=["POST"]),
             Route("/v1/payments/{reference:path}", get_payment, methods=["GET"]),
             Route("/_sandbox/payments", list_payments, methods=["GET"]),

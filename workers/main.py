@@ -19,6 +19,7 @@ from activities.alerts import AlertActivities
 from activities.health import HealthActivities
 from activities.ops_actions import OpsActionActivities
 from activities.payouts import PayoutActivities
+from activities.rails import RailActivities
 from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
@@ -31,6 +32,8 @@ from workflows.alerts import AlertCheckWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.ops_action import OpsActionWorkflow
 from workflows.maintenance import PayoutSweepWorkflow
+from workflows.batch import BatchWorkflow
+from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
@@ -70,7 +73,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -91,6 +94,7 @@ def activities(deps: WorkerDeps) -> list:
         payouts.settle_payout,
         payouts.reverse_payout,
         payouts.sweep_unstarted_payouts,
+        *rail_activities(deps),
         webhooks.dispatch_webhook_events,
         webhooks.attempt_webhook_delivery,
         ops_actions.record_ops_action_step,
@@ -100,6 +104,22 @@ def activities(deps: WorkerDeps) -> list:
         sync.fetch_sync_pages,
         sync.finish_sync_run,
         alerts.check_alert_rules,
+    ]
+
+
+def rail_activities(deps: WorkerDeps) -> list:
+    rails = RailActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher, deps.settings)
+    return [
+        rails.route_payout_by_rules,
+        rails.fail_over_payout,
+        rails.enqueue_payout_for_batch,
+        rails.withdraw_payout_from_batch,
+        rails.raise_sla_breach_alert,
+        rails.open_payout_batch,
+        rails.build_payout_batch_file,
+        rails.submit_payout_batch_file,
+        rails.signal_batch_outcomes,
+        rails.check_connectors_health,
     ]
 
 

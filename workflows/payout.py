@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.payouts import PayoutActivities
+    from activities.rails import ERR_NO_ROUTE, RailActivities
     from core.names import search_attribute_keys
     from core.payout_models import (
         CANCELLABLE_STATUSES,
@@ -38,6 +39,20 @@ with workflow.unsafe.imports_passed_through():
         SubmitInput,
         TransitionInput,
     )
+    from core.rail_models import (
+        BatchEnqueueInput,
+        BatchOutcomeSignal,
+        BatchWithdrawInput,
+        FailoverInput,
+        RailRouteDecision,
+        RailRouteInput,
+        SlaBreachInput,
+    )
+
+# Versioning: payouts started before the rails engine route with the simple rule through the one
+# sandbox connector; from this patch on they route by cost/SLA, wait for batches, fail over and
+# watch their settlement target. Old histories replay the old path (tests/test_replay.py).
+RAILS_PATCH = "rails-routing-v1"
 
 S = PayoutStatus
 SA = search_attribute_keys()
@@ -86,6 +101,11 @@ class PayoutWorkflow:
         self._notifications: list[BankNotificationSignal] = []
         self._seen_events: set[str] = set()
         self._controls_changed = False
+        self._rails = False  # routed by the rails engine (RAILS_PATCH)
+        self._route: RailRouteDecision | None = None
+        self._batch_outcome: BatchOutcomeSignal | None = None
+        self._sla_alerted = False
+        self._connector_attempts = 0
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -137,6 +157,12 @@ class PayoutWorkflow:
     def controls_changed(self, change: ControlsChanged) -> None:
         """A freeze or pause affecting this payout changed: re-check the gate now."""
         self._controls_changed = True
+
+    @workflow.signal(name="batch_outcome")
+    def batch_outcome(self, outcome: BatchOutcomeSignal) -> None:
+        """The BatchWorkflow's verdict on this payout's entry (a repeat is ignored)."""
+        if self._batch_outcome is None:
+            self._batch_outcome = outcome
 
     @workflow.signal(name="bank_notification")
     def bank_notification(self, notification: BankNotificationSignal) -> None:
@@ -195,20 +221,144 @@ class PayoutWorkflow:
         await self._cancel_if_requested()
 
         self._step("routing")
-        decision = await workflow.execute_activity_method(
-            PayoutActivities.route_payout,
-            RouteInput(payout_id=p.payout_id, method=p.method, currency=p.currency, priority=p.priority),
-            **DB_ACTIVITY,
-        )
-        self._state.rail, self._state.connector = decision.rail, decision.connector
+        if workflow.patched(RAILS_PATCH):
+            self._rails = True
+            try:
+                route = await workflow.execute_activity_method(
+                    RailActivities.route_payout_by_rules, RailRouteInput(payout_id=p.payout_id, at=p.created_at),
+                    **DB_ACTIVITY,
+                )
+            except ActivityError as err:
+                if isinstance(err.cause, ApplicationError) and err.cause.type == ERR_NO_ROUTE:
+                    await self._reverse(S.FAILED, failure_code="no_route", reason=err.cause.message)
+                    return self._finish()
+                raise
+            self._route = route
+            self._state.rail, self._state.connector = route.rail, route.connector
+            self._state.settlement_target_at = route.settlement_target_at
+            self._state.routing_why = route.why
+        else:
+            decision = await workflow.execute_activity_method(
+                PayoutActivities.route_payout,
+                RouteInput(payout_id=p.payout_id, method=p.method, currency=p.currency, priority=p.priority),
+                **DB_ACTIVITY,
+            )
+            self._state.rail, self._state.connector = decision.rail, decision.connector
         self._set_status(S.ROUTED)
         await self._cancel_if_requested()
         if not await self._pass_submission_gate():
             return self._finish()
 
+        if self._route is not None and self._route.batch:
+            outcome = await self._await_batch()
+            if outcome == "ended":
+                return self._finish()
+            if outcome == "submitted":
+                return await self._await_settlement()
         if not await self._submit_until_accepted():
             return self._finish()
         return await self._await_settlement()
+
+    async def _await_batch(self) -> str:
+        """Queue for the rail's next batch file and wait for its verdict.
+
+        Returns "submitted" (the bank accepted the entry), "ended" (rejected or cancelled), or
+        "single" (the whole file was refused: the payout goes on its own through the connector)."""
+        p, route = self._p, self._route
+        assert route is not None and route.cutoff_at is not None
+        queued = await workflow.execute_activity_method(
+            RailActivities.enqueue_payout_for_batch,
+            BatchEnqueueInput(payout_id=p.payout_id, rail=route.rail, connector=route.connector,
+                              cutoff_at=route.cutoff_at),
+            **DB_ACTIVITY,
+        )
+        self._state.batch_cutoff_at = queued.cutoff_at
+        self._step(f"waiting for the {route.rail} batch of the {queued.cutoff_at.isoformat()} cutoff")
+        while True:
+            await self._wait_with_sla(lambda: self._batch_outcome is not None or self._cancel is not None, None)
+            if self._batch_outcome is not None:
+                break
+            withdrawn = await workflow.execute_activity_method(
+                RailActivities.withdraw_payout_from_batch, BatchWithdrawInput(payout_id=p.payout_id), **DB_ACTIVITY
+            )
+            if withdrawn.withdrawn:
+                await self._do_cancel()
+                return "ended"
+            self._cancel_result = OpsDecision(
+                accepted=False, status=self._state.status,
+                detail=f"cannot cancel: batch {withdrawn.batch_id} has already taken this payout to the bank",
+            )
+            self._cancel = None
+        outcome = self._batch_outcome
+        self._state.batch_id = outcome.batch_id
+        self._state.attempts += 1
+        if outcome.outcome == "accepted":
+            self._state.bank_payment_id = outcome.bank_payment_id
+            await self._record(S.SUBMITTED, "submitted", reason=f"in batch file {outcome.batch_id}",
+                               data={"bank_payment_id": outcome.bank_payment_id, "batch_id": outcome.batch_id})
+            return "submitted"
+        if outcome.outcome == "rejected":
+            await self._reverse(S.FAILED, failure_code=outcome.error or "rejected_by_bank",
+                                reason=f"the bank rejected its entry in batch {outcome.batch_id}: {outcome.error}")
+            return "ended"
+        self._state.last_error = f"file_rejected: {outcome.error}"
+        self._step("the batch file was refused; submitting on its own")
+        return "single"
+
+    async def _wait_with_sla(self, condition: Callable[[], bool], timeout: timedelta | None) -> bool:
+        """`wait_until` that raises the SLA alert once if the settlement target passes meanwhile."""
+        deadline = workflow.now() + timeout if timeout is not None else None
+        while True:
+            target = self._state.settlement_target_at
+            watching = target is not None and not self._sla_alerted
+            if watching and workflow.now() >= target:
+                await self._raise_sla_breach()
+                continue
+            limit = deadline
+            if watching:
+                limit = target if limit is None else min(limit, target)
+            if limit is None:
+                await workflow.wait_condition(condition)
+                return True
+            remaining = limit - workflow.now()
+            if remaining > timedelta(0) and await wait_until(condition, remaining):
+                return True
+            if condition():
+                return True
+            if deadline is not None and workflow.now() >= deadline:
+                return False
+
+    async def _raise_sla_breach(self) -> None:
+        self._sla_alerted = True
+        self._state.sla_breached = True
+        assert self._state.settlement_target_at is not None
+        await workflow.execute_activity_method(
+            RailActivities.raise_sla_breach_alert,
+            SlaBreachInput(payout_id=self._p.payout_id, rail=self._state.rail, connector=self._state.connector,
+                           settlement_target_at=self._state.settlement_target_at, status=self._state.status),
+            **DB_ACTIVITY,
+        )
+
+    async def _fail_over(self, code: str) -> bool:
+        """Move to the next candidate after a failover-eligible error. False: none left."""
+        p, route = self._p, self._route
+        if (route is None or code not in p.failover_codes or not route.fallbacks
+                or self._connector_attempts < p.failover_attempts_per_connector):
+            return False
+        nxt = route.fallbacks.pop(0)
+        previous = self._state.connector or ""
+        await workflow.execute_activity_method(
+            RailActivities.fail_over_payout,
+            FailoverInput(payout_id=p.payout_id, from_connector=previous, rail=nxt["rail"],
+                          connector=nxt["connector"], reason=self._state.last_error or code,
+                          attempt=self._state.attempts),
+            **DB_ACTIVITY,
+        )
+        self._state.rail, self._state.connector = nxt["rail"], nxt["connector"]
+        self._state.failovers.append(f"{previous} -> {nxt['connector']} ({code})")
+        self._connector_attempts = 0
+        self._set_status(S.ROUTED)
+        return True
 
     async def _pass_submission_gate(self) -> bool:
         """Wait while the merchant is frozen or the rail/connector paused. False = cancelled."""
@@ -242,6 +392,7 @@ class PayoutWorkflow:
             await self._cancel_if_requested()
             attempts_in_budget += 1
             self._state.attempts += 1
+            self._connector_attempts += 1
             self._state.next_attempt_at = None
             self._set_status(S.SUBMITTING)
             self._step(f"submitting (attempt {self._state.attempts})")
@@ -263,6 +414,9 @@ class PayoutWorkflow:
                 if isinstance(cause, ApplicationError) and cause.type == ERR_CONNECTOR_PERMANENT:
                     await self._reverse(S.FAILED, failure_code=code, reason=f"the bank refused it: {code}")
                     return False
+                if self._rails and await self._fail_over(code):
+                    attempts_in_budget = 0
+                    continue
                 if attempts_in_budget >= p.retry_max_attempts:
                     decision = await self._park_in_dlq()
                     if decision == "retry":
@@ -327,9 +481,14 @@ class PayoutWorkflow:
         p = self._p
         self._step("waiting for the bank to settle")
         while True:
-            got = await wait_until(
-                lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
-            )
+            if self._rails:
+                got = await self._wait_with_sla(
+                    lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
+                )
+            else:
+                got = await wait_until(
+                    lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
+                )
             if got:
                 note = self._notifications.pop(0)
                 kind = note.type

@@ -173,6 +173,15 @@ class PayoutOut(BaseModel):
     method: str
     priority: str
     rail: str | None
+    connector: str | None = None
+    settlement_target_at: datetime | None = Field(
+        default=None, description="when the payout should have settled, from its rail's SLA rule and business days"
+    )
+    routing: dict | None = Field(
+        default=None,
+        description="the routing decision and its explanation: chosen rail/connector, every candidate with its "
+        "cost, expected time and score or why it was excluded, overrides, failovers",
+    )
     beneficiary: dict = Field(description="masked: type, name, last4 and the bank identifier; never the full account")
     description: str | None
     metadata: dict[str, str]
