@@ -24,6 +24,10 @@ def reconciliation_workflow_id(run_id: str) -> str:
     return f"reconciliation-{run_id}"
 
 
+def reconciliation_schedule_id(left_source: str, right_source: str) -> str:
+    return f"reconciliation-daily-{left_source}-{right_source}"  # its runs get a timestamp suffix
+
+
 def sync_workflow_id(source: str) -> str:
     return f"sync-{source}"
 

@@ -78,5 +78,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     from core.rail_schedules import ensure_rail_schedules
 
     done += await ensure_rail_schedules(client, settings)
+    from core.reconciliation_service import ensure_reconciliation_schedules
+
+    done += await ensure_reconciliation_schedules(client, settings)
     log.info("schedules ensured: %s", ", ".join(done))
     return done

@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     alert_check_every_seconds: float = 60.0
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
 
+    # --- reconciliation ------------------------------------------------------------------
+    reconciliation_timezone: str = "Asia/Kolkata"  # a run's dates are days in this zone
+    reconciliation_daily_hour: int = 2  # the daily run of yesterday starts at this local hour
+    reconciliation_rows_per_shard: int = 400_000  # rows (both sides) one shard activity matches
+    reconciliation_max_shards: int = 16
+    reconciliation_boundary_grace_seconds: int = 3600  # counterparts looked for this far past the window
+    reconciliation_match_rate_threshold: float = 0.98  # below it a run raises an alert
+    reconciliation_work_mem: str = "256MB"  # work_mem of a shard's transaction (hash aggregate in memory)
+    reconciliation_statement_date_window_days: int = 3  # payout date ↔ bank booking date, amount-and-date match
+
     # --- rails, routing, batches, connector health ----------------------------------
     connector_health_every_seconds: float = 30.0  # the connector-health Schedule's interval
     connector_health_failures_to_open: int = 2  # failed health checks in a row that open the breaker

@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData(
     naming_convention={
@@ -345,13 +345,26 @@ reconciliation_runs = Table(
     Column("requested_by", String(128), nullable=True),
     _created_at(),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # migration 0006_recon
+    Column("pair_id", String(64), nullable=True),
+    Column("workflow_id", String(255), nullable=True),
+    Column("timezone", String(64), nullable=True),
+    Column("window_start", DateTime(timezone=True), nullable=True),
+    Column("window_end", DateTime(timezone=True), nullable=True),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("shards_total", Integer, nullable=False, server_default="0"),
+    Column("shards_done", ARRAY(Integer), nullable=False, server_default=text("'{}'::integer[]")),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    _updated_at(),
+    Index("ix_reconciliation_runs_kind_dates", "kind", "date_from", "date_to"),
 )
 
 reconciliation_results = Table(
     "reconciliation_results",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), ForeignKey("reconciliation_runs.id"), nullable=False),
+    # no foreign key (migration 0006_recon): a per-row trigger would dominate bulk inserts
+    Column("run_id", String(64), nullable=False),
     Column("category", String(24), nullable=False),
     Column("match_key", String(128), nullable=True),
     Column("left_id", BigInteger, nullable=True),
@@ -368,7 +381,16 @@ reconciliation_results = Table(
         "'missing_right','duplicate_key','probable_match')",
         name="category",
     ),
-    Index("ix_reconciliation_results_run_category", "run_id", "category"),
+    # migration 0006_recon: (run_id, category) replaced by the two indexes below
+    Index("ix_reconciliation_results_discrepancies", "run_id", "category", "id",
+          postgresql_where=text("category <> 'matched'")),
+    Index("ix_reconciliation_results_run_brin", "run_id", postgresql_using="brin",
+          postgresql_with={"autosummarize": "on"}),
+    Column("shard", Integer, nullable=False, server_default="0"),
+    Column("confidence", Numeric(4, 3), nullable=True),
+    Column("carried_from_id", BigInteger, nullable=True),
+    Index("ix_reconciliation_results_open", "run_id", "id",
+          postgresql_where=text("resolution IS NULL AND category <> 'matched'")),
 )
 
 # --- alerts ------------------------------------------------------------------------------
@@ -505,6 +527,92 @@ sync_quarantine = Table(
     _created_at(),
     UniqueConstraint("source", "data_hash", name="uq_sync_quarantine_source_data_hash"),
 )
+
+# --- reconciliation: pair settings, resolution log, bank statements (migration 0006_recon) --
+
+reconciliation_pairs = Table(
+    "reconciliation_pairs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # "{left}:{right}", e.g. vima:payshack
+    Column("left_source", String(32), nullable=False),
+    Column("right_source", String(32), nullable=False),
+    Column("amount_tolerance_minor", BigInteger, nullable=False, server_default="0"),
+    Column("amount_tolerance_bps", Integer, nullable=False, server_default="0"),
+    # [[left_status, right_status], ...] also counted as agreeing (equal statuses always agree)
+    Column("status_equivalents", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("probable_window_seconds", Integer, nullable=False, server_default="900"),
+    Column("probable_min_confidence", Numeric(4, 3), nullable=False, server_default="0.6"),
+    Column("match_rate_threshold", Numeric(5, 4), nullable=True),  # NULL = the setting
+    Column("daily", Boolean, nullable=False, server_default=text("true")),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("amount_tolerance_minor >= 0 AND amount_tolerance_bps >= 0", name="tolerance"),
+    UniqueConstraint("left_source", "right_source", name="uq_reconciliation_pairs_sources"),
+)
+
+reconciliation_resolutions = Table(
+    "reconciliation_resolutions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("result_id", BigInteger, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    # what identifies the discrepancy when a re-run replaces the result rows
+    Column("category", String(24), nullable=False),
+    Column("match_key", String(128), nullable=True),
+    Column("left_id", BigInteger, nullable=True),
+    Column("right_id", BigInteger, nullable=True),
+    Column("action", String(16), nullable=False),
+    Column("resolution", String(24), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("actor", String(128), nullable=False),
+    _created_at(),
+    CheckConstraint("action in ('resolve','annotate','reopen')", name="action"),
+    Index("ix_reconciliation_resolutions_result", "result_id"),
+    Index("ix_reconciliation_resolutions_run", "run_id"),
+)
+
+bank_statements = Table(
+    "bank_statements",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("format", String(16), nullable=False),
+    Column("filename", String(255), nullable=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("statement_ref", String(128), nullable=True),
+    Column("account", String(64), nullable=True),
+    Column("period_from", Date, nullable=True),
+    Column("period_to", Date, nullable=True),
+    Column("line_count", Integer, nullable=False, server_default="0"),
+    Column("run_id", String(64), nullable=True),
+    Column("uploaded_by", String(128), nullable=True),
+    _created_at(),
+    CheckConstraint("format in ('csv','camt053','mt940')", name="format"),
+    UniqueConstraint("content_hash", name="uq_bank_statements_content_hash"),
+)
+
+bank_statement_lines = Table(
+    "bank_statement_lines",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("statement_id", String(64), ForeignKey("bank_statements.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("booking_date", Date, nullable=False),
+    Column("value_date", Date, nullable=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("direction", String(6), nullable=False),
+    Column("end_to_end_id", String(128), nullable=True),
+    Column("bank_reference", String(128), nullable=True),
+    Column("counterparty", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("payout_id", String(64), nullable=True),  # set when matched
+    Column("matched_by", String(16), nullable=True),  # reference | amount_date
+    CheckConstraint("direction in ('debit','credit')", name="direction"),
+    UniqueConstraint("statement_id", "line_no", name="uq_bank_statement_lines_statement_line"),
+    Index("ix_bank_statement_lines_payout_id", "payout_id"),
+)
+
+Index("ix_payouts_unreconciled", payouts.c.settled_at, postgresql_where=text("reconciled_at IS NULL"))
 
 # --- dashboards: rollups kept by triggers, alert rules (migration 0007_dashboards) ---------
 # Rollup keys use '' for a missing merchant / project / rail (a primary key cannot hold NULL).

@@ -20,6 +20,7 @@ from activities.health import HealthActivities
 from activities.ops_actions import OpsActionActivities
 from activities.payouts import PayoutActivities
 from activities.rails import RailActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
@@ -35,6 +36,7 @@ from workflows.maintenance import PayoutSweepWorkflow
 from workflows.batch import BatchWorkflow
 from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 
@@ -73,7 +75,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -104,6 +106,7 @@ def activities(deps: WorkerDeps) -> list:
         sync.fetch_sync_pages,
         sync.finish_sync_run,
         alerts.check_alert_rules,
+        *reconciliation_activities(deps),
     ]
 
 
@@ -120,6 +123,16 @@ def rail_activities(deps: WorkerDeps) -> list:
         rails.submit_payout_batch_file,
         rails.signal_batch_outcomes,
         rails.check_connectors_health,
+    ]
+
+
+def reconciliation_activities(deps: WorkerDeps) -> list:
+    reconciliation = ReconciliationActivities(deps.sessionmaker, deps.settings)
+    return [
+        reconciliation.prepare_reconciliation_run,
+        reconciliation.reconcile_shard,
+        reconciliation.finalize_reconciliation_run,
+        reconciliation.fail_reconciliation_run,
     ]
 
 

@@ -17,3 +17,7 @@ ROUTERS.append(sync.router)
 from api.routers import alerts, dashboard, exports, live, transactions  # noqa: E402
 
 ROUTERS += [dashboard.router, transactions.router, exports.router, alerts.router, live.router]
+
+from api.routers import reconciliation  # noqa: E402
+
+ROUTERS.append(reconciliation.router)
