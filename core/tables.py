@@ -486,6 +486,32 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_endpoint_created", "endpoint_id", "created_at"),
 )
 
+# --- ops action audit (migration 0002_ops_audit) ---------------------------------------------
+# Append-only: UPDATE, DELETE and TRUNCATE are refused by triggers; one row per (action, event key).
+
+ops_action_audit = Table(
+    "ops_action_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("action_id", String(64), ForeignKey("ops_actions.id"), nullable=False),
+    Column("event_key", String(128), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_status", String(24), nullable=True),
+    Column("to_status", String(24), nullable=True),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    UniqueConstraint("action_id", "event_key", name="uq_ops_action_audit_action_event_key"),
+)
+
+# At most one open action per conflict key (kept in target->>'conflict_key').
+Index(
+    "uq_ops_actions_open_conflict_key",
+    ops_actions.c.target["conflict_key"].astext,
+    unique=True,
+    postgresql_where=text("status in ('pending_approval','approved','executing')"),
+)
+
 # --- provider syncs: run history and quarantined records (migration 0003_sync) -------------
 
 sync_runs = Table(

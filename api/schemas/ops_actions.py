@@ -1,0 +1,98 @@
+"""Ops action request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.ops_action_models import ActionType, OpsActionState, RiskLevel
+
+
+class OpsActionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ActionType
+    params: dict[str, Any] = Field(description="the type's params; see GET /ops/action-types for each schema")
+    risk_level: RiskLevel | None = Field(
+        default=None, description="defaults to the type's risk level; may be raised, never lowered"
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+    expires_in_seconds: float | None = Field(
+        default=None, ge=60, le=30 * 24 * 3600, description="undecided after this long, it expires (default 24 h)"
+    )
+
+
+class VoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+    risk_level: RiskLevel | None = None
+
+
+class ApprovalOut(BaseModel):
+    approver: str
+    roles: list[str]
+    decision: str
+    comment: str | None = None
+    at: datetime
+
+
+class OpsActionOut(BaseModel):
+    id: str
+    type: str
+    target: dict
+    target_label: str
+    params: dict
+    risk_level: str
+    required_approvals: int
+    status: str
+    reason: str | None = None
+    created_by: str
+    expires_at: datetime | None = None
+    executed_at: datetime | None = None
+    result: dict | None = None
+    error: str | None = None
+    rollback_of: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str]
+
+
+class OpsActionDetail(OpsActionOut):
+    approvals: list[ApprovalOut]
+    rollbacks: list[str] = Field(default_factory=list, description="ids of the actions rolling this one back")
+    workflow: OpsActionState | None = None
+    workflow_error: str | None = None
+
+
+class OpsActionPage(BaseModel):
+    data: list[OpsActionOut]
+
+
+class TallyOut(BaseModel):
+    action_id: str
+    status: str
+    approvals: int
+    required: int
+    remaining: int
+    admin_approved: bool
+    approvers: list[str]
+    rejections: int
+
+
+class ActionTypeOut(BaseModel):
+    type: str
+    description: str
+    default_risk: str
+    required_approvals: int
+    execution: str = Field(description="automatic once approved, or explicit (POST .../execute)")
+    inverse: str | None = Field(description="the action type a rollback creates; null: cannot be rolled back")
+    params_schema: dict
