@@ -6,12 +6,16 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
+from pathlib import Path
+
 from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from temporalio.client import Client
 
 from api.problems import install_problem_handlers
-from api.routers import health
+from api.routers import console, health
 from api.routers.live import start_live_services, stop_live_services
 from connectors.registry import build_registry
 from core.db import create_engine, create_sessionmaker
@@ -94,7 +98,24 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.include_router(health.router)
     for router in _resource_routers():
         app.include_router(router, prefix="/api/v1")
+    _mount_console(app)
     return app
+
+
+CONSOLE_DIR = Path(__file__).parent / "console"
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The ops console: static files (no Node at run time) calling this same API."""
+    app.include_router(console.router, prefix="/api/v1")
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request):
+        # browsers go to the console; API clients asking for JSON get a pointer instead
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/console/", status_code=307)
+        return {"console": "/console/", "docs": "/docs", "openapi": "/openapi.json"}
 
 
 def _resource_routers():

@@ -1,0 +1,170 @@
+// The console shell: sign-in, navigation by permission, hash routing, the time-zone picker.
+
+import { api, auth } from "./api.js";
+import { clear, closeDrawer, errorBox, h, toast } from "./dom.js";
+import { prefs, timeZones } from "./format.js";
+import * as live from "./live.js";
+
+const PAGES = [
+  { id: "overview", label: "Overview", load: () => import("./pages/overview.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "transactions", label: "Transactions", load: () => import("./pages/transactions.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "payouts", label: "Payouts", load: () => import("./pages/payouts.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "approvals", label: "Approvals", load: () => import("./pages/approvals.js"), allowed: (me) => !me.is_merchant_user && can(me, "ops_actions:read") },
+  { id: "reconciliation", label: "Reconciliation", load: () => import("./pages/reconciliation.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
+  { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
+  { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
+];
+
+export function can(me, permission) {
+  return Boolean(me && me.permissions.includes(permission));
+}
+
+const state = { me: null, config: null, cleanup: null };
+
+function route() {
+  const [page, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  return { page: page || "overview", args: rest.map(decodeURIComponent) };
+}
+
+export function navigate(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+async function loadMe() {
+  if (!auth.token) return null;
+  try {
+    return await api("/me");
+  } catch {
+    auth.token = null;
+    return null;
+  }
+}
+
+function buildNav() {
+  const nav = document.getElementById("nav");
+  clear(nav);
+  const { page } = route();
+  for (const p of PAGES.filter((p) => p.allowed(state.me))) {
+    nav.append(h("a", { href: `#/${p.id}`, "aria-current": p.id === page ? "page" : null, "data-page": p.id }, p.label));
+  }
+  nav.hidden = false;
+  document.querySelector(".nav-toggle").hidden = false;
+  document.getElementById("session").hidden = false;
+  const who = state.me.merchant_id ? `${state.me.sub} · ${state.me.roles.join(", ")} · ${state.me.merchant_id}`
+    : `${state.me.sub} · ${state.me.roles.join(", ")}`;
+  document.getElementById("who").textContent = who;
+}
+
+function hideChrome() {
+  document.getElementById("nav").hidden = true;
+  document.querySelector(".nav-toggle").hidden = true;
+  document.getElementById("session").hidden = true;
+}
+
+async function render() {
+  closeDrawer();
+  if (state.cleanup) { try { state.cleanup(); } catch { /* page already gone */ } state.cleanup = null; }
+  const main = clear(document.getElementById("main"));
+  if (!state.me) {
+    hideChrome();
+    return renderSignIn(main);
+  }
+  buildNav();
+  const { page, args } = route();
+  const spec = PAGES.find((p) => p.id === page && p.allowed(state.me)) || PAGES.find((p) => p.allowed(state.me));
+  document.title = `${spec.label} · payops console`;
+  main.dataset.page = spec.id;
+  try {
+    const mod = await spec.load();
+    const cleanup = await mod.render({ root: main, me: state.me, config: state.config, args, navigate, can: (p) => can(state.me, p) });
+    state.cleanup = typeof cleanup === "function" ? cleanup : null;
+  } catch (err) {
+    console.error(err);
+    main.append(errorBox(err));
+  }
+  document.getElementById("nav").classList.remove("open");
+}
+
+async function signIn(token) {
+  auth.token = token.trim();
+  state.me = await loadMe();
+  if (!state.me) {
+    toast("That token was not accepted (expired, wrong issuer or no payops role).", "error");
+    return;
+  }
+  live.connect();
+  if (!location.hash || location.hash === "#/signin") location.hash = "#/overview";
+  else render();
+}
+
+async function renderSignIn(main) {
+  document.title = "Sign in · payops console";
+  main.dataset.page = "signin";
+  const tokenInput = h("textarea", { id: "token", rows: "4", required: true, autocomplete: "off", spellcheck: "false",
+    placeholder: "eyJhbGciOi…" });
+  const form = h("form", { class: "stack", "aria-labelledby": "signin-paste" },
+    h("h2", { id: "signin-paste" }, "Sign in with a token"),
+    h("label", { for: "token" }, "Bearer token (JWT)"), tokenInput,
+    h("div", {}, h("button", { type: "submit", class: "primary" }, "Sign in")));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); signIn(tokenInput.value); });
+  const panel = h("section", { class: "panel signin", "aria-labelledby": "signin-title" },
+    h("h1", { id: "signin-title" }, "payops console"),
+    h("p", { class: "muted" }, "Payouts, approvals, reconciliation and provider syncs in one place."));
+  main.append(panel);
+  if (state.config?.env === "dev") {
+    try {
+      const users = await api("/dev/demo-users");
+      panel.append(h("h2", {}, "Demo users (dev only)"),
+        h("div", { class: "users", role: "list", "data-testid": "demo-users" }, users.map((u) =>
+          h("button", { type: "button", role: "listitem", "data-role": u.role, "data-merchant": u.merchant_id || "",
+            onclick: () => signIn(u.token) }, u.label, h("span", { class: "role" }, u.merchant_id ? `${u.role} · ${u.merchant_id}` : u.role)))));
+    } catch (err) {
+      panel.append(errorBox(err));
+    }
+  }
+  panel.append(form);
+  main.focus();
+}
+
+function setupTimeZone() {
+  const select = document.getElementById("tz");
+  for (const z of timeZones()) select.append(h("option", { value: z, selected: z === prefs.tz }, z));
+  select.addEventListener("change", () => { prefs.tz = select.value; render(); });
+}
+
+async function start() {
+  setupTimeZone();
+  document.getElementById("sign-out").addEventListener("click", () => {
+    auth.token = null;
+    state.me = null;
+    live.disconnect();
+    location.hash = "#/signin";
+    render();
+  });
+  document.getElementById("drawer-close").addEventListener("click", closeDrawer);
+  document.getElementById("drawer-backdrop").addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeDrawer(); });
+  const toggle = document.querySelector(".nav-toggle");
+  toggle.addEventListener("click", () => {
+    const nav = document.getElementById("nav");
+    nav.classList.toggle("open");
+    toggle.setAttribute("aria-expanded", nav.classList.contains("open"));
+  });
+  window.addEventListener("hashchange", render);
+  window.addEventListener("payops:unauthorized", () => {
+    if (!state.me) return;
+    toast("Your session ended; sign in again.", "error");
+    auth.token = null;
+    state.me = null;
+    live.disconnect();
+    render();
+  });
+  try { state.config = await api("/console/config"); } catch { state.config = { env: "prod", temporal_ui_url: "", timezone: "UTC" }; }
+  state.me = await loadMe();
+  if (state.me) live.connect();
+  await render();
+  document.body.dataset.ready = "true";
+}
+
+start();

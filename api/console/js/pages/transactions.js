@@ -1,0 +1,105 @@
+// Transactions: filters, keyset pages, a detail drawer (raw payload, reconciliation status),
+// CSV/XLSX exports of what the filters select.
+
+import { api, download } from "../api.js";
+import { badge, errorBox, facts, h, json, openDrawer, table, toast } from "../dom.js";
+import { dateTime, money } from "../format.js";
+import * as live from "../live.js";
+
+export async function render({ root, me }) {
+  const f = {
+    q: h("input", { id: "f-q", type: "search", placeholder: "id, order id, UTR, email" }),
+    source: h("select", { id: "f-source" }, ["", "vima", "payshack"].map((s) => h("option", { value: s }, s || "any"))),
+    status: h("select", { id: "f-status" }, ["", "success", "failed", "pending", "refunded"].map((s) => h("option", { value: s }, s || "any"))),
+    currency: h("input", { id: "f-currency", maxlength: "3", size: "4", placeholder: "INR", pattern: "[A-Za-z]{3}" }),
+    from: h("input", { id: "f-from", type: "date" }),
+    to: h("input", { id: "f-to", type: "date" }),
+    merchant: me.is_merchant_user ? null : h("input", { id: "f-merchant", placeholder: "mer_…" }),
+  };
+  const pages = [null]; // cursors of the pages seen, for Previous
+  let page = 0;
+  const list = h("div", { "data-testid": "transactions" });
+  const pager = h("div", { class: "pager" });
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Filter transactions" },
+    h("label", { for: "f-q" }, "Search", f.q),
+    h("label", { for: "f-source" }, "Provider", f.source),
+    h("label", { for: "f-status" }, "Status", f.status),
+    h("label", { for: "f-currency" }, "Currency", f.currency),
+    h("label", { for: "f-from" }, "From", f.from),
+    h("label", { for: "f-to" }, "To (exclusive)", f.to),
+    f.merchant ? h("label", { for: "f-merchant" }, "Merchant", f.merchant) : null,
+    h("button", { type: "submit", class: "primary" }, "Apply"),
+    h("button", { type: "button", onclick: () => exportAs("csv") }, "Export CSV"),
+    h("button", { type: "button", onclick: () => exportAs("xlsx") }, "Export XLSX"));
+  root.append(h("h1", {}, "Transactions"), form, list, pager);
+
+  function filters() {
+    return {
+      q: f.q.value.trim(), source: f.source.value, status: f.status.value,
+      currency: f.currency.value.trim().toUpperCase(), merchant_id: f.merchant?.value.trim(),
+      occurred_from: f.from.value ? new Date(`${f.from.value}T00:00:00`).toISOString() : "",
+      occurred_to: f.to.value ? new Date(`${f.to.value}T00:00:00`).toISOString() : "",
+    };
+  }
+
+  async function exportAs(format) {
+    try {
+      const name = await download("/export/transactions", { ...filters(), format }, `transactions.${format}`);
+      toast(`Downloading ${name}`);
+    } catch (err) { toast(err.message, "error"); }
+  }
+
+  async function load() {
+    let data;
+    try {
+      data = await api("/transactions", { params: { ...filters(), limit: 25, cursor: pages[page] } });
+    } catch (err) {
+      list.replaceChildren(errorBox(err));
+      return;
+    }
+    pages[page + 1] = data.next_cursor;
+    list.replaceChildren(table([
+      { label: "When", cell: (t) => dateTime(t.occurred_at) },
+      { label: "Transaction", cell: (t) => h("button", { type: "button", class: "btn-ghost mono", "data-tx": t.id, onclick: () => detail(t.id) }, `${t.source}:${t.source_id}`) },
+      { label: "Order", cell: (t) => h("span", { class: "mono" }, t.client_operation_id || "—") },
+      { label: "Project", cell: (t) => t.project || "—" },
+      { label: "Payer", cell: (t) => t.payer_email || t.payer_name || "—" },
+      { label: "Status", cell: (t) => badge(t.status) },
+      { label: "Amount", num: true, cell: (t) => money(t.amount_minor, t.currency) },
+    ], data.data, { empty: me.is_merchant_user ? "No transactions for your merchant." : "No transactions match." }));
+    list.dataset.count = data.data.length;
+    pager.replaceChildren(
+      h("span", { class: "muted" }, `Page ${page + 1}`),
+      h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous"),
+      h("button", { type: "button", disabled: !data.next_cursor, onclick: () => { page += 1; load(); } }, "Next"));
+  }
+
+  async function detail(id) {
+    const body = openDrawer(`Transaction ${id}`, h("p", { class: "muted" }, "Loading…"));
+    try {
+      const t = await api(`/transactions/${id}`);
+      body.replaceChildren(
+        facts([
+          ["Provider", `${t.source} · ${t.source_id}`], ["Order id", t.client_operation_id], ["Merchant", t.merchant_id],
+          ["Project", t.project], ["Amount", money(t.amount_minor, t.currency)], ["Fee", money(t.fee_minor, t.currency)],
+          ["Status", h("span", {}, badge(t.status), t.original_status ? ` (${t.original_status})` : "")],
+          ["Payer", [t.payer_name, t.payer_email].filter(Boolean).join(" · ")], ["UTR", t.utr],
+          ["Occurred", dateTime(t.occurred_at, { seconds: true })], ["Updated at provider", dateTime(t.source_updated_at)],
+          ["Reconciliation", h("span", { "data-testid": "recon-status" }, badge(t.reconciliation.status))],
+        ]),
+        t.reconciliation.results.length ? [h("h3", {}, "Reconciliation results"), json(t.reconciliation.results)] : null,
+        h("h3", {}, "Raw provider payload"), json(t.raw));
+    } catch (err) { body.replaceChildren(errorBox(err)); }
+  }
+
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); pages.length = 1; page = 0; load(); });
+  // new transactions from a sync: refresh the first page when it is what the user looks at
+  let timer = null;
+  const off = live.on("transactions", () => {
+    if (page !== 0) return;
+    clearTimeout(timer);
+    timer = setTimeout(load, 500);
+  });
+  await load();
+  return () => { off(); clearTimeout(timer); };
+}
