@@ -99,8 +99,8 @@ class LiveHub:
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # bounded: a wedged Redis connection must not hold up the API's shutdown
+            await asyncio.wait({self._task}, timeout=2.0)
 
     def subscribe(self, principal: Principal, channels: list[str]) -> Subscription:
         sub = Subscription(principal, set(channels))
@@ -124,7 +124,7 @@ class LiveHub:
                         await self._dispatch(msg)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
                 raise
             except Exception as exc:  # noqa: BLE001 — Redis restarts must not end live updates
                 self.ready.clear()

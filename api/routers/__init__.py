@@ -4,7 +4,11 @@ ROUTERS: list = []
 
 from api.routers import balances, bank_webhooks, merchants, payouts  # noqa: E402
 
-ROUTERS += [merchants.router, balances.router, payouts.router, bank_webhooks.router]
+from api.routers import payout_batches, rails  # noqa: E402
+
+# payout_batches before payouts: /payouts/batches must not be read as a payout id
+ROUTERS += [merchants.router, balances.router, payout_batches.router, payouts.router, bank_webhooks.router]
+ROUTERS += [rails.router, rails.connectors_router]
 
 from api.routers import events, webhook_endpoints  # noqa: E402
 
