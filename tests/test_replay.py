@@ -39,6 +39,7 @@ async def test_recorded_history_replays_cleanly(path: Path, base_settings):
 def test_histories_exist():
     names = {p.stem for p in recorded()}
     assert {"payout_settled", "payout_dlq_retry_settled", "payout_cancelled_at_start"} <= names
+    assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
@@ -78,3 +79,46 @@ async def test_record_payout_histories(temporal_client, worker, settings, sessio
     handle = await run("cancel", p, start_signal="cancel_signal",
                        start_signal_args=[CancelRequest(actor="ops", reason="recorded")])
     await save("payout_cancelled_at_start", handle)
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_ops_action_histories(temporal_client, worker, settings, sessionmaker):
+    from core import ops_action_service
+    from core.names import ops_action_workflow_id
+    from core.ops_action_models import ApprovalRequest, ExecuteRequest
+
+    async def create(action_type, params):
+        async with sessionmaker() as session:
+            return await ops_action_service.create_action(
+                session, temporal_client, settings, None, actor="ops-creator", action_type=action_type, params=params)
+
+    async def save(name, action):
+        handle = temporal_client.get_workflow_handle(ops_action_workflow_id(action["id"]))
+        await handle.result()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
+
+    def vote(actor, role="approver"):
+        return ApprovalRequest(actor=actor, roles=[role], comment="recorded")
+
+    merchant = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    a = await create("FREEZE_MERCHANT", {"merchant_id": merchant})
+    handle = temporal_client.get_workflow_handle(ops_action_workflow_id(a["id"]))
+    await handle.execute_update("approve", vote("alice"))
+    await handle.signal("approve_signal", vote("bob"))
+    await save("ops_action_freeze_executed", a)
+
+    a = await create("ADJUST_BALANCE", {"merchant_id": merchant, "amount_minor": 500, "currency": "EUR",
+                                        "reason": "recorded"})
+    handle = temporal_client.get_workflow_handle(ops_action_workflow_id(a["id"]))
+    for name in ("alice", "bob"):
+        await handle.execute_update("approve", vote(name))
+    await handle.execute_update("approve", vote("carol", "ops_admin"))
+    await handle.execute_update("execute", ExecuteRequest(actor="fin-1", roles=["finance_ops"]))
+    await save("ops_action_adjust_executed", a)
+
+    a = await create("PAUSE_PAYOUTS", {"rail": "wire"})
+    handle = temporal_client.get_workflow_handle(ops_action_workflow_id(a["id"]))
+    await handle.execute_update("approve", vote("alice"))
+    await handle.execute_update("reject", vote("bob"))
+    await save("ops_action_rejected", a)
