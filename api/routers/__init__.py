@@ -9,6 +9,7 @@ from api.routers import payout_batches, rails  # noqa: E402
 # payout_batches before payouts: /payouts/batches must not be read as a payout id
 ROUTERS += [merchants.router, balances.router, payout_batches.router, payouts.router, bank_webhooks.router]
 ROUTERS += [rails.router, rails.connectors_router]
+from api.routers import ops_actions; ROUTERS.append(ops_actions.router)  # noqa: E402, E702
 
 from api.routers import events, webhook_endpoints  # noqa: E402
 
