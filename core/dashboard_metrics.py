@@ -272,23 +272,39 @@ def _empty_payouts() -> dict[str, Any]:
     return {g: {"count": _pair(0, 0), "amount_minor": _pair(0, 0)} for g in PAYOUT_GROUPS}
 
 
-async def _payout_groups(session: AsyncSession, window: Window, scope: Scope) -> dict[str, dict[str, Any]]:
-    """Payouts created in the window (and the previous one) by their current status group."""
-    params: dict[str, Any] = {"cs": window.start, "ce": window.end, "ps": window.previous.start}
+def _payout_union(window: Window, scope: Scope, params: dict[str, Any], *, tag: str, label: str | None = None) -> str:
     where = ""
     if scope.merchant_id is not None:
-        where += " AND merchant_id = :m"
-        params["m"] = scope.merchant_id
+        where += " AND merchant_id = :pm"
+        params["pm"] = scope.merchant_id
     if scope.currency is not None:
-        where += " AND currency = :cur"
-        params["cur"] = scope.currency
+        where += " AND currency = :pcur"
+        params["pcur"] = scope.currency
+    lab = f"'{label}'::text AS period, " if label else ""
+    cols = "merchant_id, currency, rail, status, payout_count, amount_minor, fee_minor"
+    parts = []
+    for i, (table, lo, hi) in enumerate(window.parts()):
+        params[f"{tag}lo{i}"], params[f"{tag}hi{i}"] = lo, hi
+        if table == "hourly":
+            parts.append(f"SELECT {lab}{cols} FROM payout_rollups_hourly "
+                         f"WHERE bucket >= :{tag}lo{i} AND bucket < :{tag}hi{i}{where}")
+        else:
+            parts.append(f"SELECT {lab}{cols} FROM payout_rollups_daily "
+                         f"WHERE day >= :{tag}lo{i} AND day < :{tag}hi{i}{where}")
+    return " UNION ALL ".join(parts)
+
+
+async def _payout_groups(session: AsyncSession, window: Window, scope: Scope) -> dict[str, dict[str, Any]]:
+    """Payouts created in the window (and the previous one) by their current status group."""
+    params: dict[str, Any] = {}
+    source = (_payout_union(window, scope, params, tag="pc", label="current") + " UNION ALL "
+              + _payout_union(window.previous, scope, params, tag="pp", label="previous"))
     case = " ".join(f"WHEN status IN ({', '.join(repr(s) for s in sts)}) THEN '{g}'"
                     for g, sts in PAYOUT_GROUPS.items())
     rows = (await session.execute(text(f"""
-        SELECT currency, CASE {case} ELSE 'other' END AS grp, bucket >= :cs AS current,
+        SELECT currency, CASE {case} ELSE 'other' END AS grp, period = 'current' AS current,
                sum(payout_count) AS n, sum(amount_minor) AS amount
-          FROM payout_rollups_hourly WHERE bucket >= :ps AND bucket < :ce{where}
-         GROUP BY 1, 2, 3"""), params)).mappings().all()
+          FROM ({source}) p GROUP BY 1, 2, 3"""), params)).mappings().all()
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["grp"] == "other":
@@ -410,19 +426,13 @@ async def breakdown(session: AsyncSession, window: Window, scope: Scope, *, by: 
 
 
 async def _payout_breakdown(session: AsyncSession, window: Window, scope: Scope, limit: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"s": window.start, "e": window.end, "lim": limit}
-    where = ""
-    if scope.merchant_id is not None:
-        where += " AND merchant_id = :m"
-        params["m"] = scope.merchant_id
-    if scope.currency is not None:
-        where += " AND currency = :cur"
-        params["cur"] = scope.currency
+    params: dict[str, Any] = {"lim": limit}
+    source = _payout_union(window, scope, params, tag="pb")
     rows = (await session.execute(text(f"""
         SELECT rail, currency, sum(payout_count) AS payouts, sum(amount_minor) AS amount,
                sum(payout_count) FILTER (WHERE status = 'settled') AS settled,
                sum(payout_count) FILTER (WHERE status IN ('failed', 'returned', 'rejected')) AS failed
-          FROM payout_rollups_hourly WHERE bucket >= :s AND bucket < :e{where}
+          FROM ({source}) p
          GROUP BY rail, currency HAVING sum(payout_count) <> 0 ORDER BY amount DESC, rail LIMIT :lim"""),
         params)).mappings().all()
     items = [{"key": r["rail"] or None, "currency": r["currency"], "payouts": _int(r["payouts"]),

@@ -23,6 +23,7 @@ _STEPS = [
     "DELETE FROM transaction_rollups_hourly WHERE bucket >= :s AND bucket < :e",
     "DELETE FROM transaction_rollups_daily WHERE day = :d",
     "DELETE FROM payout_rollups_hourly WHERE bucket >= :s AND bucket < :e",
+    "DELETE FROM payout_rollups_daily WHERE day = :d",
     f"""INSERT INTO transaction_rollups_hourly (bucket, {_DIMS}, txn_count, amount_minor, fee_minor, fraud_count)
         SELECT date_trunc('hour', occurred_at, 'UTC'), coalesce(merchant_id, ''), coalesce(project, ''), source,
                currency, status, count(*), sum(amount_minor), sum(fee_minor), sum(dashboard_fraud_flag(raw))
@@ -35,6 +36,9 @@ _STEPS = [
         SELECT date_trunc('hour', created_at, 'UTC'), merchant_id, currency, coalesce(rail, ''), status, count(*),
                sum(amount_minor), sum(fee_minor)
           FROM payouts WHERE created_at >= :s AND created_at < :e GROUP BY 1, 2, 3, 4, 5""",
+    """INSERT INTO payout_rollups_daily (day, merchant_id, currency, rail, status, payout_count, amount_minor, fee_minor)
+        SELECT :d, merchant_id, currency, rail, status, sum(payout_count), sum(amount_minor), sum(fee_minor)
+          FROM payout_rollups_hourly WHERE bucket >= :s AND bucket < :e GROUP BY 2, 3, 4, 5""",
 ]
 
 

@@ -187,6 +187,34 @@ async def test_payout_rollups_follow_status_changes(data, engine):
     assert sum(i["payouts"] for i in rail["items"]) == 12
 
 
+async def test_payout_groups_over_long_windows_equal_raw_sql(data):
+    async with data() as session, session.begin():
+        await session.execute(text("""
+            INSERT INTO payouts (id, merchant_id, idempotency_key, amount_minor, currency, method, priority, status,
+                                 beneficiary_encrypted, beneficiary_masked, rail, created_at)
+            SELECT 'pl_' || g, (ARRAY['m_a', 'm_b'])[1 + g % 2], 'l' || g, 100 + g, 'INR', 'bank_transfer', 'normal',
+                   (ARRAY['settled', 'failed', 'dlq', 'submitted', 'held'])[1 + g % 5], '\\x00', '{}', 'imps',
+                   CAST(:now AS timestamptz) - make_interval(secs => g * 2311)
+              FROM generate_series(1, 2000) g"""), {"now": NOW})
+        await session.execute(text("UPDATE payouts SET status = 'settled' WHERE id LIKE 'pl_%' AND status = 'submitted' "
+                                   "AND right(id, 1) IN ('1', '2')"))
+    for merchant in (None, "m_b"):
+        window = dm.Window.last(timedelta(days=30), NOW)
+        async with data() as session:
+            got = await dm.overview(session, window, dm.Scope(merchant_id=merchant))
+            for label, w in (("value", window), ("previous", window.previous)):
+                rows = (await session.execute(text(
+                    "SELECT status, count(*) AS n, sum(amount_minor) AS a FROM payouts "
+                    "WHERE created_at >= :s AND created_at < :e AND (CAST(:m AS text) IS NULL OR merchant_id = :m) "
+                    "GROUP BY status"), {"s": w.start, "e": w.end, "m": merchant})).mappings().all()
+                by_status = {r["status"]: (r["n"], r["a"]) for r in rows}
+                groups = {b["currency"]: b["payouts"] for b in got["by_currency"]}["INR"]
+                for group, statuses in dm.PAYOUT_GROUPS.items():
+                    n = sum(by_status.get(st, (0, 0))[0] for st in statuses)
+                    a = sum(by_status.get(st, (0, 0))[1] for st in statuses)
+                    assert (groups[group]["count"][label], groups[group]["amount_minor"][label]) == (n, a), (group, label)
+
+
 async def test_rebuild_reproduces_the_trigger_maintained_rollups(data, engine):
     async with engine.connect() as conn:
         before = (await conn.execute(text(

@@ -78,28 +78,29 @@ TX_UPDATE_FN = _tx_trigger_function(
     f"SELECT {_DELTA_COLUMNS}, 1 AS sign FROM new_rows UNION ALL SELECT {_DELTA_COLUMNS}, -1 AS sign FROM old_rows",
 )
 
-PAYOUT_FN = """
+def _payout_upsert(table: str, bucket_col: str, bucket_expr: str, row: str, sign: str) -> str:
+    return f"""
+        INSERT INTO {table} AS r ({bucket_col}, merchant_id, currency, rail, status, payout_count, amount_minor,
+                                  fee_minor)
+        VALUES ({bucket_expr.format(row=row)}, {row}.merchant_id, {row}.currency, coalesce({row}.rail, ''),
+                {row}.status, {sign}1, {sign}{row}.amount_minor, {sign}{row}.fee_minor)
+        ON CONFLICT ({bucket_col}, merchant_id, currency, rail, status) DO UPDATE SET
+            payout_count = r.payout_count + EXCLUDED.payout_count,
+            amount_minor = r.amount_minor + EXCLUDED.amount_minor,
+            fee_minor = r.fee_minor + EXCLUDED.fee_minor;"""
+
+
+def _payout_upserts(row: str, sign: str) -> str:
+    return (_payout_upsert("payout_rollups_hourly", "bucket", "date_trunc('hour', {row}.created_at, 'UTC')", row, sign)
+            + _payout_upsert("payout_rollups_daily", "day", "({row}.created_at AT TIME ZONE 'UTC')::date", row, sign))
+
+
+PAYOUT_FN = f"""
 CREATE FUNCTION dashboard_rollup_payout() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO payout_rollups_hourly AS r (bucket, merchant_id, currency, rail, status,
-                                                payout_count, amount_minor, fee_minor)
-        VALUES (date_trunc('hour', OLD.created_at, 'UTC'), OLD.merchant_id, OLD.currency,
-                coalesce(OLD.rail, ''), OLD.status, -1, -OLD.amount_minor, -OLD.fee_minor)
-        ON CONFLICT (bucket, merchant_id, currency, rail, status) DO UPDATE SET
-            payout_count = r.payout_count + EXCLUDED.payout_count,
-            amount_minor = r.amount_minor + EXCLUDED.amount_minor,
-            fee_minor = r.fee_minor + EXCLUDED.fee_minor;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN{_payout_upserts("OLD", "-")}
     END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        INSERT INTO payout_rollups_hourly AS r (bucket, merchant_id, currency, rail, status,
-                                                payout_count, amount_minor, fee_minor)
-        VALUES (date_trunc('hour', NEW.created_at, 'UTC'), NEW.merchant_id, NEW.currency,
-                coalesce(NEW.rail, ''), NEW.status, 1, NEW.amount_minor, NEW.fee_minor)
-        ON CONFLICT (bucket, merchant_id, currency, rail, status) DO UPDATE SET
-            payout_count = r.payout_count + EXCLUDED.payout_count,
-            amount_minor = r.amount_minor + EXCLUDED.amount_minor,
-            fee_minor = r.fee_minor + EXCLUDED.fee_minor;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN{_payout_upserts("NEW", "")}
     END IF;
     RETURN NULL;
 END $$
@@ -122,6 +123,13 @@ DEFAULT_RULES = [
     ("sla_breaches", "payouts_sla_breached", ">", 0, 0, "high", "platform", '{}',
      "Payouts not settled by their settlement target"),
 ]
+
+
+PAYOUT_DAILY_BACKFILL = """
+    INSERT INTO payout_rollups_daily (day, merchant_id, currency, rail, status, payout_count, amount_minor, fee_minor)
+    SELECT (bucket AT TIME ZONE 'UTC')::date, merchant_id, currency, rail, status, sum(payout_count),
+           sum(amount_minor), sum(fee_minor)
+      FROM payout_rollups_hourly GROUP BY 1, 2, 3, 4, 5"""
 
 
 def _rollup_table(name: str, bucket: sa.Column, pk_name: str) -> None:
@@ -163,6 +171,19 @@ def upgrade() -> None:
                                 name="pk_payout_rollups_hourly"),
     )
     op.create_index("ix_payout_rollups_hourly_merchant_bucket", "payout_rollups_hourly", ["merchant_id", "bucket"])
+    op.create_table(
+        "payout_rollups_daily",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("merchant_id", sa.String(64), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("rail", sa.String(32), nullable=False, server_default=""),
+        sa.Column("status", sa.String(24), nullable=False),
+        sa.Column("payout_count", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("fee_minor", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.PrimaryKeyConstraint("day", "merchant_id", "currency", "rail", "status", name="pk_payout_rollups_daily"),
+    )
+    op.create_index("ix_payout_rollups_daily_merchant_day", "payout_rollups_daily", ["merchant_id", "day"])
 
     op.create_table(
         "alert_rules",
@@ -245,6 +266,7 @@ def upgrade() -> None:
         SELECT date_trunc('hour', created_at, 'UTC'), merchant_id, currency, coalesce(rail, ''), status,
                count(*), sum(amount_minor), sum(fee_minor)
           FROM payouts GROUP BY 1, 2, 3, 4, 5""")
+    op.execute(PAYOUT_DAILY_BACKFILL)
 
 
 def downgrade() -> None:
@@ -262,6 +284,7 @@ def downgrade() -> None:
                "ix_transactions_merchant_occurred"):
         op.drop_index(ix, table_name="transactions")
     op.drop_table("alert_rules")
+    op.drop_table("payout_rollups_daily")
     op.drop_table("payout_rollups_hourly")
     op.drop_table("transaction_rollups_daily")
     op.drop_table("transaction_rollups_hourly")
