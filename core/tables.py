@@ -687,6 +687,21 @@ payout_rollups_hourly = Table(
     Index("ix_payout_rollups_hourly_merchant_bucket", "merchant_id", "bucket"),
 )
 
+payout_rollups_daily = Table(  # the same by UTC day, for the whole days of long windows
+    "payout_rollups_daily",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("rail", String(32), nullable=False, server_default=""),
+    Column("status", String(24), nullable=False),
+    Column("payout_count", BigInteger, nullable=False, server_default="0"),
+    Column("amount_minor", BigInteger, nullable=False, server_default="0"),
+    Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("day", "merchant_id", "currency", "rail", "status", name="pk_payout_rollups_daily"),
+    Index("ix_payout_rollups_daily_merchant_day", "merchant_id", "day"),
+)
+
 alert_rules = Table(
     "alert_rules",
     metadata,
