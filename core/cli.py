@@ -321,6 +321,33 @@ def dashboard_rebuild(
     console.print(f"rebuilt {result.days} day(s): {result.transactions} transactions")
 
 
+@app.command()
+def demo(
+    reset: Annotated[bool, typer.Option("--reset", help="remove the demo merchants' data (only theirs) first")] = False,
+    follow: Annotated[bool, typer.Option(help="keep creating payouts until Ctrl-C")] = False,
+    api_url: Annotated[Optional[str], typer.Option(help="default: http://PAYOPS_API_HOST:PAYOPS_API_PORT")] = None,
+) -> None:
+    """Seed the demo (merchants funded, payouts, some into dlq, an action awaiting approval, syncs).
+    `payops up` runs it by itself in dev; `--reset` starts the demo over."""
+    from core.demo import main as demo_main, with_running_stack
+
+    settings, _ = with_running_stack(get_settings())
+    if reset:
+        from core.demo_reset import reset_demo_data
+
+        if not settings.database_url:
+            err.print("[red]PAYOPS_DATABASE_URL is not set (a `payops up` in this directory sets it for its children; "
+                      "export it from `payops status`)[/red]")
+            raise typer.Exit(2)
+        report = asyncio.run(reset_demo_data(settings))
+        console.print(f"removed {report.merchants} demo merchant(s), {report.payouts} payout(s) "
+                      f"({report.workflows_terminated} workflow(s) terminated), {report.journal_transactions} journal "
+                      f"transaction(s), {report.ops_actions} ops action(s)")
+        if report.rollups_error:
+            err.print(f"[yellow]dashboard rollups not rebuilt: {report.rollups_error}[/yellow]")
+    demo_main([*(["--api-url", api_url] if api_url else []), *([] if follow else ["--once"])])
+
+
 def main() -> None:  # pragma: no cover
     app()
 

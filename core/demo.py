@@ -218,6 +218,23 @@ async def run_demo(api_url: str, settings: Settings, *, interval: float, once: b
         await client.aclose()
 
 
+def with_running_stack(settings: Settings) -> tuple[Settings, str | None]:
+    """Settings completed from the `payops up` running in this data dir (stack.json), for a
+    `payops demo` typed in another shell; and that stack's API URL."""
+    import json
+
+    try:
+        services = json.loads((settings.data_dir / "stack.json").read_text())["services"]
+    except (OSError, ValueError, KeyError):
+        return settings, None
+    update: dict[str, Any] = {}
+    if not settings.database_url and services.get("postgres", {}).get("url"):
+        update["database_url"] = services["postgres"]["url"]
+    if services.get("temporal", {}).get("url") and not settings.temporal_external:
+        update["temporal_address"] = services["temporal"]["url"]
+    return settings.model_copy(update=update), services.get("api", {}).get("url")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.demo", description="Seed and trickle payops demo data.")
     parser.add_argument("--api-url", default=None, help="default: http://PAYOPS_API_HOST:PAYOPS_API_PORT")
@@ -225,9 +242,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--once", action="store_true", help="seed and exit (no trickle)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings, stack_api = with_running_stack(get_settings())
     host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
-    api_url = args.api_url or f"http://{host}:{settings.api_port}"
+    api_url = args.api_url or stack_api or f"http://{host}:{settings.api_port}"
     try:
         asyncio.run(run_demo(api_url, settings, interval=args.interval, once=args.once))
     except KeyboardInterrupt:

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     export_batch_rows: int = 5000  # rows fetched per round trip while streaming an export
     alert_check_every_seconds: float = 60.0
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
+    # `payops up` in dev runs the demo (core/demo.py): demo merchants paying out at a trickle
+    demo_enabled: bool = True
+    demo_payout_interval_seconds: float = 4.0
 
     # --- reconciliation ------------------------------------------------------------------
     reconciliation_timezone: str = "Asia/Kolkata"  # a run's dates are days in this zone

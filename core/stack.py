@@ -57,7 +57,7 @@ EXIT_NOT_RUNNING = 3
 API_READY_TIMEOUT_S = 120.0
 SERVICE_START_TIMEOUT_S = 60.0
 # Grace periods for a clean stop, in the order the stack is stopped.
-STOP_GRACE_S = {"api": 10.0, "worker": 20.0, "bank": 5.0, "vima": 5.0, "payshack": 5.0, "temporal": 15.0, "redis": 10.0, "postgres": 30.0}
+STOP_GRACE_S = {"demo": 5.0, "api": 10.0, "worker": 20.0, "bank": 5.0, "vima": 5.0, "payshack": 5.0, "temporal": 15.0, "redis": 10.0, "postgres": 30.0}
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -371,6 +371,17 @@ class _Stack:
         self._prove_worker()
         return api_url
 
+    def _start_demo(self, env: dict[str, str], api_url: str) -> None:
+        """Demo data flowing through the API (core/demo.py), in dev unless PAYOPS_DEMO_ENABLED=false."""
+        if self.settings.env != "dev" or not self.settings.demo_enabled:
+            return
+        started = time.monotonic()
+        cmd = [sys.executable, "-m", "core.demo", "--api-url", api_url,
+               "--interval", str(self.settings.demo_payout_interval_seconds)]
+        self._spawn("demo", cmd, env)
+        self._done("demo", started, f"demo merchants paying out every ~{self.settings.demo_payout_interval_seconds:g}s "
+                                    "(`payops demo --reset` starts over)")
+
     def _prove_worker(self) -> None:
         """Run the trivial health workflow end to end: client → server → worker → activity."""
         import asyncio
@@ -469,6 +480,7 @@ class _Stack:
             ["--email", self.settings.payshack_email, "--password", self.settings.payshack_password], env,
         )
         api_url = self._start_worker_and_api(env)
+        self._start_demo(env, api_url)
         self._write_state()
         self._print_ready(api_url, database_url, redis_url, temporal_ui_url, bank_url, time.monotonic() - t0)
         return api_url
@@ -509,6 +521,7 @@ class _Stack:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold")
         grid.add_column()
+        grid.add_row("Console", f"{api_url}/console/")
         grid.add_row("API docs", f"{api_url}/docs")
         grid.add_row("Metrics", f"{api_url}/metrics  (API)")
         grid.add_row("", f"{self.worker_metrics_url}  (worker)")

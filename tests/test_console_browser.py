@@ -323,8 +323,8 @@ async def test_reconciliation_run_and_resolve(open_page, api, db, demo_client):
     await page.wait_for_selector("[data-testid=recon-summary][data-run-status=success]", timeout=40_000)
     await page.wait_for_selector("[data-testid=discrepancies] [data-resolve]")
     summary = (await api.get("/reconciliation/summary", params={"date": DAY.isoformat()}, headers=demo_client.ops)).json()
-    assert await page.inner_text("[data-testid=open-discrepancies]") == f"{summary['open_discrepancies']:,}"
     assert summary["open_discrepancies"] > 0
+    await page.wait_for_selector(f"[data-testid=open-discrepancies]:text-is('{summary['open_discrepancies']:,}')")
     await shot(page, "12-reconciliation")
 
     target = await page.locator("[data-testid=discrepancies] [data-resolve]").first.get_attribute("data-resolve")
@@ -339,7 +339,7 @@ async def test_reconciliation_run_and_resolve(open_page, api, db, demo_client):
     resolved = {d["id"]: d for d in r.json()["items"]}
     assert resolved[int(target)]["resolution"] == "written_off"
     assert resolved[int(target)]["resolved_by"] == "demo-fatou"
-    assert await page.inner_text("[data-testid=open-discrepancies]") == f"{summary['open_discrepancies'] - 1:,}"
+    await page.wait_for_selector(f"[data-testid=open-discrepancies]:text-is('{summary['open_discrepancies'] - 1:,}')")
 
 
 async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):

@@ -65,9 +65,15 @@ export async function render({ root, can }) {
     } catch (err) { toast(err.message, "error"); }
   });
 
+  let generation = 0; // a slower, older load never overwrites a newer one
   async function load() {
+    const mine = ++generation;
     try {
-      const s = await api("/reconciliation/summary", { params: { date: day.value } });
+      const [s, page_] = await Promise.all([
+        api("/reconciliation/summary", { params: { date: day.value } }),
+        api("/reconciliation/discrepancies", { params: { date: day.value, category: category.value || undefined, state: state.value, limit: 25, cursor: cursors[page] } }),
+      ]);
+      if (mine !== generation) return;
       summary.replaceChildren(h("div", { class: "grid kpis" },
         h("div", { class: "panel kpi" }, h("div", { class: "label" }, "Match rate"), h("div", { class: "value", "data-testid": "match-rate" }, rate(s.match_rate))),
         h("div", { class: "panel kpi" }, h("div", { class: "label" }, "Open discrepancies"), h("div", { class: "value", "data-testid": "open-discrepancies" }, count(s.open_discrepancies))),
@@ -82,7 +88,6 @@ export async function render({ root, can }) {
           { label: "Finished", cell: (r) => dateTime(r.finished_at) },
           { label: "By", cell: (r) => r.requested_by || "—" },
         ], s.runs, { empty: "No run covers this day yet." }));
-      const page_ = await api("/reconciliation/discrepancies", { params: { date: day.value, category: category.value || undefined, state: state.value, limit: 25, cursor: cursors[page] } });
       cursors[page + 1] = page_.next_cursor;
       list.replaceChildren(table([
         { label: "#", cell: (d) => h("button", { type: "button", class: "btn-ghost mono", onclick: () => detail(d) }, String(d.id)) },
