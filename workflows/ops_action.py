@@ -92,6 +92,7 @@ class OpsActionWorkflow:
         )
         self._execute: ExecuteRequest | None = None
         self._outcome_recorded = False  # the final status is in the database, not only here
+        self._votes_in_flight = 0  # votes counted here whose rows are still being written
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -214,6 +215,8 @@ class OpsActionWorkflow:
         assert self._state.expires_at is not None
         remaining = max(self._state.expires_at - workflow.now(), timedelta(milliseconds=1))
         decided = await wait_until(lambda: self._state.status != A.PENDING_APPROVAL, remaining)
+        # the audit trail lists the deciding vote before the decision
+        await workflow.wait_condition(lambda: self._votes_in_flight == 0)
         if not decided:
             await self._expire("no decision before the expiry")
         elif self._state.status == A.REJECTED:
@@ -269,12 +272,16 @@ class OpsActionWorkflow:
         self._outcome_recorded = True
 
     async def _record_vote(self, request: ApprovalRequest, decision: str) -> None:
-        await workflow.execute_activity_method(
-            OpsActionActivities.record_ops_action_vote,
-            ApprovalRecordInput(action_id=self._p.action_id, decision=decision, actor=request.actor,
-                                roles=sorted(request.roles), comment=request.comment),
-            **DB_ACTIVITY,
-        )
+        self._votes_in_flight += 1
+        try:
+            await workflow.execute_activity_method(
+                OpsActionActivities.record_ops_action_vote,
+                ApprovalRecordInput(action_id=self._p.action_id, decision=decision, actor=request.actor,
+                                    roles=sorted(request.roles), comment=request.comment),
+                **DB_ACTIVITY,
+            )
+        finally:
+            self._votes_in_flight -= 1
 
     async def _record(self, event: str, status: str, *, actor: str = "workflow", data: dict | None = None,
                       result: dict | None = None, error: str | None = None, executed: bool = False) -> None:
