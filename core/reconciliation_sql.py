@@ -332,7 +332,7 @@ WITH hits AS (
     SELECT l.id AS line_id, p.id AS payout_id, l.amount_minor AS lamt, p.amount_minor AS pamt,
            l.currency AS lcur, p.currency AS pcur, p.reconciled_at, p.status
     FROM bank_statement_lines l JOIN payouts p ON p.id = l.end_to_end_id
-    WHERE l.statement_id = $1 AND l.direction = 'debit' AND l.payout_id IS NULL
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
 ), agreeing AS (
     UPDATE bank_statement_lines l SET payout_id = h.payout_id, matched_by = 'reference'
     FROM hits h WHERE l.id = h.line_id AND h.lamt = h.pamt AND h.lcur = h.pcur
@@ -343,7 +343,7 @@ WITH hits AS (
     RETURNING p.id
 )
 INSERT INTO reconciliation_results (run_id, shard, category, match_key, left_id, amount_diff_minor, details)
-SELECT $2, 0, CASE WHEN lamt = pamt AND lcur = pcur THEN 'matched' ELSE 'amount_mismatch' END, payout_id, line_id,
+SELECT $2::text, 0, CASE WHEN lamt = pamt AND lcur = pcur THEN 'matched' ELSE 'amount_mismatch' END, payout_id, line_id,
        pamt - lamt, jsonb_build_object('matched_by', 'reference', 'line_amount_minor', lamt, 'payout_amount_minor', pamt,
                                        'line_currency', lcur, 'payout_currency', pcur, 'payout_status', status,
                                        'already_reconciled_at', reconciled_at)
@@ -356,8 +356,8 @@ FROM hits
 STATEMENT_BY_AMOUNT_DATE = """
 WITH open_lines AS (
     SELECT l.* FROM bank_statement_lines l
-    WHERE l.statement_id = $1 AND l.direction = 'debit' AND l.payout_id IS NULL
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2 AND r.left_id = l.id)
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2::text AND r.left_id = l.id)
 ), candidates AS (
     SELECT l.id AS line_id, p.id AS payout_id, l.amount_minor,
            abs(l.booking_date - coalesce(p.settled_at, p.submitted_at, p.created_at)::date) AS days_apart,
@@ -375,7 +375,7 @@ WITH open_lines AS (
     UPDATE payouts p SET reconciled_at = now() FROM unique_pairs u WHERE p.id = u.payout_id RETURNING p.id
 )
 INSERT INTO reconciliation_results (run_id, shard, category, match_key, left_id, amount_diff_minor, confidence, details)
-SELECT $2, 0, CASE WHEN per_line = 1 AND per_payout = 1 THEN 'matched' ELSE 'probable_match' END, payout_id, line_id, 0,
+SELECT $2::text, 0, CASE WHEN per_line = 1 AND per_payout = 1 THEN 'matched' ELSE 'probable_match' END, payout_id, line_id, 0,
        CASE WHEN per_line = 1 AND per_payout = 1 THEN NULL
             ELSE round((0.5 + 0.3 * (1 - days_apart::numeric / greatest($3, 1)) + 0.2 / per_line)::numeric, 3) END,
        jsonb_build_object('matched_by', 'amount_date', 'days_apart', days_apart, 'candidates_for_line', per_line,
@@ -388,25 +388,25 @@ FROM candidates
 STATEMENT_UNMATCHED = """
 WITH lines AS (
     INSERT INTO reconciliation_results (run_id, shard, category, match_key, left_id, details)
-    SELECT $2, 0, 'missing_right', l.end_to_end_id, l.id,
+    SELECT $2::text, 0, 'missing_right', l.end_to_end_id, l.id,
            jsonb_strip_nulls(jsonb_build_object('line_amount_minor', l.amount_minor, 'line_currency', l.currency,
                'booking_date', l.booking_date, 'bank_reference', l.bank_reference, 'counterparty', l.counterparty,
                'description', l.description, 'probable', EXISTS (SELECT 1 FROM reconciliation_results r
-                   WHERE r.run_id = $2 AND r.left_id = l.id AND r.category = 'probable_match'))))
+                   WHERE r.run_id = $2::text AND r.left_id = l.id AND r.category = 'probable_match')))
     FROM bank_statement_lines l
-    WHERE l.statement_id = $1 AND l.direction = 'debit' AND l.payout_id IS NULL
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2 AND r.left_id = l.id
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2::text AND r.left_id = l.id
                       AND r.category IN ('matched', 'amount_mismatch'))
     RETURNING 1
 ), payouts_missing AS (
     INSERT INTO reconciliation_results (run_id, shard, category, match_key, details)
-    SELECT $2, 0, 'missing_left', p.id,
+    SELECT $2::text, 0, 'missing_left', p.id,
            jsonb_build_object('payout_amount_minor', p.amount_minor, 'payout_currency', p.currency,
                               'payout_status', p.status, 'settled_at', p.settled_at)
     FROM payouts p
     WHERE p.reconciled_at IS NULL AND p.status = 'settled'
       AND p.settled_at >= $3::date AND p.settled_at < $4::date + 1
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2 AND r.match_key = p.id)
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2::text AND r.match_key = p.id)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM lines) AS lines_unmatched, (SELECT count(*) FROM payouts_missing) AS payouts_unmatched
