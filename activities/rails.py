@@ -247,9 +247,9 @@ class RailActivities:
                         SELECT payout_id, row_number() OVER (ORDER BY created_at, payout_id) AS n FROM locked
                     )
                     UPDATE payout_batch_entries e
-                    SET batch_id = :batch_id,
+                    SET batch_id = CAST(:batch_id AS varchar),
                         sequence = claim.n + COALESCE((SELECT max(sequence) FROM payout_batch_entries
-                                                       WHERE batch_id = :batch_id), 0)
+                                                       WHERE batch_id = CAST(:batch_id AS varchar)), 0)
                     FROM claim WHERE e.payout_id = claim.payout_id
                 """), {"rail": rail, "cutoff": cutoff, "batch_id": batch_id})
                 totals = (await session.execute(select(
