@@ -39,6 +39,8 @@ async def test_recorded_history_replays_cleanly(path: Path, base_settings):
 def test_histories_exist():
     names = {p.stem for p in recorded()}
     assert {"payout_settled", "payout_dlq_retry_settled", "payout_cancelled_at_start"} <= names
+    # the rails path (patch rails-routing-v1): batch file, failover, and the BatchWorkflow itself
+    assert {"payout_rails_batch_settled", "payout_rails_failover_settled", "batch_ach_cutoff"} <= names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
 
 
@@ -122,3 +124,45 @@ async def test_record_ops_action_histories(temporal_client, worker, settings, se
     await handle.execute_update("approve", vote("alice"))
     await handle.execute_update("reject", vote("bob"))
     await save("ops_action_rejected", a)
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_rails_payout_histories(temporal_client, worker, settings, sessionmaker, bank):
+    """`PAYOPS_RECORD_HISTORIES=1 pytest tests/test_replay.py -k rails` records only these."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from core.names import payout_workflow_id
+    from core.rail_models import BatchInput
+    from tests.test_rails_workflows import ach_beneficiary, eventually, queued
+    from workflows.batch import BatchWorkflow
+    from workflows.payout import PayoutWorkflow
+
+    async def save(name, handle):
+        await handle.result()
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
+
+    async def start(params):
+        return await temporal_client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id), task_queue=settings.temporal_task_queue,
+        )
+
+    usd = await create_merchant(sessionmaker, currency="USD", funded_minor=10_000_000)
+    p = await create_payout_row(sessionmaker, settings, merchant_id=usd, currency="USD", method="ach",
+                                priority="batch", beneficiary=ach_beneficiary())
+    p.created_at = datetime(2025, 3, 4, 16, 59, tzinfo=ZoneInfo("America/New_York"))
+    handle = await start(p)
+    await eventually(lambda: queued(sessionmaker, p.payout_id), "queued for the batch")
+    batch = await temporal_client.start_workflow(
+        BatchWorkflow.run, BatchInput(rail="ach", cutoff_at=datetime(2025, 3, 4, 17, tzinfo=ZoneInfo("America/New_York"))),
+        id="batch-ach-recorded", task_queue=settings.temporal_task_queue,
+    )
+    await save("batch_ach_cutoff", batch)
+    await save("payout_rails_batch_settled", handle)
+
+    eur = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    p = await create_payout_row(sessionmaker, settings, merchant_id=eur, priority="priority")
+    p.failover_codes = ["service_unavailable"]
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
+    await save("payout_rails_failover_settled", await start(p))
