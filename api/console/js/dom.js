@@ -96,3 +96,10 @@ export function actionButton(label, action, attrs = {}) {
   });
   return btn;
 }
+
+// replaceChildren that skips null/false and flattens arrays, like h()
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}

@@ -1,7 +1,7 @@
 // Alerts: open / acknowledged / resolved, acknowledge and resolve (platform roles).
 
 import { api } from "../api.js";
-import { actionButton, badge, errorBox, h, table, toast } from "../dom.js";
+import { actionButton, badge, errorBox, h, table, toast, fill } from "../dom.js";
 import { count, dateTime } from "../format.js";
 import * as live from "../live.js";
 
@@ -16,8 +16,8 @@ export async function render({ root, me }) {
 
   async function load() {
     let page;
-    try { page = await api("/alerts", { params: { status: status.value, severity: severity.value, limit: 100 } }); } catch (err) { list.replaceChildren(errorBox(err)); return; }
-    list.replaceChildren(table([
+    try { page = await api("/alerts", { params: { status: status.value, severity: severity.value, limit: 100 } }); } catch (err) { fill(list, errorBox(err)); return; }
+    fill(list, table([
       { label: "Last seen", cell: (a) => dateTime(a.last_seen_at) },
       { label: "Severity", cell: (a) => badge(a.severity) },
       { label: "Rule", cell: (a) => h("span", { class: "mono" }, a.rule) },

@@ -2,7 +2,7 @@
 // form, and recent actions (execute the approved manual ones).
 
 import { api } from "../api.js";
-import { actionButton, badge, errorBox, facts, h, json, openDrawer, table, toast } from "../dom.js";
+import { actionButton, badge, errorBox, facts, h, json, openDrawer, table, toast, fill } from "../dom.js";
 import { dateTime } from "../format.js";
 import * as live from "../live.js";
 
@@ -50,7 +50,7 @@ export async function render({ root, me, can }) {
         api("/ops/actions", { params: { status: "pending_approval", awaiting_my_approval: mine.checked || undefined } }),
         api("/ops/actions", { params: { limit: 25 } }),
       ]);
-      inbox.replaceChildren(table([
+      fill(inbox, table([
         { label: "Created", cell: (a) => dateTime(a.created_at) },
         { label: "Action", cell: (a) => h("button", { type: "button", class: "btn-ghost", onclick: () => detail(a.id) }, h("strong", {}, a.type), " ", h("span", { class: "mono" }, a.target_label)) },
         { label: "Risk", cell: (a) => badge(a.risk_level) },
@@ -59,7 +59,7 @@ export async function render({ root, me, can }) {
         { label: "Reason", cell: (a) => a.reason || "—" },
         { label: "Vote", cls: "actions", cell: voteCell },
       ], pending.data, { empty: "Nothing awaits approval.", rowAttrs: (a) => ({ "data-action-row": a.id }) }));
-      recent.replaceChildren(table([
+      fill(recent, table([
         { label: "Updated", cell: (a) => dateTime(a.updated_at) },
         { label: "Action", cell: (a) => h("button", { type: "button", class: "btn-ghost", onclick: () => detail(a.id) }, h("strong", {}, a.type), " ", h("span", { class: "mono" }, a.target_label)) },
         { label: "Status", cell: (a) => h("span", { "data-action-status": a.id }, badge(a.status)) },
@@ -68,14 +68,14 @@ export async function render({ root, me, can }) {
           ? actionButton("Execute", async () => { await api(`/ops/actions/${encodeURIComponent(a.id)}/execute`, { method: "POST" }); toast("Executed"); await load(); }, { class: "primary" })
           : "") },
       ], all.data, { empty: "No actions yet." }));
-    } catch (err) { inbox.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(inbox, errorBox(err)); }
   }
 
   async function detail(id) {
     const body = openDrawer(`Action ${id}`, h("p", { class: "muted" }, "Loading…"));
     try {
       const a = await api(`/ops/actions/${encodeURIComponent(id)}`);
-      body.replaceChildren(
+      fill(body, 
         facts([["Type", a.type], ["Target", a.target_label], ["Status", badge(a.status)], ["Risk", `${a.risk_level} (${a.required_approvals} approvals)`],
           ["Created by", a.created_by], ["Created", dateTime(a.created_at)], ["Expires", dateTime(a.expires_at)], ["Reason", a.reason], ["Error", a.error]]),
         h("h3", {}, "Votes"),
@@ -83,7 +83,7 @@ export async function render({ root, me, can }) {
         h("h3", {}, "Params"), json(a.params),
         a.result ? [h("h3", {}, "Result"), json(a.result)] : null,
         h("p", {}, h("a", { href: a.links?.temporal_ui || "#", target: "_blank", rel: "noopener" }, "Workflow in Temporal UI ↗")));
-    } catch (err) { body.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(body, errorBox(err)); }
   }
 
   mine.addEventListener("change", load);
@@ -118,15 +118,15 @@ function createForm(types, onCreated) {
     h("div", {}, h("button", { type: "submit", class: "primary" }, "Create action")));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    error.replaceChildren();
+    fill(error, );
     let p;
-    try { p = JSON.parse(params.value || "{}"); } catch (err) { error.replaceChildren(errorBox({ message: `params are not JSON: ${err.message}` })); return; }
+    try { p = JSON.parse(params.value || "{}"); } catch (err) { fill(error, errorBox({ message: `params are not JSON: ${err.message}` })); return; }
     try {
       const a = await api("/ops/actions", { method: "POST", body: { type: type.value, params: p, risk_level: risk.value || null, reason: reason.value || null } });
       toast(`Created ${a.type} (${a.id}); it needs ${a.required_approvals} approval(s)`);
       reason.value = "";
       onCreated(a);
-    } catch (err) { error.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(error, errorBox(err)); }
   });
   return form;
 }

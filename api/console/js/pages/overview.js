@@ -2,7 +2,7 @@
 // provider and project bars, and the live activity feed.
 
 import { api } from "../api.js";
-import { badge, clear, errorBox, h } from "../dom.js";
+import { badge, clear, errorBox, h, fill } from "../dom.js";
 import { count, dateTime, delta, majorToNumber, money, prefs, rate, shortLabel, time } from "../format.js";
 import * as live from "../live.js";
 

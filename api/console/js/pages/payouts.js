@@ -3,7 +3,7 @@
 // retry / cancel for ops.
 
 import { api, download } from "../api.js";
-import { actionButton, badge, errorBox, facts, h, json, table, toast } from "../dom.js";
+import { actionButton, badge, errorBox, facts, h, json, table, toast, fill } from "../dom.js";
 import { dateTime, money } from "../format.js";
 import * as live from "../live.js";
 
@@ -36,9 +36,9 @@ async function renderList({ root, me, navigate }) {
 
   async function load() {
     let data;
-    try { data = await api("/payouts", { params: { ...params(), limit: 25, cursor: cursors[page] } }); } catch (err) { list.replaceChildren(errorBox(err)); return; }
+    try { data = await api("/payouts", { params: { ...params(), limit: 25, cursor: cursors[page] } }); } catch (err) { fill(list, errorBox(err)); return; }
     cursors[page + 1] = data.next_cursor;
-    list.replaceChildren(table([
+    fill(list, table([
       { label: "Created", cell: (p) => dateTime(p.created_at) },
       { label: "Payout", cell: (p) => h("a", { href: `#/payouts/${encodeURIComponent(p.id)}`, class: "mono" }, p.id) },
       { label: "Merchant", cell: (p) => h("span", { class: "mono", "data-merchant": p.merchant_id }, p.merchant_id) },
@@ -47,7 +47,7 @@ async function renderList({ root, me, navigate }) {
       { label: "Status", cell: (p) => h("span", { "data-payout-status": p.id }, badge(p.status)) },
       { label: "Amount", num: true, cell: (p) => money(p.amount_minor, p.currency) },
     ], data.data, { empty: "No payouts match.", rowAttrs: (p) => ({ "data-payout": p.id }) }));
-    pager.replaceChildren(
+    fill(pager, 
       h("span", { class: "muted" }, `Page ${page + 1}`),
       h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous"),
       h("button", { type: "button", disabled: !data.next_cursor, onclick: () => { page += 1; load(); } }, "Next"));
@@ -57,7 +57,7 @@ async function renderList({ root, me, navigate }) {
   let timer = null;
   const off = live.on("payouts", (msg) => {
     const cell = list.querySelector(`[data-payout-status="${CSS.escape(msg.payout_id)}"]`);
-    if (cell) cell.replaceChildren(badge(msg.status));
+    if (cell) fill(cell, badge(msg.status));
     else if (page === 0) { clearTimeout(timer); timer = setTimeout(load, 400); }
   });
   await load();
@@ -96,7 +96,7 @@ async function renderDetail({ root, can, me }, id) {
 
   async function load() {
     let p, events;
-    try { [p, events] = await Promise.all([api(`/payouts/${encodeURIComponent(id)}`), api(`/payouts/${encodeURIComponent(id)}/events`)]); } catch (err) { box.replaceChildren(errorBox(err)); return; }
+    try { [p, events] = await Promise.all([api(`/payouts/${encodeURIComponent(id)}`), api(`/payouts/${encodeURIComponent(id)}/events`)]); } catch (err) { fill(box, errorBox(err)); return; }
     const ops = can("payouts:operate") && !me.is_merchant_user;
     const buttons = [];
     if (ops && p.status === "dlq") {
@@ -116,7 +116,7 @@ async function renderDetail({ root, can, me }, id) {
       }, { class: "danger", "data-action": "cancel" }));
     }
     const wf = p.workflow;
-    box.replaceChildren(
+    fill(box, 
       h("div", { class: "row" },
         h("h1", {}, "Payout ", h("span", { class: "mono" }, p.id)),
         h("span", { "data-testid": "payout-status" }, badge(p.status)),

@@ -2,7 +2,7 @@
 // and its discrepancies with resolve.
 
 import { api, download } from "../api.js";
-import { actionButton, badge, errorBox, facts, h, json, openDrawer, table, toast, closeDrawer } from "../dom.js";
+import { actionButton, badge, errorBox, facts, h, json, openDrawer, table, toast, closeDrawer, fill } from "../dom.js";
 import { count, dateTime, money, rate } from "../format.js";
 
 const CATEGORIES = ["", "amount_mismatch", "status_mismatch", "missing_left", "missing_right", "duplicate_key", "probable_match"];
@@ -74,7 +74,7 @@ export async function render({ root, can }) {
         api("/reconciliation/discrepancies", { params: { date: day.value, category: category.value || undefined, state: state.value, limit: 25, cursor: cursors[page] } }),
       ]);
       if (mine !== generation) return;
-      summary.replaceChildren(h("div", { class: "grid kpis" },
+      fill(summary, h("div", { class: "grid kpis" },
         h("div", { class: "panel kpi" }, h("div", { class: "label" }, "Match rate"), h("div", { class: "value", "data-testid": "match-rate" }, rate(s.match_rate))),
         h("div", { class: "panel kpi" }, h("div", { class: "label" }, "Open discrepancies"), h("div", { class: "value", "data-testid": "open-discrepancies" }, count(s.open_discrepancies))),
         ...Object.entries(s.totals).map(([k, v]) => h("div", { class: "panel kpi" }, h("div", { class: "label" }, k.replaceAll("_", " ")), h("div", { class: "value" }, count(v))))),
@@ -89,7 +89,7 @@ export async function render({ root, can }) {
           { label: "By", cell: (r) => r.requested_by || "—" },
         ], s.runs, { empty: "No run covers this day yet." }));
       cursors[page + 1] = page_.next_cursor;
-      list.replaceChildren(table([
+      fill(list, table([
         { label: "#", cell: (d) => h("button", { type: "button", class: "btn-ghost mono", onclick: () => detail(d) }, String(d.id)) },
         { label: "Category", cell: (d) => badge(d.category) },
         { label: "Key", cell: (d) => h("span", { class: "mono" }, d.match_key || "—") },
@@ -98,10 +98,10 @@ export async function render({ root, can }) {
         { label: "State", cell: (d) => (d.resolution ? h("span", { "data-resolution": d.id }, badge("resolved"), ` ${d.resolution}`) : badge("open")) },
         { label: "", cls: "actions", cell: (d) => (can("reconciliation:manage") && !d.resolution ? h("button", { type: "button", "data-resolve": d.id, onclick: () => detail(d) }, "Resolve…") : "") },
       ], page_.items, { empty: "No discrepancies.", rowAttrs: (d) => ({ "data-discrepancy": d.id }) }));
-      pager.replaceChildren(
+      fill(pager, 
         h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous"),
         h("button", { type: "button", disabled: !page_.next_cursor, onclick: () => { page += 1; load(); } }, "Next"));
-    } catch (err) { summary.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(summary, errorBox(err)); }
   }
 
   function detail(d) {

@@ -1,7 +1,7 @@
 // Provider syncs: a card per source (state, cursor, counts, schedule, recent runs), trigger.
 
 import { api } from "../api.js";
-import { actionButton, badge, errorBox, facts, h, table, toast } from "../dom.js";
+import { actionButton, badge, errorBox, facts, h, table, toast, fill } from "../dom.js";
 import { count, dateTime } from "../format.js";
 import * as live from "../live.js";
 
@@ -11,8 +11,8 @@ export async function render({ root, can }) {
 
   async function load() {
     let sources;
-    try { sources = await api("/sync/status"); } catch (err) { cards.replaceChildren(errorBox(err)); return; }
-    cards.replaceChildren(...sources.map((s) => h("section", { class: "panel", "data-source": s.source, "aria-labelledby": `sync-${s.source}` },
+    try { sources = await api("/sync/status"); } catch (err) { fill(cards, errorBox(err)); return; }
+    fill(cards, ...sources.map((s) => h("section", { class: "panel", "data-source": s.source, "aria-labelledby": `sync-${s.source}` },
       h("div", { class: "row" }, h("h2", { id: `sync-${s.source}` }, s.source), h("span", { "data-sync-status": s.source }, badge(s.status)), h("span", { class: "spacer" }),
         can("sync:manage") ? actionButton("Sync now", async () => {
           const r = await api("/sync/trigger", { method: "POST", body: { source: s.source } });

@@ -2,7 +2,7 @@
 // CSV/XLSX exports of what the filters select.
 
 import { api, download } from "../api.js";
-import { badge, errorBox, facts, h, json, openDrawer, table, toast } from "../dom.js";
+import { badge, errorBox, facts, h, json, openDrawer, table, toast, fill } from "../dom.js";
 import { dateTime, money } from "../format.js";
 import * as live from "../live.js";
 
@@ -54,11 +54,11 @@ export async function render({ root, me }) {
     try {
       data = await api("/transactions", { params: { ...filters(), limit: 25, cursor: pages[page] } });
     } catch (err) {
-      list.replaceChildren(errorBox(err));
+      fill(list, errorBox(err));
       return;
     }
     pages[page + 1] = data.next_cursor;
-    list.replaceChildren(table([
+    fill(list, table([
       { label: "When", cell: (t) => dateTime(t.occurred_at) },
       { label: "Transaction", cell: (t) => h("button", { type: "button", class: "btn-ghost mono", "data-tx": t.id, onclick: () => detail(t.id) }, `${t.source}:${t.source_id}`) },
       { label: "Order", cell: (t) => h("span", { class: "mono" }, t.client_operation_id || "—") },
@@ -68,7 +68,7 @@ export async function render({ root, me }) {
       { label: "Amount", num: true, cell: (t) => money(t.amount_minor, t.currency) },
     ], data.data, { empty: me.is_merchant_user ? "No transactions for your merchant." : "No transactions match." }));
     list.dataset.count = data.data.length;
-    pager.replaceChildren(
+    fill(pager, 
       h("span", { class: "muted" }, `Page ${page + 1}`),
       h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous"),
       h("button", { type: "button", disabled: !data.next_cursor, onclick: () => { page += 1; load(); } }, "Next"));
@@ -78,7 +78,7 @@ export async function render({ root, me }) {
     const body = openDrawer(`Transaction ${id}`, h("p", { class: "muted" }, "Loading…"));
     try {
       const t = await api(`/transactions/${id}`);
-      body.replaceChildren(
+      fill(body, 
         facts([
           ["Provider", `${t.source} · ${t.source_id}`], ["Order id", t.client_operation_id], ["Merchant", t.merchant_id],
           ["Project", t.project], ["Amount", money(t.amount_minor, t.currency)], ["Fee", money(t.fee_minor, t.currency)],
@@ -89,7 +89,7 @@ export async function render({ root, me }) {
         ]),
         t.reconciliation.results.length ? [h("h3", {}, "Reconciliation results"), json(t.reconciliation.results)] : null,
         h("h3", {}, "Raw provider payload"), json(t.raw));
-    } catch (err) { body.replaceChildren(errorBox(err)); }
+    } catch (err) { fill(body, errorBox(err)); }
   }
 
   form.addEventListener("submit", (ev) => { ev.preventDefault(); pages.length = 1; page = 0; load(); });
