@@ -8,7 +8,8 @@
 2. reads through the real app (httpx over ASGI: routing, auth, scope, cache, JSON): overview,
    30-day trends by day, breakdown by merchant — cache-cold (every request after an
    invalidation), warm (snapshot hits), and the same answers computed from the raw rows;
-3. exports of 1,000,000 rows as CSV and XLSX, each in a child process: time and peak RSS;
+3. exports of 1,000,000 rows as CSV and XLSX, each served by a fresh API process (uvicorn) and
+   read over TCP: time, and the server's peak RSS;
 4. live latency: a row ingested (insert + commit + publish) to a WebSocket client, through a
    real uvicorn server and Redis pub/sub.
 """
@@ -19,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -207,54 +207,68 @@ async def reads(url: str, redis_url: str, runs: int, raw_runs: int) -> list[tupl
     return out
 
 
-async def export_child(url: str, redis_url: str, fmt: str) -> None:
-    """In a child process: stream one export to /dev/null; print rows, bytes, seconds."""
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _stream_export(url: str, port: int, token: str, fmt: str) -> dict:
     import httpx
 
-    from api.app import create_app
-    from core.auth_tokens import mint_dev_token
-
-    settings = make_settings(url, redis_url)
-    app = create_app(settings)
     conn = await asyncpg.connect(url)
-    # the newest ~1,000,000 rows: the window starting at the 1,000,000th newest occurred_at
+    # the newest ~1,000,000 rows: everything from the 1,000,000th newest occurred_at on
     total = await conn.fetchval("SELECT count(*) FROM transactions")
     start = await conn.fetchval("SELECT occurred_at FROM transactions ORDER BY occurred_at DESC OFFSET $1 LIMIT 1",
                                 min(999_999, total - 1))
     expected = await conn.fetchval("SELECT count(*) FROM transactions WHERE occurred_at >= $1", start)
     await conn.close()
-    headers = {"Authorization": f"Bearer {mint_dev_token(settings, role='ops_admin')}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=None) as client:
-            s = time.perf_counter()
-            size = 0
-            lines = 0
-            async with client.stream("GET", "/api/v1/export/transactions",
-                                     params={"format": fmt, "occurred_from": start.isoformat()},
-                                     headers=headers) as r:
-                assert r.status_code == 200
-                async for chunk in r.aiter_bytes():
-                    size += len(chunk)
-                    if fmt == "csv":
-                        lines += chunk.count(b"\n")
-            seconds = time.perf_counter() - s
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": expected, "csv_lines": lines, "bytes": size, "seconds": seconds, "rss_mb": rss_mb}))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.get("/health")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        s = time.perf_counter()
+        size = lines = 0
+        async with client.stream("GET", "/api/v1/export/transactions", params={"format": fmt,
+                                 "occurred_from": start.isoformat()}, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status_code == 200, await r.aread()
+            async for chunk in r.aiter_bytes():
+                size += len(chunk)
+                lines += chunk.count(b"\n") if fmt == "csv" else 0
+        seconds = time.perf_counter() - s
+    if fmt == "csv":
+        assert lines == expected + 1, (lines, expected)
+    return {"rows": expected, "bytes": size, "seconds": seconds}
 
 
 def exports(url: str, redis_url: str) -> list[dict]:
+    """Each export served by a fresh API process (uvicorn) over TCP; its peak RSS from wait4()."""
+    import signal
+
+    from core.auth_tokens import mint_dev_token
+
+    token = mint_dev_token(make_settings(url, redis_url), role="ops_admin", ttl_seconds=3600)
     out = []
     for fmt in ("csv", "xlsx"):
-        proc = subprocess.run([sys.executable, __file__, "--database-url", url, "--export-child", fmt,
-                               "--redis-url", redis_url], capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            console.print(proc.stderr[-3000:])
-            raise SystemExit(f"{fmt} export failed")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, __file__, "--database-url", url, "--redis-url", redis_url,
+                                 "--serve", str(port)], cwd=ROOT)
+        try:
+            result = asyncio.run(_stream_export(url, port, token, fmt))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+        result["rss_mb"] = usage.ru_maxrss / 1024
         result["format"] = fmt
         console.print(f"  {fmt}: {result['rows']:,} rows, {result['bytes'] / 1e6:.0f} MB in {result['seconds']:.1f} s, "
-                      f"peak RSS {result['rss_mb']:.0f} MB")
+                      f"server peak RSS {result['rss_mb']:.0f} MB")
         out.append(result)
     return out
 
@@ -346,12 +360,8 @@ def main() -> None:
     ap.add_argument("--raw-runs", type=int, default=3)
     ap.add_argument("--live-n", type=int, default=300)
     ap.add_argument("--skip", default="", help="comma-separated phases to skip: reads, exports, live")
-    ap.add_argument("--export-child")
     ap.add_argument("--serve", type=int)
     args = ap.parse_args()
-    if args.export_child:
-        asyncio.run(export_child(args.database_url, args.redis_url, args.export_child))
-        return
     if args.serve:
         serve(args.database_url, args.redis_url, args.serve)
         return
@@ -382,7 +392,7 @@ def main() -> None:
                       f"{raw:,.0f} ms" if raw else "", f"{raw / c50:,.0f}× (cold)" if raw else "")
     for e in export_rows:
         table.add_row(f"export {e['format']} {e['rows']:,} rows", f"{e['seconds']:.1f} s",
-                      f"{e['rows'] / e['seconds']:,.0f} rows/s", f"peak RSS {e['rss_mb']:.0f} MB",
+                      f"{e['rows'] / e['seconds']:,.0f} rows/s", f"server peak RSS {e['rss_mb']:.0f} MB",
                       f"{e['bytes'] / 1e6:.0f} MB", "", "", "")
     if live_row:
         table.add_row(f"live: ingest → WebSocket (n={live_row['n']})", "", f"{live_row['ingest_p50']:.1f} ms",
