@@ -155,8 +155,11 @@ class ReconciliationActivities:
         started = time.perf_counter()
         beat = asyncio.create_task(self._heartbeat_forever(params.shard))
         try:
-            async with self._sessionmaker() as session, session.begin():
+            # two connections: the matching query streams its rows (binary COPY out) from one while
+            # the other writes them (COPY in) inside the shard's transaction
+            async with self._sessionmaker() as session, session.begin(), self._sessionmaker() as read_session:
                 conn = await self._driver(session)
+                reader = await self._driver(read_session)
                 run = await conn.fetchrow("SELECT window_start, window_end, params FROM reconciliation_runs WHERE id = $1",
                                           params.run_id)
                 if run is None:
@@ -164,15 +167,12 @@ class ReconciliationActivities:
                 run_params = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]
                 rules = rules_from_params(run_params)
                 r = run_params["rules"]
-                # the shard's rows are a recomputable result: no need to wait for the WAL flush;
-                # the hash aggregate needs memory, and a sort plan would be several times slower
-                await conn.execute(f"SET LOCAL work_mem = '{_memory_setting(r['work_mem'])}'")
+                # the shard's rows are a recomputable result: no need to wait for the WAL flush
                 await conn.execute("SET LOCAL synchronous_commit = off")
-                await conn.execute("SET LOCAL enable_sort = off")
                 counts = await sql.match_shard(
-                    conn, run_id=params.run_id, shard=params.shard, shards=params.shards, rules=rules,
+                    conn, reader, run_id=params.run_id, shard=params.shard, shards=params.shards, rules=rules,
                     window_start=run["window_start"], window_end=run["window_end"], grace_seconds=int(r["grace_seconds"]),
-                    replace=activity.info().attempt > 1,
+                    replace=activity.info().attempt > 1, work_mem=_memory_setting(r["work_mem"]),
                 )
                 await conn.execute(
                     """

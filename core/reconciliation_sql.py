@@ -3,8 +3,9 @@
 Provider pair (e.g. Vima ↔ PayShack on client_operation_id):
 
 - A shard is the keys whose `hashtext(key) mod shards` is its number; shards run as parallel
-  activities and each replaces only its own rows (`DELETE` + `INSERT` in one transaction), so a
-  retried or re-run shard is harmless.
+  activities and each replaces only its own rows (`DELETE` + `COPY` in one transaction), so a
+  retried or re-run shard is harmless. Every shard reads the whole window (the hash filter is on
+  the key): a day is one shard unless it is large (`reconciliation_rows_per_shard`).
 - Both sides are read over the run's window widened by a grace period and folded into one row per
   key by a single hash aggregate (count, and the values of the only row when there is one). A key
   belongs to the run when its left row (else its right row) falls inside the window: a pair
@@ -21,6 +22,7 @@ Payouts ↔ bank statement: see the `STATEMENT_*` statements at the end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +32,16 @@ import asyncpg
 
 SHARD_DELETE = "DELETE FROM reconciliation_results WHERE run_id = $1 AND shard = $2"
 
+# The shard's result rows, streamed by `COPY (SHARD_SELECT) TO STDOUT` on a read connection straight
+# into `COPY reconciliation_results FROM STDIN` on the writing one (see `match_shard`): one pass over
+# the window, one hash aggregate, no sort; the two backends work at the same time, and COPY writes
+# the heap in multi-row batches (a fraction of the WAL of a row-by-row INSERT ... SELECT).
+# Columns are those of SHARD_COLUMNS, in the table's own types (binary COPY in = binary COPY out).
 # $1 run_id, $2 shard, $3 shards, $4 left source, $5 right source, $6 window start, $7 window end,
 # $8 grace seconds, $9 tolerance (minor units), $10 tolerance (basis points of the left amount),
 # $11 equivalent statuses as 'left>right' strings
-SHARD_MATCH = """
+SHARD_COLUMNS = ["run_id", "shard", "category", "match_key", "left_id", "right_id", "amount_diff_minor", "details"]
+SHARD_SELECT = """
 WITH sides AS (
     SELECT client_operation_id AS k, source = $4 AS is_left, id, amount_minor, currency, status, occurred_at
     FROM transactions
@@ -60,18 +68,20 @@ WITH sides AS (
         ELSE 'matched' END AS category
     FROM per_key
     WHERE coalesce(lat, rat) >= $6::timestamptz AND coalesce(lat, rat) < $7::timestamptz
-), inserted AS (
-    INSERT INTO reconciliation_results (run_id, shard, category, match_key, left_id, right_id, amount_diff_minor, details)
-    SELECT $1, $2, category, k, lid, rid, ramt - lamt,
-           CASE WHEN category = 'matched' THEN '{}'::jsonb ELSE jsonb_strip_nulls(jsonb_build_object(
-               'left_count', nl, 'right_count', nr,
-               'left_amount_minor', lamt, 'right_amount_minor', ramt, 'left_currency', lcur, 'right_currency', rcur,
-               'left_status', lst, 'right_status', rst, 'left_occurred_at', lat, 'right_occurred_at', rat)) END
-    FROM categorized
-    ORDER BY lid  -- ids follow sync order on both sides: index entries go in near order
-    RETURNING category
 )
-SELECT category, count(*) AS n FROM inserted GROUP BY category
+SELECT $1::varchar AS run_id, $2::int4 AS shard, category::varchar, k::varchar AS match_key, lid, rid,
+       ramt - lamt AS amount_diff_minor,
+       CASE WHEN category = 'matched' THEN '{}'::jsonb ELSE jsonb_strip_nulls(jsonb_build_object(
+           'left_count', nl, 'right_count', nr,
+           'left_amount_minor', lamt, 'right_amount_minor', ramt, 'left_currency', lcur, 'right_currency', rcur,
+           'left_status', lst, 'right_status', rst, 'left_occurred_at', lat, 'right_occurred_at', rat)) END AS details
+FROM categorized
+"""
+
+# What a shard wrote: discrepancies through their partial index; matched = copied - discrepancies.
+SHARD_DISCREPANCY_COUNTS = """
+SELECT category, count(*) AS n FROM reconciliation_results
+WHERE run_id = $1 AND category <> 'matched' AND shard = $2 GROUP BY category
 """
 
 # Rows without a key can only be missing on the other side (few; found through the
@@ -280,18 +290,49 @@ class PairRules:
         return [f"{left}>{right}" for left, right in self.status_equivalents]
 
 
-async def match_shard(conn: asyncpg.Connection, *, run_id: str, shard: int, shards: int, rules: PairRules,
-                      window_start: datetime, window_end: datetime, grace_seconds: int,
-                      replace: bool = True) -> dict[str, int]:
+async def match_shard(conn: asyncpg.Connection, reader: asyncpg.Connection, *, run_id: str, shard: int, shards: int,
+                      rules: PairRules, window_start: datetime, window_end: datetime, grace_seconds: int,
+                      replace: bool = True, work_mem: str = "256MB") -> dict[str, int]:
     """Write one shard's results (replacing what the shard wrote before when `replace`); returns its
-    count per category. Call inside a transaction."""
+    count per category. Call inside a transaction on `conn`; `reader` is a second connection the
+    matching query streams from (its own read-only transaction, set up here). `work_mem` (digits and
+    a unit, checked by the caller) keeps the hash aggregate in memory."""
     if replace:
         await conn.execute(SHARD_DELETE, run_id, shard)
-    rows = await conn.fetch(
-        SHARD_MATCH, run_id, shard, shards, rules.left_source, rules.right_source, window_start, window_end,
-        float(grace_seconds), rules.amount_tolerance_minor, rules.amount_tolerance_bps, rules.equivalents,
-    )
-    counts = {r["category"]: int(r["n"]) for r in rows}
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=COPY_QUEUE_CHUNKS)  # bounded: flat worker memory
+
+    async def chunk_out(chunk: bytes) -> None:
+        await queue.put(bytes(chunk))
+
+    async def chunks_in():
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    async def read() -> None:
+        try:
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                await reader.execute(f"SET LOCAL work_mem = '{work_mem}'")
+                await reader.execute("SET LOCAL enable_sort = off")  # a sort-based aggregate is several times slower
+                await reader.copy_from_query(
+                    SHARD_SELECT, run_id, shard, shards, rules.left_source, rules.right_source, window_start,
+                    window_end, float(grace_seconds), rules.amount_tolerance_minor, rules.amount_tolerance_bps,
+                    rules.equivalents, output=chunk_out, format="binary",
+                )
+        finally:
+            await queue.put(None)  # the writer ends its COPY (an error on the read side is re-raised below)
+
+    reading = asyncio.ensure_future(read())
+    try:
+        status = await conn.copy_to_table("reconciliation_results", source=chunks_in(), columns=SHARD_COLUMNS,
+                                          format="binary")
+    except BaseException:
+        reading.cancel()
+        raise
+    await reading
+    copied = int(status.split()[-1])
+    counts = {r["category"]: int(r["n"]) for r in await conn.fetch(SHARD_DISCREPANCY_COUNTS, run_id, shard)}
+    if copied - sum(counts.values()):
+        counts["matched"] = copied - sum(counts.values())
     if shard == 0:
         for r in await conn.fetch(SHARD_NO_KEY, run_id, shard, rules.left_source, rules.right_source,
                                   window_start, window_end):
@@ -300,6 +341,9 @@ async def match_shard(conn: asyncpg.Connection, *, run_id: str, shard: int, shar
         await conn.execute(SHARD_DUPLICATE_DETAILS, run_id, shard, rules.left_source, rules.right_source,
                            window_start, window_end, float(grace_seconds))
     return counts
+
+
+COPY_QUEUE_CHUNKS = 256  # chunks of the binary COPY stream held between the two connections at most
 
 
 async def finalize_run(conn: asyncpg.Connection, *, run_id: str, kind: str, date_from: Any, rules: PairRules,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, func, or_, select, tuple_
@@ -120,13 +120,26 @@ async def get_transaction(session: AsyncSession, transaction_id: int, *, merchan
     out = dict(row)
     out.pop("data_hash", None)
     r, run = reconciliation_results.c, reconciliation_runs.c
-    results = (await session.execute(
-        select(r.id, r.run_id, r.category, r.match_key, r.left_id, r.right_id, r.amount_diff_minor, r.resolution,
-               r.resolved_at, r.created_at, run.kind, run.left_source, run.right_source)
-        .join(reconciliation_runs, reconciliation_runs.c.id == r.run_id)
-        .where(or_(r.left_id == transaction_id, r.right_id == transaction_id))
-        .order_by(r.created_at.desc(), r.id.desc()).limit(20)
-    )).mappings().all()
+    cols = (r.id, r.run_id, r.category, r.match_key, r.left_id, r.right_id, r.amount_diff_minor, r.resolution,
+            r.resolved_at, r.created_at, run.kind, run.left_source, run.right_source)
+    mine = or_(r.left_id == transaction_id, r.right_id == transaction_id)
+    # discrepancies through their partial b-trees; a matched row (not indexed by left/right id, see
+    # migration 0008) within the runs whose window could hold this transaction (BRIN on run_id)
+    candidate_runs = (await session.execute(
+        select(run.id).where(
+            or_(run.left_source == row["source"], run.right_source == row["source"]),
+            or_(run.window_start.is_(None),
+                and_(run.window_start <= row["occurred_at"] + timedelta(days=1),
+                     run.window_end > row["occurred_at"] - timedelta(days=1))))
+    )).scalars().all()
+    results = []
+    for where in (and_(r.category != "matched", mine),
+                  and_(r.category == "matched", r.run_id.in_(candidate_runs), mine) if candidate_runs else None):
+        if where is not None:
+            results += (await session.execute(
+                select(*cols).join(reconciliation_runs, reconciliation_runs.c.id == r.run_id).where(where)
+                .order_by(r.created_at.desc(), r.id.desc()).limit(20))).mappings().all()
+    results = sorted(results, key=lambda x: (x["created_at"], x["id"]), reverse=True)[:20]
     recon = [dict(x) for x in results]
     out["reconciliation"] = {
         "status": recon[0]["category"] if recon else "unreconciled",
