@@ -85,10 +85,15 @@ async def _sync_lag(session: AsyncSession, rule: dict) -> list[Finding]:
 
 
 async def _match_rate(session: AsyncSession, rule: dict) -> list[Finding]:
+    # A provider-pair run finished by ReconciliationWorkflow judged its own match rate (summary.match_rate,
+    # against its pair's threshold) and raised `reconciliation_match_rate` itself: that is the one alert
+    # for it. This rule covers the other runs (bank statements, runs no workflow evaluated), so a low
+    # rate never alerts twice.
     row = (await session.execute(text("""
         SELECT count(*) AS n, count(*) FILTER (WHERE r.category = 'matched') AS matched
           FROM reconciliation_results r JOIN reconciliation_runs run ON run.id = r.run_id
-         WHERE run.finished_at >= now() - make_interval(mins => :w)"""), {"w": rule["window_minutes"]})).mappings().one()
+         WHERE run.finished_at >= now() - make_interval(mins => :w)
+           AND NOT (run.kind = 'provider_pair' AND run.summary -> 'match_rate' IS NOT NULL)"""), {"w": rule["window_minutes"]})).mappings().one()
     if not row["n"]:
         return []
     return [Finding("platform", row["matched"] / row["n"], None, {"results": row["n"], "matched": row["matched"]})]
