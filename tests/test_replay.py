@@ -42,6 +42,7 @@ def test_histories_exist():
     # the rails path (patch rails-routing-v1): batch file, failover, and the BatchWorkflow itself
     assert {"payout_rails_batch_settled", "payout_rails_failover_settled", "batch_ach_cutoff"} <= names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
+    assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
@@ -166,3 +167,35 @@ async def test_record_rails_payout_histories(temporal_client, worker, settings, 
     async with httpx.AsyncClient() as http:
         await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
     await save("payout_rails_failover_settled", await start(p))
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_reconciliation_histories(temporal_client, worker, settings, database_url):
+    """`PAYOPS_RECORD_HISTORIES=1 pytest tests/test_replay.py -k reconciliation` records only these."""
+    import asyncpg
+
+    from core.reconciliation_models import ReconciliationWorkflowInput
+    from tests.reconciliation_truth import DAY, build_day, insert_rows, install_pair_rules
+    from workflows.reconciliation import ReconciliationWorkflow
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await install_pair_rules(conn, threshold=0.99)  # the known-truth day is under it: the alert path too
+        await insert_rows(conn, build_day().rows)
+    finally:
+        await conn.close()
+
+    async def save(name, params):
+        handle = await temporal_client.start_workflow(
+            ReconciliationWorkflow.run, params, id=f"reconciliation-recorded-{name}",
+            task_queue=settings.temporal_task_queue,
+        )
+        await handle.result()
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
+
+    # prepare, two shard activities in parallel, finalize
+    await save("reconciliation_two_shards", ReconciliationWorkflowInput(date_from=DAY.isoformat(), shards=2,
+                                                                        requested_by="recorded"))
+    # prepare fails without retrying: the run ends in error
+    await save("reconciliation_bad_dates", ReconciliationWorkflowInput(date_from="2026-11-20", date_to="2026-11-01",
+                                                                       requested_by="recorded"))
