@@ -140,10 +140,13 @@ WITH missing AS (
 ), rows AS (
     SELECT m.result_id, m.category, t.id, t.amount_minor, t.currency, t.occurred_at,
            lower(t.payer_email) AS email, t.payer_id, lower(t.payer_name) AS name
-    FROM missing m JOIN transactions t ON t.id = m.tid
-     AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
-     AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)
+    FROM missing m CROSS JOIN LATERAL (  -- by primary key, row by row (LATERAL: even with nestloop off)
+        SELECT * FROM transactions t WHERE t.id = m.tid
+           AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
+           AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)) t
 ), scored AS (
+    -- run with enable_nestloop off (`finalize_run`): the results were just written in this transaction,
+    -- so the estimates are guesses, and a nested loop over thousands of missing rows a side costs seconds
     SELECT l.result_id AS left_result, r.result_id AS right_result, l.id AS left_id, r.id AS right_id,
            l.amount_minor, abs(extract(epoch FROM r.occurred_at - l.occurred_at)) AS seconds_apart,
            (l.email IS NOT NULL AND l.email = r.email) OR (l.payer_id IS NOT NULL AND l.payer_id = r.payer_id) AS payer_same,
@@ -350,10 +353,12 @@ async def finalize_run(conn: asyncpg.Connection, *, run_id: str, kind: str, date
                        window_start: datetime, window_end: datetime, grace_seconds: int) -> dict[str, Any]:
     """Run-wide steps after all shards: probable matches, carry-forward, re-check, resolutions."""
     await conn.execute("DELETE FROM reconciliation_results WHERE run_id = $1 AND shard < 0", run_id)
+    await conn.execute("SET LOCAL enable_nestloop = off")
     probable = await conn.fetchval(
         PROBABLE_MATCHES, run_id, float(rules.probable_window_seconds), rules.probable_min_confidence,
         window_start, window_end, float(grace_seconds),
     )
+    await conn.execute("SET LOCAL enable_nestloop = on")
     carried = await conn.fetchval(CARRY_FORWARD, run_id, kind, rules.left_source, rules.right_source, date_from)
     rechecked = await conn.fetch(RECHECK_CARRIED, run_id, rules.left_source, rules.right_source,
                                  rules.amount_tolerance_minor, rules.amount_tolerance_bps, rules.equivalents)
