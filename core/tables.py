@@ -299,6 +299,12 @@ transactions = Table(
     CheckConstraint("status in ('success','failed','pending','refunded')", name="status"),
     Index("ix_transactions_occurred_at", "occurred_at"),
     Index("ix_transactions_client_operation_id", "source", "client_operation_id"),
+    # migration 0007_dashboards: transaction list filters and search
+    Index("ix_transactions_merchant_occurred", "merchant_id", "occurred_at", "id"),
+    Index("ix_transactions_utr", "utr"),
+    Index("ix_transactions_source_id", "source_id"),
+    Index("ix_transactions_payer_email", text("lower(payer_email)")),
+    Index("ix_transactions_client_operation_id_only", "client_operation_id"),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 
@@ -391,6 +397,10 @@ reconciliation_results = Table(
     Column("carried_from_id", BigInteger, nullable=True),
     Index("ix_reconciliation_results_open", "run_id", "id",
           postgresql_where=text("resolution IS NULL AND category <> 'matched'")),
+    # migration 0008_recon_indexes: a transaction's open discrepancies (matched rows are looked
+    # up through their run instead, so the 1M-row result write stays cheap)
+    Index("ix_reconciliation_results_left_id_open", "left_id", postgresql_where=text("category <> 'matched'")),
+    Index("ix_reconciliation_results_right_id_open", "right_id", postgresql_where=text("category <> 'matched'")),
 )
 
 # --- alerts ------------------------------------------------------------------------------
