@@ -14,18 +14,16 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import NotFound, ServiceUnavailable, Unprocessable
+from core.schedules import upsert_schedule
 from core.names import sync_backfill_workflow_id, sync_manual_workflow_id, sync_schedule_id, sync_workflow_id
 from core.settings import Settings
 from core.sync_models import SOURCES, SyncProgress, SyncWorkflowInput
@@ -77,16 +75,8 @@ async def ensure_sync_schedules(client: Client, settings: Settings) -> list[str]
     for source in SOURCES:
         if not source_configured(settings, source):
             continue
-        desired = _schedule(settings, source)
         schedule_id = sync_schedule_id(source)
-        try:
-            await client.create_schedule(schedule_id, desired)
-        except ScheduleAlreadyRunningError:
-            def update(current: ScheduleUpdateInput, desired: Schedule = desired) -> ScheduleUpdate:
-                desired.state = current.description.schedule.state  # keep paused/note
-                return ScheduleUpdate(schedule=desired)
-
-            await client.get_schedule_handle(schedule_id).update(update)
+        await upsert_schedule(client, schedule_id, _schedule(settings, source))  # keeps paused/note
         done.append(schedule_id)
     return done
 

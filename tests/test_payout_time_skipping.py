@@ -5,27 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
 
-from core.embedded import temporal_test_server_path
 from core.names import payout_workflow_id
-from core.temporal import data_converter, register_search_attributes
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from workers.main import build_worker
 from workflows.payout import PayoutWorkflow
 
 
-@pytest.fixture
-async def skipping_env(base_settings):
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(base_settings),
-        test_server_existing_path=str(temporal_test_server_path()),
-    )
-    await register_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def timer_seconds(handle) -> list[float]:
