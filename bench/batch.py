@@ -82,6 +82,8 @@ async def wait_until(check, what: str, timeout: float) -> float:
             print("waiting for", what, flush=True)
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        if os.environ.get("BENCH_PROGRESS") and int(time.perf_counter() - started) % 30 == 0:
+            print(f"... {what}: {time.perf_counter() - started:.0f}s", flush=True)
         await asyncio.sleep(0.25)
     return time.perf_counter() - started
 
@@ -109,7 +111,58 @@ def builder_peak(rail: str, n: int) -> tuple[float, float, int]:
     return took, peak / 2**20, len(content)
 
 
-async def main(n: int, rail: str, concurrency: int) -> None:
+async def file_only_run(deps, sm, bank, rail, n, rows, now) -> None:
+    """The batch's own work at N without N payout workflows: the entries are queued as the payout
+    workflows would queue them, then the BatchWorkflow's activities run in this process."""
+    from activities.rails import RailActivities
+    from core.rail_models import BatchIdInput
+    from core.rails import BusinessCalendar, RailRule, next_cutoff
+
+    rule = {"ach": RailRule(rail="ach", methods=["ach"], currencies=["USD"], timezone="America/New_York",
+                            cutoff_time="17:00", settlement_business_days=1, calendar="FED"),
+            "sepa": RailRule(rail="sepa", methods=["sepa"], currencies=["EUR"], timezone="Europe/Paris",
+                             cutoff_time="18:00", settlement_business_days=1, calendar="TARGET")}[rail]
+    cutoff = next_cutoff(rule, now, BusinessCalendar(rule.calendar))
+    connector = {"ach": "bank_ach", "sepa": "bank_sepa"}[rail]
+    async with sm() as session, session.begin():
+        for k in range(0, n, 2000):
+            await session.execute(insert(payout_batch_entries), [
+                dict(payout_id=r["id"], rail=rail, connector=connector, cutoff_at=cutoff, amount_minor=r["amount_minor"],
+                     currency=r["currency"]) for r in rows[k:k + 2000]])
+    acts = RailActivities(deps.sessionmaker, None, deps.connectors, deps.cipher, deps.settings)
+    with RssSampler() as rss:
+        t = time.perf_counter()
+        opened = await acts.open_payout_batch(BatchInput(rail=rail, cutoff_at=cutoff))
+        t_claim = time.perf_counter() - t
+        await acts.build_payout_batch_file(BatchIdInput(batch_id=opened.batch_id))
+        t_file = time.perf_counter() - t
+        submitted = await acts.submit_payout_batch_file(BatchIdInput(batch_id=opened.batch_id))
+        t_bank = time.perf_counter() - t
+    settle = await wait_until(lambda: _all_settled(bank, n), f"{n} bank payments settled", 600)
+    b_secs, b_peak, b_size = builder_peak(rail, n)
+    report = bank.state.files[opened.batch_id]["report"]
+    table = [
+        ("payouts", f"{n:,} {rail} batch payouts queued at one cutoff (file-only mode)"),
+        ("claim", f"{t_claim:.2f} s"),
+        ("cutoff -> file built (claim + decrypt + build + store)", f"{t_file:.2f} s"),
+        ("cutoff -> bank parsed, validated and accepted the file", f"{t_bank:.2f} s"),
+        ("bank acceptance -> every entry settled at the bank", f"{settle:.1f} s"),
+        ("file", f"{b_size / 2**20:.2f} MiB, {report['accepted_count']:,} accepted / {report['rejected_count']} rejected"),
+        ("control totals (payops / bank)", f"{submitted.accepted_count} entries; {report['total_minor']}"),
+        ("builder alone: time, peak Python memory (tracemalloc)", f"{b_secs:.2f} s, {b_peak:.1f} MiB"),
+        ("process RSS before -> peak (activities + sandbox bank)", f"{rss.start / 2**20:.0f} -> {rss.peak / 2**20:.0f} MiB"),
+    ]
+    width = max(len(k) for k, _ in table)
+    print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
+    for k, v in table:
+        print(f"| {k.ljust(width)} | {v} |")
+
+
+async def _all_settled(bank, n) -> bool:
+    return sum(p.status == "settled" for p in bank.state.payments.values()) >= n
+
+
+async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, file_only: bool = False) -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from sandbox.bank import BankConfig, running_bank
@@ -120,7 +173,7 @@ async def main(n: int, rail: str, concurrency: int) -> None:
     spec = RAILS[rail]
     tmp = Path(tempfile.mkdtemp(prefix="payops-bench-batch-"))
     tmp.chmod(0o755)
-    pg = EmbeddedPostgres(tmp / "pg", fast=True, max_connections=300)
+    pg = EmbeddedPostgres(tmp / "pg", fast=True, max_connections=400)
     pg.start()
     try:
         db_url = pg.url
@@ -136,17 +189,22 @@ async def main(n: int, rail: str, concurrency: int) -> None:
                 "sandbox_bank_url": bank.url, "batch_signal_concurrency": 200,
             })
             deps = WorkerDeps.from_settings(settings)
-            deps.engine = create_engine(db_url, pool_size=40, max_overflow=40)
+            deps.engine = create_engine(db_url, pool_size=100, max_overflow=100)
             deps.sessionmaker = create_sessionmaker(deps.engine)
-            sm = deps.sessionmaker
+            bench_engine = create_engine(db_url, pool_size=2, max_overflow=2)  # the bench's own reads
+            sm = create_sessionmaker(bench_engine)
             cipher = FieldCipher(settings.codec_keys)
-            merchant = f"mer_{uuid.uuid4().hex[:10]}"
+            # a cutoff's payouts come from many merchants (one merchant's holds serialize on its balance)
+            merchant_ids = [f"mer_{uuid.uuid4().hex[:10]}" for _ in range(args_merchants)]
             now = datetime.now(timezone.utc)
             async with sm() as session, session.begin():
-                await session.execute(insert(merchants).values(id=merchant, name="Bench", default_currency=spec["currency"]))
-                await ledger.fund_merchant(session, merchant, 10**13, spec["currency"], f"funding:{merchant}")
+                for merchant in merchant_ids:
+                    await session.execute(insert(merchants).values(id=merchant, name="Bench",
+                                                                   default_currency=spec["currency"]))
+                    await ledger.fund_merchant(session, merchant, 10**12, spec["currency"], f"funding:{merchant}")
                 rows, params = [], []
                 for i in range(n):
+                    merchant = merchant_ids[i % len(merchant_ids)]
                     pid = f"po_{uuid.uuid4().hex}"
                     b = spec["beneficiary"](i)
                     rows.append(dict(id=pid, merchant_id=merchant, idempotency_key=pid, amount_minor=1000 + i,
@@ -161,6 +219,12 @@ async def main(n: int, rail: str, concurrency: int) -> None:
                 for k in range(0, n, 2000):
                     await session.execute(insert(payouts), rows[k:k + 2000])
 
+            if file_only:
+                await file_only_run(deps, sm, bank, rail, n, rows, now)
+                await deps.aclose()
+                await bench_engine.dispose()
+                await env.shutdown()
+                return
             client = env.client
             worker = build_worker(client, deps, task_queue=settings.temporal_task_queue)
             async with worker:
@@ -209,6 +273,7 @@ async def main(n: int, rail: str, concurrency: int) -> None:
                     batch = (await session.execute(select(payout_batches))).mappings().one()
                 report = bank.state.files[batch["id"]]["report"]
             await deps.aclose()
+            await bench_engine.dispose()
         await env.shutdown()
     finally:
         pg.stop()
@@ -216,7 +281,7 @@ async def main(n: int, rail: str, concurrency: int) -> None:
 
     b_secs, b_peak, b_size = builder_peak(rail, n)
     rows = [
-        ("payouts", f"{n:,} {rail} batch payouts, one cutoff"),
+        ("payouts", f"{n:,} {rail} batch payouts of {args_merchants} merchants, one cutoff"),
         ("workflows started", f"{started:.1f} s"),
         ("all queued for the batch", f"{queued_s:.1f} s after the starts"),
         ("cutoff -> file built (claim + build + store)", f"{to_file:.2f} s"),
@@ -255,6 +320,9 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--rail", choices=sorted(RAILS), default="ach")
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--merchants", type=int, default=200, help="payouts are spread over this many merchants")
+    parser.add_argument("--file-only", action="store_true",
+                        help="queue the entries directly and run the batch activities: the cutoff's own cost at N")
     args = parser.parse_args()
     os.environ.setdefault("PAYOPS_LOG_LEVEL", "WARNING")
-    asyncio.run(main(args.n, args.rail, args.concurrency))
+    asyncio.run(main(args.n, args.rail, args.concurrency, args.merchants, args.file_only))
