@@ -293,7 +293,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
         ("control totals (payops / bank)", f"{batch['control'].get('total_credit_minor')} / {report['total_minor']}"),
         ("builder alone: time, peak Python memory (tracemalloc)", f"{b_secs:.2f} s, {b_peak:.1f} MiB"),
         ("process RSS: before batch -> peak during batch", f"{rss.start / 2**20:.0f} -> {rss.peak / 2**20:.0f} MiB "
-                                                          "(worker + sandbox bank + 10k workflows in one process)"),
+                                                          f"(worker + sandbox bank + {n:,} workflows in one process)"),
         ("batch result", f"{result.status}, {result.entry_count:,} entries"),
     ]
     width = max(len(k) for k, _ in rows)
