@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
+import sys
 import signal
 from dataclasses import dataclass, field
 
@@ -136,14 +139,32 @@ def reconciliation_activities(deps: WorkerDeps) -> list:
     ]
 
 
+@contextlib.contextmanager
+def no_cyclic_gc():
+    """Worker() validates every workflow by importing it in the sandbox. On CPython < 3.12 a GC
+    finalizer that imports while the sandbox holds a module lock raises KeyError(<thread id>)
+    (cpython#91351, temporalio/sdk-python#585) and the worker fails to build. Collect first,
+    then keep the collector out of validation; 3.12+ fixed the lock."""
+    if sys.version_info >= (3, 12) or not gc.isenabled():
+        yield
+        return
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = None) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue or deps.settings.temporal_task_queue,
-        workflows=workflows(),
-        activities=activities(deps),
-        max_concurrent_activities=200,
-    )
+    with no_cyclic_gc():
+        return Worker(
+            client,
+            task_queue=task_queue or deps.settings.temporal_task_queue,
+            workflows=workflows(),
+            activities=activities(deps),
+            max_concurrent_activities=200,
+        )
 
 
 async def run_worker(settings: Settings | None = None) -> None:
