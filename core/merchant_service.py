@@ -64,10 +64,6 @@ async def get_merchant(session: AsyncSession, merchant_id: str) -> dict:
     return dict(row)
 
 
-async def is_frozen(session: AsyncSession, merchant_id: str) -> bool:
-    return bool(await session.scalar(select(_is_frozen(merchant_id))))
-
-
 def balance_views(balances: list[ledger.Balance]) -> list[dict]:
     return [
         {

@@ -27,7 +27,7 @@ from core import idempotency
 from core.crypto import FieldCipher
 from core.errors import IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable, Unprocessable
 from core.rail_store import fee_for
-from core.merchant_service import get_merchant, is_frozen
+from core.merchant_service import get_merchant
 from core.metrics import payouts_created_total
 from core.money import format_amount, parse_amount
 from core.names import payout_workflow_id, search_attribute_keys
