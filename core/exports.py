@@ -16,10 +16,11 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -81,6 +82,65 @@ def discrepancies_export(*, run_id: str | None, category: str | None,
     return DISCREPANCY_COLUMNS, stmt
 
 
+class TransactionExportFilters(BaseModel):
+    """The transactions list's filters (api/routers/transactions.py), as an export job stores them."""
+
+    model_config = ConfigDict(extra="forbid")
+    merchant_id: str | None = Field(None, max_length=64)
+    source: str | None = Field(None, max_length=32)
+    project: str | None = Field(None, max_length=64)
+    status: Literal["success", "failed", "pending", "refunded"] | None = None
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    occurred_from: datetime | None = Field(None, description="inclusive")
+    occurred_to: datetime | None = Field(None, description="exclusive")
+    amount_minor_min: int | None = Field(None, ge=0)
+    amount_minor_max: int | None = Field(None, ge=0)
+    q: str | None = Field(None, max_length=320)
+
+
+class PayoutExportFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    merchant_id: str | None = Field(None, max_length=64)
+    status: str | None = Field(None, max_length=24)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    created_from: datetime | None = Field(None, description="inclusive")
+    created_to: datetime | None = Field(None, description="exclusive")
+
+
+class DiscrepancyExportFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    run_id: str | None = Field(None, max_length=128)
+    category: str | None = Field(None, max_length=32)
+    created_from: datetime | None = Field(None, description="inclusive")
+    created_to: datetime | None = Field(None, description="exclusive")
+
+
+Kind = Literal["transactions", "payouts", "discrepancies"]
+FILTER_MODELS: dict[str, type[BaseModel]] = {"transactions": TransactionExportFilters,
+                                             "payouts": PayoutExportFilters,
+                                             "discrepancies": DiscrepancyExportFilters}
+
+
+def export_statement(kind: str, filters: BaseModel | dict[str, Any]) -> tuple[list[str], Select]:
+    """Header and query of an export of `kind`: the same builders the streamed endpoints use."""
+    f = FILTER_MODELS[kind].model_validate(filters if isinstance(filters, dict) else filters.model_dump())
+    if isinstance(f, TransactionExportFilters):
+        return transactions_export(TransactionFilters(**f.model_dump()))
+    if isinstance(f, PayoutExportFilters):
+        return payouts_export(**f.model_dump())
+    return discrepancies_export(**f.model_dump())
+
+
+async def estimate_rows(engine: AsyncEngine, stmt: Select) -> int:
+    """The planner's row estimate (no scan): what an export will roughly write."""
+    sql, args = _compile(stmt)
+    async with engine.connect() as sa_conn:
+        raw = await sa_conn.get_raw_connection()
+        plan = await raw.driver_connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    doc = json.loads(plan) if isinstance(plan, (str, bytes)) else plan  # the engine may decode json itself
+    return int(doc[0]["Plan"]["Plan Rows"])
+
+
 def _compile(stmt: Select) -> tuple[str, list[Any]]:
     """The statement as asyncpg SQL ($n placeholders) and its parameters, in order."""
     compiled = stmt.compile(dialect=postgresql.asyncpg.dialect(paramstyle="numeric_dollar"))
@@ -117,12 +177,19 @@ def _cell(value: Any) -> Any:
     return value
 
 
-async def csv_stream(engine: AsyncEngine, header: list[str], stmt: Select, batch_rows: int) -> AsyncIterator[bytes]:
+OnBatch = Callable[[int], Awaitable[None]]
+
+
+async def csv_stream(engine: AsyncEngine, header: list[str], stmt: Select, batch_rows: int,
+                     on_batch: OnBatch | None = None) -> AsyncIterator[bytes]:
+    """`on_batch(rows)` runs after each batch is encoded (export jobs count and report progress)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     async for batch in stream_rows(engine, stmt, batch_rows):
         writer.writerows([[_cell(v) for v in row] for row in batch])
+        if on_batch is not None:
+            await on_batch(len(batch))
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()
@@ -130,8 +197,9 @@ async def csv_stream(engine: AsyncEngine, header: list[str], stmt: Select, batch
         yield buf.getvalue().encode()
 
 
-async def build_xlsx(engine: AsyncEngine, header: list[str], stmt: Select, batch_rows: int, sheet: str) -> str:
-    """Write the workbook to a temporary file (the caller deletes it); returns its path."""
+async def build_xlsx(engine: AsyncEngine, header: list[str], stmt: Select, batch_rows: int, sheet: str,
+                     *, path: str | None = None, on_batch: OnBatch | None = None) -> str:
+    """Write the workbook to `path` (default: a temporary file the caller deletes); returns its path."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -144,8 +212,11 @@ async def build_xlsx(engine: AsyncEngine, header: list[str], stmt: Select, batch
 
     async for batch in stream_rows(engine, stmt, batch_rows):
         await asyncio.to_thread(write, batch)
-    fd, path = tempfile.mkstemp(prefix="payops-export-", suffix=".xlsx")
-    os.close(fd)
+        if on_batch is not None:
+            await on_batch(len(batch))
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="payops-export-", suffix=".xlsx")
+        os.close(fd)
     try:
         await asyncio.to_thread(wb.save, path)
     except BaseException:
@@ -160,10 +231,11 @@ def _xlsx_cell(value: Any) -> Any:
     return _cell(value)
 
 
-async def file_stream(path: str, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
+async def file_stream(path: str, chunk: int = 1 << 16, *, delete: bool = True) -> AsyncIterator[bytes]:
     try:
         with open(path, "rb") as fh:
             while data := await asyncio.to_thread(fh.read, chunk):
                 yield data
     finally:
-        os.unlink(path)
+        if delete:
+            os.unlink(path)

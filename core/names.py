@@ -56,6 +56,10 @@ def webhook_delivery_workflow_id(event_id: str, endpoint_id: str, redelivery: st
     return f"{base}-redeliver-{redelivery}" if redelivery else base
 
 
+def export_workflow_id(job_id: str) -> str:
+    return f"export-{job_id}"
+
+
 # name -> Temporal indexed value type, as `temporal server start-dev --search-attribute` takes it
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "MerchantId": "Keyword",

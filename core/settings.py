@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     dashboard_cache_ttl_seconds: float = 10.0  # Redis snapshots of dashboard answers; 0 disables
     dashboard_timezone: str = "UTC"  # default reporting time zone of trends and heatmaps
     export_batch_rows: int = 5000  # rows fetched per round trip while streaming an export
+    export_dir: Path | None = None  # files of export jobs; default <data_dir>/exports
+    export_retention_hours: float = 24.0  # an export job's file is removed this long after it is written
+    # A streamed export whose estimated row count is above this answers 422 export_too_large
+    # pointing at POST /export/jobs; 0 = never
+    export_stream_max_rows: int = 2_000_000
     alert_check_every_seconds: float = 60.0
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
     # `payops up` in dev runs the demo (core/demo.py): demo merchants paying out at a trickle
@@ -147,6 +152,10 @@ class Settings(BaseSettings):
     payout_failover_attempts_per_connector: int = 2
     batch_signal_concurrency: int = 200  # signals in flight when a batch tells its payouts the outcome
     rail_schedules_enabled: bool = True  # one BatchWorkflow Schedule per batch rail at its cutoff
+
+    @property
+    def export_path(self) -> Path:
+        return (self.export_dir or self.data_dir / "exports").expanduser().resolve()
 
     @field_validator("data_dir")
     @classmethod

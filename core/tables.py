@@ -845,3 +845,32 @@ payout_batch_entries = Table(
     Index("ix_payout_batch_entries_waiting", "rail", "cutoff_at", postgresql_where=text("batch_id IS NULL")),
     Index("ix_payout_batch_entries_batch_id", "batch_id", "sequence"),
 )
+
+# --- export jobs: very large exports written by an ExportWorkflow (migration 0010_exports) ----
+
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("tenant_merchant_id", String(64), nullable=True),  # the requester's merchant; NULL = platform
+    Column("merchant_id", String(64), nullable=True),  # the exported rows' scope
+    Column("kind", String(16), nullable=False),  # transactions | payouts | discrepancies
+    Column("format", String(8), nullable=False),  # csv | xlsx
+    Column("filters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("rows_total", BigInteger, nullable=True),  # the planner's estimate, exact once succeeded
+    Column("rows_written", BigInteger, nullable=False, server_default="0"),
+    Column("bytes", BigInteger, nullable=True),
+    Column("file_path", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("workflow_id", String(128), nullable=False),
+    _created_at(),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("status in ('queued','running','succeeded','failed','expired')", name="status"),
+    CheckConstraint("kind in ('transactions','payouts','discrepancies')", name="kind"),
+    CheckConstraint("format in ('csv','xlsx')", name="format"),
+    Index("ix_export_jobs_tenant_created", "tenant_merchant_id", "created_at"),
+)

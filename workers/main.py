@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
+from activities.exports import ExportActivities
 from activities.health import HealthActivities
 from activities.ops_actions import OpsActionActivities
 from activities.payouts import PayoutActivities
@@ -33,6 +34,7 @@ from core.schedules import ensure_schedules
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from workflows.alerts import AlertCheckWorkflow
+from workflows.export import ExportWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.ops_action import OpsActionWorkflow
 from workflows.maintenance import PayoutSweepWorkflow
@@ -78,7 +80,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -110,7 +112,13 @@ def activities(deps: WorkerDeps) -> list:
         sync.finish_sync_run,
         alerts.check_alert_rules,
         *reconciliation_activities(deps),
+        *export_activities(deps),
     ]
+
+
+def export_activities(deps: WorkerDeps) -> list:
+    exports = ExportActivities(deps.engine, deps.settings)
+    return [exports.write_export_file, exports.expire_export_file, exports.fail_export_job]
 
 
 def rail_activities(deps: WorkerDeps) -> list:
