@@ -14,9 +14,14 @@ Definitions (the tests check them against SQL over the raw rows):
 Money is never summed across currencies: money KPIs come per currency.
 
 Windows are whole UTC hours (the rollups' grain): `from` is floored and `to` ceiled to the hour.
-Days in a reporting time zone are exact when its offset is a whole number of hours; for others
-(e.g. Asia/Kolkata, +05:30) a "day" is the 24 hourly buckets starting in the local day and the
-answer says `exact: false`.
+Days and hours in a reporting time zone are exact for every zone whose offset is a multiple of 15
+minutes, which is every zone in use today: where a local midnight (trends) or local hour
+(heatmap) falls inside a UTC hour, as in Asia/Kolkata (+05:30) or Asia/Kathmandu (+05:45), the
+hourly rollup row of that hour is split with its sums over the first 15/30/45 minutes
+(`*_lt15/30/45`, migration 0010_exports). The rows are read in full as before. Then, for the edge
+hours only (one per local day, found by a primary-key lookup), the part after the cut is moved
+from the bucket's local day or hour to the next one. No raw rows are read. `exact` is false only
+for offsets that are not a multiple of 15 minutes (historical local mean time).
 """
 
 from __future__ import annotations
@@ -138,9 +143,67 @@ def zone(tz: str) -> ZoneInfo:
         raise Unprocessable(f"unknown time zone {tz!r}") from None
 
 
-def whole_hour_offsets(tz: ZoneInfo, window: Window) -> bool:
-    probes = [window.start + i * (window.end - window.start) / 8 for i in range(9)]
-    return all((p.astimezone(tz).utcoffset() or timedelta()).total_seconds() % 3600 == 0 for p in probes)
+QUARTERS = (15, 30, 45)  # the hourly rollup's split points (minutes into the UTC hour)
+
+
+def _cut_minutes(t: datetime, tz: ZoneInfo) -> int | None:
+    """Minutes into t's UTC hour at which the local hour changes (0: at the hour itself), None if
+    it is not a quarter hour."""
+    secs = int(-(t.astimezone(tz).utcoffset() or timedelta()).total_seconds()) % 3600
+    return secs // 60 if secs % 900 == 0 else None
+
+
+def local_edges(window: Window, tz: ZoneInfo, unit: Literal["hour", "day"]) -> tuple[list[tuple[datetime, int]], bool]:
+    """The UTC hours of the window that a local hour (or local midnight) boundary cuts inside,
+    with the cut's minute; and whether every boundary falls on a quarter hour (the answer is exact)."""
+    edges: list[tuple[datetime, int]] = []
+    exact = True
+    if unit == "hour":
+        t = window.start
+        while t < window.end:
+            cut = _cut_minutes(t, tz)
+            if cut is None:
+                exact = False
+            elif cut:
+                edges.append((t, cut))
+            t += HOUR
+        return edges, exact
+    d = window.start.astimezone(tz).date()
+    last = window.end.astimezone(tz).date()
+    while d <= last:
+        midnight = datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(timezone.utc)
+        if window.start < midnight < window.end and midnight != floor_hour(midnight):
+            minutes, rest = divmod(int((midnight - floor_hour(midnight)).total_seconds()), 60)
+            if rest or minutes not in QUARTERS:
+                exact = False
+            else:
+                edges.append((floor_hour(midnight), minutes))
+        d += DAY
+    return edges, exact
+
+
+def _moved(col: str) -> str:
+    """The part of an hourly rollup column after the cut `e.cut`."""
+    return (f"h.{col} - CASE e.cut WHEN 15 THEN h.{col}_lt15 WHEN 30 THEN h.{col}_lt30 "
+            f"ELSE h.{col}_lt45 END")
+
+
+def _edge_moves(edges: list[tuple[datetime, int]], scope: Scope, params: dict[str, Any]) -> str:
+    """Rows moving the part of each edge hour after its cut from the hour's own local bucket to
+    the next one: (−part at the hour's start, +part at the cut), to add to the hourly rows."""
+    if not edges:
+        return ""
+    where = scope.where(params)
+    params["edge_buckets"] = [b for b, _ in edges]
+    params["edge_cuts"] = [c for _, c in edges]
+    parts = ", ".join(f"{_moved(c)} AS {c}" for c in ("txn_count", "amount_minor", "fee_minor", "fraud_count"))
+    moved = (f"SELECT h.bucket, e.cut, h.merchant_id, h.project, h.source, h.currency, h.status, {parts} "
+             f"FROM unnest(CAST(:edge_buckets AS timestamptz[]), CAST(:edge_cuts AS integer[])) AS e(bucket, cut) "
+             f"JOIN transaction_rollups_hourly h ON h.bucket = e.bucket WHERE true{where}")
+    dims = "merchant_id, project, source, currency, status"
+    return (f" UNION ALL SELECT bucket AS t, {dims}, -txn_count, -amount_minor, -fee_minor, -fraud_count FROM ({moved}) m"
+            f" UNION ALL SELECT bucket + make_interval(mins => cut) AS t, {dims}, txn_count, amount_minor, fee_minor, "
+            f"fraud_count FROM ({moved}) m")
 
 
 # --- filters -------------------------------------------------------------------------------------
@@ -360,10 +423,13 @@ async def trends(session: AsyncSession, window: Window, scope: Scope, *, metric:
         raise Unprocessable(f"metric must be one of {', '.join(TREND_METRICS)}")
     tz = zone(tz_name)
     params: dict[str, Any] = {"tz": tz_name}
-    exact = whole_hour_offsets(tz, window)
+    exact = True
     if granularity == "day" and tz_name in ("UTC", "Etc/UTC"):
         source = _union(window, scope, _ROLLUP_COLS, params)  # whole days come from the daily rollup
-    else:
+    elif granularity == "day":
+        edges, exact = local_edges(window, tz, "day")
+        source = _union_hourly(window, scope, params) + _edge_moves(edges, scope, params)
+    else:  # UTC hours, labelled in local time: exact in any zone
         source = _union_hourly(window, scope, params)
     if granularity == "hour":
         label = "t"
@@ -389,7 +455,7 @@ async def trends(session: AsyncSession, window: Window, scope: Scope, *, metric:
         points = [{"t": (b.isoformat() if granularity == "hour" else b.date().isoformat()),
                    "value": values.get(key(b), empty)} for b in labels]
         out_series.append({"currency": cur, "points": points})
-    return {"metric": metric, "granularity": granularity, "tz": tz_name, "exact": exact or granularity == "hour",
+    return {"metric": metric, "granularity": granularity, "tz": tz_name, "exact": exact,
             "window": {"from": window.start, "to": window.end}, "merchant_id": scope.merchant_id,
             "series": out_series}
 
@@ -448,15 +514,15 @@ async def heatmap(session: AsyncSession, window: Window, scope: Scope, *, metric
         raise Unprocessable("heatmap metric must be transactions, succeeded, failed, gmv or fraud_flagged")
     if metric == "gmv" and scope.currency is None:
         raise Unprocessable("a gmv heatmap needs `currency`")
-    zone(tz_name)
+    edges, exact = local_edges(window, zone(tz_name), "hour")
     params: dict[str, Any] = {"tz": tz_name}
-    source = _union_hourly(window, scope, params)
+    source = _union_hourly(window, scope, params) + _edge_moves(edges, scope, params)
     rows = (await session.execute(text(f"""
         SELECT extract(isodow FROM t AT TIME ZONE :tz)::int AS weekday,
                extract(hour FROM t AT TIME ZONE :tz)::int AS hour, {_AGG}
           FROM ({source}) r GROUP BY 1, 2"""), params)).mappings().all()
     cells = {(r["weekday"], r["hour"]): _int(r[metric]) for r in rows}
-    return {"metric": metric, "tz": tz_name, "window": {"from": window.start, "to": window.end},
+    return {"metric": metric, "tz": tz_name, "exact": exact, "window": {"from": window.start, "to": window.end},
             "merchant_id": scope.merchant_id,
             "cells": [{"weekday": w, "hour": h, "value": cells.get((w, h), 0)}
                       for w in range(1, 8) for h in range(24)]}

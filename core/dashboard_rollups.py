@@ -17,6 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _DIMS = "merchant_id, project, source, currency, status"
+# an hour's sums over its first 15/30/45 minutes (migration 0010_exports), for fractional-offset zones
+_MEASURES = (("txn_count", "1"), ("amount_minor", "amount_minor"), ("fee_minor", "fee_minor"), ("fraud_count", "fraud"))
+QUARTER_COLUMNS = [f"{m}_lt{q}" for m, _ in _MEASURES for q in (15, 30, 45)]
+_QUARTER_SUMS = ", ".join(f"sum(CASE WHEN utc_minute < {q} THEN {e} ELSE 0 END)"
+                          for _, e in _MEASURES for q in (15, 30, 45))
 
 _STEPS = [
     "LOCK TABLE transactions, payouts IN SHARE MODE",
@@ -24,10 +29,14 @@ _STEPS = [
     "DELETE FROM transaction_rollups_daily WHERE day = :d",
     "DELETE FROM payout_rollups_hourly WHERE bucket >= :s AND bucket < :e",
     "DELETE FROM payout_rollups_daily WHERE day = :d",
-    f"""INSERT INTO transaction_rollups_hourly (bucket, {_DIMS}, txn_count, amount_minor, fee_minor, fraud_count)
+    f"""INSERT INTO transaction_rollups_hourly (bucket, {_DIMS}, txn_count, amount_minor, fee_minor, fraud_count,
+                                            {", ".join(QUARTER_COLUMNS)})
         SELECT date_trunc('hour', occurred_at, 'UTC'), coalesce(merchant_id, ''), coalesce(project, ''), source,
-               currency, status, count(*), sum(amount_minor), sum(fee_minor), sum(dashboard_fraud_flag(raw))
-          FROM transactions WHERE occurred_at >= :s AND occurred_at < :e GROUP BY 1, 2, 3, 4, 5, 6""",
+               currency, status, count(*), sum(amount_minor), sum(fee_minor), sum(fraud), {_QUARTER_SUMS}
+          FROM (SELECT *, dashboard_fraud_flag(raw) AS fraud,
+                       extract(minute FROM occurred_at AT TIME ZONE 'UTC') AS utc_minute
+                  FROM transactions WHERE occurred_at >= :s AND occurred_at < :e) t
+         GROUP BY 1, 2, 3, 4, 5, 6""",
     f"""INSERT INTO transaction_rollups_daily (day, {_DIMS}, txn_count, amount_minor, fee_minor, fraud_count)
         SELECT :d, {_DIMS}, sum(txn_count), sum(amount_minor), sum(fee_minor), sum(fraud_count)
           FROM transaction_rollups_hourly WHERE bucket >= :s AND bucket < :e GROUP BY {_DIMS}""",

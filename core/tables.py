@@ -676,6 +676,12 @@ transaction_rollups_hourly = _transaction_rollup(
     "transaction_rollups_hourly", Column("bucket", DateTime(timezone=True), nullable=False))  # UTC hour
 transaction_rollups_daily = _transaction_rollup(
     "transaction_rollups_daily", Column("day", Date, nullable=False))  # UTC day
+# migration 0010_exports: each hour's sums over its first 15, 30 and 45 minutes (UTC), to split
+# it at the local hour or midnight of a zone whose offset is not a whole hour (Asia/Kolkata ...)
+for _measure in ("txn_count", "amount_minor", "fee_minor", "fraud_count"):
+    for _q in (15, 30, 45):
+        transaction_rollups_hourly.append_column(
+            Column(f"{_measure}_lt{_q}", BigInteger, nullable=False, server_default="0"))
 Index("ix_transaction_rollups_hourly_merchant_bucket", transaction_rollups_hourly.c.merchant_id,
       transaction_rollups_hourly.c.bucket)
 Index("ix_transaction_rollups_daily_merchant_day", transaction_rollups_daily.c.merchant_id,

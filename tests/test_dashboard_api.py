@@ -96,7 +96,7 @@ class TestMetrics:
         h = token_for("merchant_admin", merchant_id="m_c")
         t = await client.get("/api/v1/metrics/trends", params={**_period(), "metric": "success_rate", "tz": "Asia/Kolkata"},
                              headers=h)
-        assert t.status_code == 200 and t.json()["exact"] is False and t.json()["merchant_id"] == "m_c"
+        assert t.status_code == 200 and t.json()["exact"] is True and t.json()["merchant_id"] == "m_c"
         b = await client.get("/api/v1/metrics/breakdown", params={**_period(), "by": "merchant"}, headers=h)
         assert {i["key"] for i in b.json()["items"]} == {"m_c"}
         m = await client.get("/api/v1/metrics/heatmap", params=_period(), headers=h)

@@ -157,13 +157,72 @@ async def test_merchant_breakdown_and_heatmap_equal_raw_sql(data):
     assert {(c["weekday"], c["hour"]): c["value"] for c in got["cells"] if c["value"]} == expected
 
 
-async def test_fractional_offset_zone_is_flagged_inexact(data):
-    window = dm.Window.last(timedelta(days=7), NOW)
+async def place_around_local_midnights(session, tz: str, days: int = 5) -> None:
+    """Rows a minute before, exactly at and a minute after each recent local midnight of `tz`,
+    and at the quarter hours around it: a day built from whole UTC hours would misplace them."""
+    await session.execute(text("""
+        INSERT INTO transactions (source, source_id, merchant_id, project, amount_minor, currency, fee_minor, status,
+                                  occurred_at, raw, data_hash)
+        SELECT 'vima', 'edge_' || :tz || '_' || d || '_' || o, 'm_b', 'alpha', 1000 + d * 10 + o, 'INR', 7,
+               (ARRAY['success', 'failed', 'refunded'])[1 + (d + o + 100) % 3],
+               (date_trunc('day', CAST(:now AS timestamptz) AT TIME ZONE :tz) - make_interval(days => d))
+                   AT TIME ZONE :tz + make_interval(mins => o),
+               '{}', 'e'
+          FROM generate_series(0, :days) d, unnest(ARRAY[-46, -31, -16, -1, 0, 1, 14, 15, 29, 30, 44, 45, 59]) o"""),
+        {"tz": tz, "now": NOW, "days": days})
+
+
+@pytest.mark.parametrize("merchant", [None, "m_b"])
+@pytest.mark.parametrize("tz", ["Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "America/St_Johns"])
+async def test_fractional_offset_days_are_exact(data, merchant, tz):
+    async with data() as session, session.begin():
+        await place_around_local_midnights(session, tz)
+    window = dm.Window.last(timedelta(days=30), NOW)
     async with data() as session:
-        got = await dm.trends(session, window, dm.Scope(), metric="transactions", granularity="day",
-                              tz_name="Asia/Kolkata")
-    assert got["exact"] is False
-    assert sum(p["value"] for p in got["series"][0]["points"]) > 0
+        for metric in ("transactions", "gmv"):
+            got = await dm.trends(session, window, dm.Scope(merchant_id=merchant), metric=metric, granularity="day",
+                                  tz_name=tz)
+            rows = await raw(session, window_where(merchant),
+                             {"s": window.start, "e": window.end, "m": merchant, "tz": tz},
+                             group="currency, (occurred_at AT TIME ZONE :tz)::date")
+            assert got["exact"] is True
+            key = (lambda r: (r["currency"], r["timezone"].isoformat())) if metric == "gmv" else \
+                (lambda r: (None, r["timezone"].isoformat()))
+            expected: dict = {}
+            for r in rows:
+                expected[key(r)] = expected.get(key(r), 0) + r[metric]
+            seen = {(s["currency"], p["t"]): p["value"] for s in got["series"] for p in s["points"] if p["value"]}
+            assert seen == {k: v for k, v in expected.items() if v}, metric
+
+
+@pytest.mark.parametrize("tz", ["Asia/Kolkata", "Asia/Kathmandu"])
+async def test_fractional_offset_heatmap_is_exact(data, tz):
+    async with data() as session, session.begin():
+        await place_around_local_midnights(session, tz)
+    window = dm.Window.last(timedelta(days=14), NOW)
+    async with data() as session:
+        got = await dm.heatmap(session, window, dm.Scope(), metric="transactions", tz_name=tz)
+        rows = (await session.execute(text("""
+            SELECT extract(isodow FROM occurred_at AT TIME ZONE :tz)::int AS w,
+                   extract(hour FROM occurred_at AT TIME ZONE :tz)::int AS h, count(*) AS n
+              FROM transactions WHERE occurred_at >= :s AND occurred_at < :e GROUP BY 1, 2"""),
+            {"s": window.start, "e": window.end, "tz": tz})).mappings().all()
+    assert got["exact"] is True
+    expected = {(r["w"], r["h"]): r["n"] for r in rows}
+    assert {(c["weekday"], c["hour"]): c["value"] for c in got["cells"] if c["value"]} == expected
+
+
+def test_edges_of_local_days_and_hours():
+    window = dm.Window.of(datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 3, 4, tzinfo=timezone.utc))
+    edges, exact = dm.local_edges(window, dm.zone("Asia/Kolkata"), "day")  # midnight IST = 18:30 UTC
+    assert exact and edges == [(datetime(2025, 3, d, 18, tzinfo=timezone.utc), 30) for d in (1, 2, 3)]
+    edges, exact = dm.local_edges(window, dm.zone("Asia/Kathmandu"), "day")  # 18:15 UTC
+    assert exact and [c for _, c in edges] == [15, 15, 15]
+    assert dm.local_edges(window, dm.zone("Europe/Paris"), "hour") == ([], True)
+    edges, _ = dm.local_edges(window, dm.zone("America/St_Johns"), "hour")  # -03:30: every hour
+    assert len(edges) == 72 and {c for _, c in edges} == {30}
+    old = dm.Window.of(datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(1900, 1, 3, tzinfo=timezone.utc))
+    assert dm.local_edges(old, dm.zone("Asia/Kolkata"), "day")[1] is False  # local mean time +05:53:28
 
 
 async def test_payout_rollups_follow_status_changes(data, engine):

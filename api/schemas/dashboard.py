@@ -59,7 +59,9 @@ class Trends(BaseModel):
     metric: str
     granularity: str
     tz: str
-    exact: bool = Field(description="false when days in `tz` do not start on a UTC hour (e.g. +05:30)")
+    exact: bool = Field(description="true for every zone whose UTC offset is a multiple of 15 minutes (all "
+                                    "zones in use today, including +05:30 and +05:45); false only for older "
+                                    "local mean times")
     window: TimeWindow
     merchant_id: str | None
     series: list[TrendSeries]
@@ -81,6 +83,7 @@ class HeatmapCell(BaseModel):
 class Heatmap(BaseModel):
     metric: str
     tz: str
+    exact: bool = Field(description="as for trends: false only for offsets that are not a multiple of 15 minutes")
     window: TimeWindow
     merchant_id: str | None
     cells: list[HeatmapCell]
