@@ -109,6 +109,7 @@ class PayoutState(BaseModel):
     routing_why: str | None = None
     batch_id: str | None = None
     batch_cutoff_at: datetime | None = None
+    cutoff_at: datetime | None = None  # a standard payout waits for this cutoff before submitting
     failovers: list[str] = Field(default_factory=list)
 
 

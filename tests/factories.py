@@ -42,7 +42,7 @@ async def create_payout_row(
     amount_minor: int = 10_000,
     currency: str = "EUR",
     method: str = "sepa",
-    priority: str = "standard",
+    priority: str = "instant",  # submits now; a standard payout waits for its rail's cutoff
     beneficiary: dict | None = None,
 ) -> PayoutWorkflowInput:
     payout_id = f"po_{uuid.uuid4().hex}"

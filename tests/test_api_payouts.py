@@ -491,7 +491,7 @@ class TestOpsOnRunningPayouts:
         self, client, worker, token_for, merchant, as_merchant
     ):
         await self.fund(client, token_for, merchant)
-        created = (await create(client, as_merchant, sepa_body("100.00"))).json()
+        created = (await create(client, as_merchant, sepa_body("100.00", priority="instant"))).json()
         done = await wait_for(client, as_merchant, created["id"], {"settled"})
         assert done["workflow"]["status"] == "settled" and done["workflow"]["hold_status"]
         assert done["workflow_error"] is None
@@ -515,7 +515,7 @@ class TestOpsOnRunningPayouts:
         await self.fund(client, token_for, merchant)
         # the sandbox bank answers 503 forever to an account ending in 0036
         always_503 = {**SEPA, "iban": str(IBAN.generate("DE", bank_code="37040044", account_code="0532010036"))}
-        pid = (await create(client, as_merchant, sepa_body("10.00", beneficiary=always_503))).json()["id"]
+        pid = (await create(client, as_merchant, sepa_body("10.00", beneficiary=always_503, priority="instant"))).json()["id"]
         await wait_for(client, as_merchant, pid, {"dlq"})
         ops = token_for("risk_ops")
 
@@ -539,7 +539,7 @@ class TestOpsOnRunningPayouts:
     ):
         """The stored status says nothing against it, so the workflow's validator answers."""
         await self.fund(client, token_for, merchant)
-        pid = (await create(client, as_merchant, sepa_body("10.00"))).json()["id"]
+        pid = (await create(client, as_merchant, sepa_body("10.00", priority="instant"))).json()["id"]
         await wait_for(client, as_merchant, pid, {"settled"})
         async with sessionmaker() as s:  # pretend the row lags behind the workflow
             await s.execute(update(payouts).where(payouts.c.id == pid).values(status="submitted"))

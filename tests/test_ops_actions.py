@@ -307,7 +307,7 @@ async def test_frozen_merchant_payout_waits_until_unfreeze(temporal_client, work
 
 async def test_freeze_with_cancel_queued_cancels_waiting_payouts(temporal_client, worker, settings, sessionmaker, bank):
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa"})
+    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa_instant"})
     await approve_all(handle_of(temporal_client, pause), 3)
     await result_of(handle_of(temporal_client, pause))
     params, payout = await start_payout(temporal_client, settings, sessionmaker, merchant)
@@ -324,12 +324,12 @@ async def test_freeze_with_cancel_queued_cancels_waiting_payouts(temporal_client
 
 async def test_paused_rail_payouts_wait_until_resumed_and_rollback(temporal_client, worker, settings, sessionmaker, bank):
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa"})
+    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa_instant"})
     await approve_all(handle_of(temporal_client, pause), 3)
     assert (await result_of(handle_of(temporal_client, pause))).status == "executed"
 
     params, payout = await start_payout(temporal_client, settings, sessionmaker, merchant)
-    assert "rail pause on sepa" in (await on_hold_before_submission(payout)).step
+    assert "rail pause on sepa_instant" in (await on_hold_before_submission(payout)).step
     assert bank.payment(params.payout_id) is None
 
     # the rollback of the pause is a RESUME_PAYOUTS that needs its own approvals
@@ -394,7 +394,7 @@ async def test_retry_payouts_reports_per_payout(temporal_client, worker, setting
 
 async def test_cancel_payout_cancels_a_waiting_payout(temporal_client, worker, settings, sessionmaker, bank):
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa"})
+    pause = await create(sessionmaker, temporal_client, settings, "PAUSE_PAYOUTS", {"rail": "sepa_instant"})
     await approve_all(handle_of(temporal_client, pause), 3)
     await result_of(handle_of(temporal_client, pause))
     params, payout = await start_payout(temporal_client, settings, sessionmaker, merchant)

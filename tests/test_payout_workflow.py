@@ -62,14 +62,14 @@ async def test_payout_settles_and_moves_exactly_amount_plus_fee(temporal_client,
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
     settled_before = counted("payouts_processed_total", status="settled")
-    # a standard EUR payout to Germany goes by SEPA credit transfer (the cheapest rail in its SLA)
-    accepted_before = counted("connector_requests_total", connector="bank_sepa", outcome="accepted")
+    # an instant EUR payout to Germany goes by SEPA Instant (the cheapest rail within its 1-hour SLA)
+    accepted_before = counted("connector_requests_total", connector="bank_sepa_instant", outcome="accepted")
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
     params = await create_payout_row(sessionmaker, settings, merchant_id=merchant, amount_minor=12_345)
     handle = await start(temporal_client, settings, params)
     result = await handle.result()
     assert counted("payouts_processed_total", status="settled") == settled_before + 1
-    assert counted("connector_requests_total", connector="bank_sepa", outcome="accepted") == accepted_before + 1
+    assert counted("connector_requests_total", connector="bank_sepa_instant", outcome="accepted") == accepted_before + 1
 
     assert result.status == "settled"
     bal = (await balances(sessionmaker, merchant))["EUR"]

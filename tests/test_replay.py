@@ -42,6 +42,9 @@ def test_histories_exist():
     assert {"payout_settled", "payout_dlq_retry_settled", "payout_cancelled_at_start"} <= names
     # the rails path (patch rails-routing-v1): batch file, failover, and the BatchWorkflow itself
     assert {"payout_rails_batch_settled", "payout_rails_failover_settled", "batch_ach_cutoff"} <= names
+    # patch standard-cutoff-v1: a standard payout waits for its cutoff; the SLA watch in every wait
+    assert {"payout_standard_cutoff_settled", "payout_standard_cutoff_cancelled", "payout_sla_at_gate_settled",
+            "payout_sla_in_dlq_cancelled"} <= names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
     assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
 
@@ -168,6 +171,67 @@ async def test_record_rails_payout_histories(temporal_client, worker, settings, 
     async with httpx.AsyncClient() as http:
         await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
     await save("payout_rails_failover_settled", await start(p))
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_cutoff_payout_histories(skipping_env, worker_deps, settings, sessionmaker, bank):
+    """`PAYOPS_RECORD_HISTORIES=1 pytest tests/test_replay.py -k cutoff` records only these (on the
+    time-skipping server: the waits are hours long)."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import insert, update
+
+    from core.payout_models import ControlsChanged
+    from core.tables import controls
+    from tests.test_rails_cutoff import (
+        NY, _status_is, _waiting, ach_beneficiary, eventually, fps_beneficiary, next_weekday, start,
+    )
+    from workers.main import build_worker
+
+    client = skipping_env.client
+
+    async def save(name, handle):
+        await handle.result()
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
+
+    usd = await create_merchant(sessionmaker, currency="USD", funded_minor=10_000_000)
+    gbp = await create_merchant(sessionmaker, currency="GBP", funded_minor=10_000_000)
+    eur = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    tuesday = datetime.combine(next_weekday(1), datetime.min.time(), NY)
+    # the cancel first: a settled payout's result moves the skipped clock past Tuesday's cutoff
+    async with build_worker(client, worker_deps, task_queue=settings.temporal_task_queue):
+        p = await create_payout_row(sessionmaker, settings, merchant_id=usd, currency="USD", method="ach",
+                                    priority="standard", beneficiary=ach_beneficiary())
+        p.created_at = tuesday.replace(hour=9)
+        handle = await start(client, settings, p)
+        await eventually(lambda: _waiting(handle), "waiting for the cutoff")
+        await handle.execute_update("cancel", CancelRequest(actor="ops", reason="recorded"))
+        await save("payout_standard_cutoff_cancelled", handle)
+
+        p = await create_payout_row(sessionmaker, settings, merchant_id=usd, currency="USD", method="ach",
+                                    priority="standard", beneficiary=ach_beneficiary())
+        p.created_at = tuesday.replace(hour=16)
+        await save("payout_standard_cutoff_settled", await start(client, settings, p))
+
+        async with sessionmaker() as session, session.begin():
+            await session.execute(insert(controls).values(kind="rail_pause", target="faster_payments",
+                                                          created_by="recorded"))
+        p = await create_payout_row(sessionmaker, settings, merchant_id=gbp, currency="GBP",
+                                    method="faster_payments", beneficiary=fps_beneficiary())
+        handle = await start(client, settings, p)
+        await skipping_env.sleep(timedelta(minutes=20))
+        async with sessionmaker() as session, session.begin():
+            await session.execute(update(controls).where(controls.c.target == "faster_payments").values(active=False))
+        await handle.signal("controls_changed", ControlsChanged(reason="recorded"))
+        await save("payout_sla_at_gate_settled", handle)
+
+        p = await create_payout_row(sessionmaker, settings, merchant_id=eur, beneficiary=sepa_beneficiary("0036"))
+        p.retry_max_attempts = 2
+        handle = await start(client, settings, p)
+        await eventually(lambda: _status_is(handle, "dlq"), "parked in dlq")
+        await skipping_env.sleep(timedelta(minutes=5))
+        await handle.execute_update("cancel", CancelRequest(actor="ops", reason="recorded"))
+        await save("payout_sla_in_dlq_cancelled", handle)
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")

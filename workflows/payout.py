@@ -53,6 +53,12 @@ with workflow.unsafe.imports_passed_through():
 # sandbox connector; from this patch on they route by cost/SLA, wait for batches, fail over and
 # watch their settlement target. Old histories replay the old path (tests/test_replay.py).
 RAILS_PATCH = "rails-routing-v1"
+# From this patch on a `standard` payout on a rail with a cutoff (ACH, SEPA, Wire) waits with a
+# durable timer for the cutoff its routing computed, then submits on its own; and the SLA watch
+# runs through every wait (the submission gate, backoff, the cutoff, dlq), not only settlement.
+CUTOFF_PATCH = "standard-cutoff-v1"
+# Priorities that wait for the rail's cutoff when they are not going out in a batch file.
+CUTOFF_PRIORITIES = frozenset({"standard", "batch"})
 
 S = PayoutStatus
 SA = search_attribute_keys()
@@ -106,6 +112,7 @@ class PayoutWorkflow:
         self._batch_outcome: BatchOutcomeSignal | None = None
         self._sla_alerted = False
         self._connector_attempts = 0
+        self._sla_everywhere = False  # CUTOFF_PATCH: waits for the cutoff, SLA watch in every wait
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -237,6 +244,7 @@ class PayoutWorkflow:
             self._state.rail, self._state.connector = route.rail, route.connector
             self._state.settlement_target_at = route.settlement_target_at
             self._state.routing_why = route.why
+            self._sla_everywhere = workflow.patched(CUTOFF_PATCH)
         else:
             decision = await workflow.execute_activity_method(
                 PayoutActivities.route_payout,
@@ -246,6 +254,11 @@ class PayoutWorkflow:
             self._state.rail, self._state.connector = decision.rail, decision.connector
         self._set_status(S.ROUTED)
         await self._cancel_if_requested()
+        route = self._route
+        if (self._sla_everywhere and route is not None and not route.batch and route.cutoff_at is not None
+                and p.priority in CUTOFF_PRIORITIES):
+            if not await self._await_cutoff(route.cutoff_at):
+                return self._finish()
         if not await self._pass_submission_gate():
             return self._finish()
 
@@ -258,6 +271,25 @@ class PayoutWorkflow:
         if not await self._submit_until_accepted():
             return self._finish()
         return await self._await_settlement()
+
+    async def _await_cutoff(self, cutoff_at) -> bool:
+        """Hold a standard payout until its rail's cutoff (computed by routing in the rail's time
+        zone and holiday calendar). Cancel ends it; a freeze that cancels queued payouts ends it
+        when its controls signal arrives. False = ended."""
+        self._state.cutoff_at = cutoff_at
+        self._step(f"awaiting_cutoff: the {self._state.rail} cutoff at {cutoff_at.isoformat()}")
+        while workflow.now() < cutoff_at:
+            self._controls_changed = False
+            await self._wait_with_sla(lambda: self._cancel is not None or self._controls_changed,
+                                      cutoff_at - workflow.now())
+            await self._cancel_if_requested()
+            if self._controls_changed:
+                gate = await self._check_gate()
+                if gate.action == "cancel":
+                    await self._reverse(S.CANCELLED, failure_code="merchant_frozen",
+                                        reason="; ".join(gate.reasons), actor="controls")
+                    return False
+        return True
 
     async def _await_batch(self) -> str:
         """Queue for the rail's next batch file and wait for its verdict.
@@ -360,17 +392,27 @@ class PayoutWorkflow:
         self._set_status(S.ROUTED)
         return True
 
+    async def _check_gate(self):
+        p = self._p
+        return await workflow.execute_activity_method(
+            PayoutActivities.check_submission_gate,
+            GateInput(payout_id=p.payout_id, merchant_id=p.merchant_id, rail=self._state.rail or "",
+                      connector=self._state.connector or ""),
+            **DB_ACTIVITY,
+        )
+
+    async def _wait_or_watch_sla(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+        """`wait_until`, watching the settlement target too from CUTOFF_PATCH on."""
+        if self._sla_everywhere:
+            return await self._wait_with_sla(condition, timeout)
+        return await wait_until(condition, timeout)
+
     async def _pass_submission_gate(self) -> bool:
         """Wait while the merchant is frozen or the rail/connector paused. False = cancelled."""
         p = self._p
         while True:
             self._controls_changed = False
-            gate = await workflow.execute_activity_method(
-                PayoutActivities.check_submission_gate,
-                GateInput(payout_id=p.payout_id, merchant_id=p.merchant_id, rail=self._state.rail or "",
-                          connector=self._state.connector or ""),
-                **DB_ACTIVITY,
-            )
+            gate = await self._check_gate()
             if gate.action == "proceed":
                 return True
             if gate.action == "cancel":
@@ -380,8 +422,8 @@ class PayoutWorkflow:
             self._step("on hold before submission: " + "; ".join(gate.reasons))
             # Woken by a controls_changed signal (sent when a freeze/pause is lifted), by a
             # cancel, or re-checked every gate poll interval as a safety net.
-            await wait_until(lambda: self._controls_changed or self._cancel is not None,
-                             timedelta(seconds=p.gate_recheck_seconds))
+            await self._wait_or_watch_sla(lambda: self._controls_changed or self._cancel is not None,
+                                          timedelta(seconds=p.gate_recheck_seconds))
             await self._cancel_if_requested()
 
     async def _submit_until_accepted(self) -> bool:
@@ -431,7 +473,10 @@ class PayoutWorkflow:
                 await self._record(S.RETRYING, f"retrying:{self._state.attempts}", reason=self._state.last_error,
                                    data={"attempt": self._state.attempts, "backoff_seconds": delay})
                 self._step(f"backing off {delay:g}s after attempt {self._state.attempts}")
-                await workflow.sleep(timedelta(seconds=delay))
+                if self._sla_everywhere:
+                    await self._wait_with_sla(lambda: False, timedelta(seconds=delay))
+                else:
+                    await workflow.sleep(timedelta(seconds=delay))
                 continue
             self._state.bank_payment_id = submitted.bank_payment_id
             self._state.last_error = None
@@ -443,7 +488,7 @@ class PayoutWorkflow:
         p = self._p
         await self._record(S.DLQ, f"dlq:{self._state.attempts}", reason=self._state.last_error)
         self._step("waiting in dlq for an ops retry or cancel")
-        decided = await wait_until(
+        decided = await self._wait_or_watch_sla(
             lambda: self._retry is not None or self._cancel is not None,
             timedelta(seconds=p.dlq_expiry_seconds),
         )
