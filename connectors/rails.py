@@ -22,6 +22,7 @@ from connectors.base import (
     TransientConnectorError,
 )
 from connectors.sandbox_bank import SandboxBankConnector, error_from_response
+from core.money import MoneyError, format_amount
 
 
 class FileEntryResult(BaseModel):
@@ -122,16 +123,23 @@ def momo_reference_id(reference: str) -> str:
 
 
 class MobileMoneyConnector(RailConnector):
-    """Mobile-money disbursements (West Africa, XOF) through an operator-shaped API."""
+    """Mobile-money disbursements (West Africa, XOF) through an operator-shaped API, which takes
+    amounts as decimal strings in major units: the currency's exponent converts (XOF 0, GHS 2)."""
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         if not self.serves(req.rail):
             raise PermanentConnectorError("unsupported_rail", f"{self.name} does not serve rail {req.rail!r}")
+        try:
+            format_amount(req.amount_minor, req.currency)
+        except MoneyError as exc:
+            raise PermanentConnectorError("unsupported_currency", str(exc)) from None
         phone = str(req.beneficiary.get("phone") or "")
         ref_id = momo_reference_id(req.reference)
         resp = await self._request(
             "POST", "/mobile-money/v1_0/transfer",
-            json={"amount": str(req.amount_minor), "currency": req.currency, "externalId": req.reference,
+            # the operator takes a decimal string in major units: "1500" XOF, "12.50" GHS
+            json={"amount": format_amount(req.amount_minor, req.currency), "currency": req.currency,
+                  "externalId": req.reference,
                   "payee": {"partyIdType": "MSISDN", "partyId": phone.lstrip("+")},
                   "payerMessage": (req.description or "payout")[:160], "payeeNote": req.reference},
             headers={"X-Reference-Id": ref_id},

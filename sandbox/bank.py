@@ -585,17 +585,20 @@ class Bank:
             return _error(400, "invalid_reference_id", "X-Reference-Id must be a UUID")
         try:
             body = json.loads(await request.body())
-            amount = int(body["amount"])
+            currency = str(body["currency"])
+            amount = momo_minor_units(body["amount"], currency)
             payee = body["payee"]
             msisdn = str(payee["partyId"])
             external_id = str(body["externalId"])
+        except MomoAmountError as exc:
+            return _error(400, "INVALID_AMOUNT", str(exc))
         except (ValueError, KeyError, TypeError):
             return _error(400, "invalid_body", "amount, currency, externalId and payee.partyId are required")
         if payee.get("partyIdType") != "MSISDN" or not re.fullmatch(r"[1-9][0-9]{6,14}", msisdn):
             return _error(400, "invalid_payee", "payee must be an MSISDN in international form without +")
         if "mobile_money" in self.state.outages:
             return _unavailable("the mobile money operator is unavailable")
-        material = {"reference": external_id, "amount_minor": amount, "currency": body.get("currency"),
+        material = {"reference": external_id, "amount_minor": amount, "currency": currency,
                     "rail": "mobile_money", "beneficiary": {"phone": "+" + msisdn}, "description": body.get("payerMessage")}
         async with self.state.lock:
             self.state.submissions[external_id] = self.state.submissions.get(external_id, 0) + 1
@@ -612,7 +615,7 @@ class Bank:
                     return _error(400, "PAYEE_NOT_FOUND", "the payee is not a registered wallet")
                 payment = Payment(
                     reference=external_id, payment_id=f"mm_{uuid.uuid4().hex[:20]}", amount_minor=amount,
-                    currency=str(body.get("currency")), rail="mobile_money", beneficiary=material["beneficiary"],
+                    currency=currency, rail="mobile_money", beneficiary=material["beneficiary"],
                     description=body.get("payerMessage"), fingerprint=_fingerprint(material),
                     accepted_at=_utcnow_iso(), planned_outcome="settle",
                 )
@@ -629,11 +632,46 @@ class Bank:
             return _error(404, "RESOURCE_NOT_FOUND", "no transfer with this X-Reference-Id")
         status = {"accepted": "PENDING", "settled": "SUCCESSFUL", "failed": "FAILED", "returned": "SUCCESSFUL"}[p.status]
         return JSONResponse({
-            "amount": str(p.amount_minor), "currency": p.currency, "externalId": p.reference,
+            "amount": momo_amount(p.amount_minor, p.currency), "currency": p.currency, "externalId": p.reference,
             "payee": {"partyIdType": "MSISDN", "partyId": str(p.beneficiary.get("phone", "")).lstrip("+")},
             "status": status, "financialTransactionId": p.payment_id,
             "reason": p.failure_code,
         })
+
+
+# --- mobile-money amounts ---------------------------------------------------------------------
+# The operator's API takes and returns amounts as decimal strings in major units, with no more
+# decimals than the currency has (its own table: the simulator does not trust payops's).
+MOMO_CURRENCY_DECIMALS = {"XOF": 0, "XAF": 0, "GHS": 2, "KES": 2, "UGX": 0, "RWF": 0, "ZMW": 2, "NGN": 2}
+
+
+class MomoAmountError(ValueError):
+    pass
+
+
+def momo_minor_units(amount: Any, currency: str) -> int:
+    """"12.50" GHS -> 1250; "1500" XOF -> 1500. Refuses an unknown currency, a non-string, a
+    sign, an exponent, and more decimals than the currency has."""
+    decimals = MOMO_CURRENCY_DECIMALS.get(currency)
+    if decimals is None:
+        raise MomoAmountError(f"currency {currency!r} is not supported by this operator")
+    if not isinstance(amount, str) or not re.fullmatch(r"(0|[1-9][0-9]{0,17})(\.[0-9]+)?", amount):
+        raise MomoAmountError(f"amount must be a decimal string in {currency}, got {amount!r}")
+    whole, _, fraction = amount.partition(".")
+    if len(fraction) > decimals:
+        raise MomoAmountError(f"{currency} has {decimals} decimals; amount {amount!r} has {len(fraction)}")
+    minor = int(whole) * 10**decimals + int((fraction or "0").ljust(decimals, "0") or "0")
+    if minor <= 0:
+        raise MomoAmountError("amount must be greater than zero")
+    return minor
+
+
+def momo_amount(amount_minor: int, currency: str) -> str:
+    decimals = MOMO_CURRENCY_DECIMALS.get(currency, 0)
+    if not decimals:
+        return str(amount_minor)
+    whole, frac = divmod(amount_minor, 10**decimals)
+    return f"{whole}.{frac:0{decimals}d}"
 
 
 # --- HTTP -------------------------------------------------------------------------------------
