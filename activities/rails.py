@@ -53,7 +53,7 @@ from core.rail_models import (
 from core.rails import beneficiary_country
 from core.routing import ConnectorInfo, NoRoute, RouteFacts, decide_route
 from core.settings import Settings
-from core.tables import alerts, payout_batch_entries, payout_batches, payouts
+from core.tables import ALERT_OPEN_PREDICATE, alerts, payout_batch_entries, payout_batches, payouts
 
 log = logging.getLogger("payops.activities.rails")
 
@@ -199,7 +199,7 @@ class RailActivities:
                 data={"payout_id": params.payout_id, "rail": params.rail, "connector": params.connector,
                       "settlement_target_at": params.settlement_target_at.isoformat(), "status": params.status},
             ).on_conflict_do_nothing(
-                index_elements=[alerts.c.dedupe_key], index_where=alerts.c.status != "resolved",
+                index_elements=[alerts.c.dedupe_key], index_where=ALERT_OPEN_PREDICATE,
             ).returning(alerts.c.id))
         if inserted is None:
             return SlaBreachResult(raised=False)

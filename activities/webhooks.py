@@ -19,7 +19,7 @@ from temporalio import activity
 
 from core.crypto import FieldCipher
 from core.settings import Settings
-from core.tables import alerts, events, webhook_attempts, webhook_endpoints
+from core.tables import ALERT_OPEN_PREDICATE, alerts, events, webhook_attempts, webhook_endpoints
 from core.webhook_events import envelope_body
 from core.webhook_models import (
     NOTIFY_CHANNEL,
@@ -203,7 +203,7 @@ class WebhookActivities:
             data={"merchant_id": endpoint["merchant_id"], "endpoint_id": endpoint["id"], "url": endpoint["url"]},
         )
         await session.execute(stmt.on_conflict_do_update(
-            index_elements=[alerts.c.dedupe_key], index_where=alerts.c.status != "resolved",
+            index_elements=[alerts.c.dedupe_key], index_where=ALERT_OPEN_PREDICATE,
             set_={"occurrences": alerts.c.occurrences + 1, "last_seen_at": func.now(), "message": message},
         ))
         log.warning(message)

@@ -431,6 +431,11 @@ alerts = Table(
         postgresql_where=text("status <> 'resolved'"),
     ),
 )
+# The open-alert index's predicate, for `ON CONFLICT (dedupe_key) WHERE ...`. It must be literal
+# SQL: a bound parameter (`alerts.c.status != "resolved"`) works for a prepared statement's first
+# five runs, then PostgreSQL's generic plan can no longer infer the partial index and the insert
+# fails with "no unique or exclusion constraint matching the ON CONFLICT specification".
+ALERT_OPEN_PREDICATE = text("status <> 'resolved'")
 
 # --- merchant webhooks -------------------------------------------------------------------
 
