@@ -217,6 +217,8 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
             settings = base.model_copy(update={
                 "database_url": db_url, "temporal_task_queue": f"bench-{uuid.uuid4().hex[:8]}",
                 "sandbox_bank_url": bank.url, "batch_signal_concurrency": 200,
+                # every payout of the cutoff is open at once: keep them all cached (see the table)
+                "worker_max_cached_workflows": max(base.worker_max_cached_workflows, n + 100),
             })
             deps = WorkerDeps.from_settings(settings)
             receiver_state.update(connectors=deps.connectors, client=env.client)
@@ -328,6 +330,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
         ("process RSS: before batch -> peak during batch", f"{rss.start / 2**20:.0f} -> {rss.peak / 2**20:.0f} MiB "
                                                           f"(worker + sandbox bank + {n:,} workflows in one process)"),
         ("batch result", f"{result.status}, {result.entry_count:,} entries"),
+        ("worker", f"max_cached_workflows {settings.worker_max_cached_workflows:,}, max_concurrent_activities 200"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")

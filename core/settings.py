@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     worker_metrics_port: int = 0  # Prometheus endpoint of a worker process; 0 = off
     worker_metrics_host: str = "127.0.0.1"
+    # Workflows a worker keeps in memory between tasks. Payouts wait (cutoffs, batches, settlement):
+    # past this many open ones each task of an evicted payout replays its history from scratch.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"

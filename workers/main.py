@@ -198,6 +198,7 @@ def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = N
             workflows=workflows(),
             activities=activities(deps),
             max_concurrent_activities=200,
+            max_cached_workflows=deps.settings.worker_max_cached_workflows,
         )
 
 
