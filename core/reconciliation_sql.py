@@ -126,24 +126,29 @@ WITH dup AS (
 )
 UPDATE reconciliation_results r
 SET details = r.details || jsonb_build_object('left_rows', g.left_rows, 'right_rows', g.right_rows)
-FROM grouped g WHERE r.id = g.result_id
+FROM grouped g
+-- the target through the discrepancy index too: the rows were just written, the table's statistics
+-- may say it is empty, and a plan scanning every result row per group would run for minutes
+WHERE r.run_id = $1 AND r.category = 'duplicate_key' AND r.id = g.result_id
 """
 
 # Probable matches among the run's own missing rows. $1 run_id, $2 window seconds, $3 min confidence,
 # $4 window start, $5 window end, $6 grace seconds. Score: 0.4 for the same amount and currency,
 # up to 0.3 for closeness in time, 0.3 when the payer agrees (e-mail or payer id; 0.15 name only).
 PROBABLE_MATCHES = """
-WITH missing AS (
-    SELECT r.id AS result_id, r.category, coalesce(r.left_id, r.right_id) AS tid
+WITH missing AS MATERIALIZED (
+    SELECT r.id AS result_id, r.category::text, coalesce(r.left_id, r.right_id) AS tid
     FROM reconciliation_results r
     WHERE r.run_id = $1 AND r.category IN ('missing_left', 'missing_right') AND r.carried_from_id IS NULL
 ), rows AS (
+    -- the transactions by primary key (`id = ANY(array)`: an index scan even with nestloop off; a
+    -- LATERAL lookup became a merge join over the whole day's primary key), then hashed to their results
     SELECT m.result_id, m.category, t.id, t.amount_minor, t.currency, t.occurred_at,
            lower(t.payer_email) AS email, t.payer_id, lower(t.payer_name) AS name
-    FROM missing m CROSS JOIN LATERAL (  -- by primary key, row by row (LATERAL: even with nestloop off)
-        SELECT * FROM transactions t WHERE t.id = m.tid
-           AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
-           AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)) t
+    FROM transactions t JOIN missing m ON m.tid = t.id
+    WHERE t.id = ANY (ARRAY(SELECT tid FROM missing))
+      AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
+      AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)
 ), scored AS (
     -- run with enable_nestloop off (`finalize_run`): the results were just written in this transaction,
     -- so the estimates are guesses, and a nested loop over thousands of missing rows a side costs seconds
@@ -204,8 +209,9 @@ SELECT (SELECT count(*) FROM copied) AS carried
 # $1 run_id, $2 left source, $3 right source, $4 tolerance minor, $5 tolerance bps, $6 equivalents
 RECHECK_CARRIED = """
 WITH carried AS (
-    SELECT id, match_key FROM reconciliation_results
-    WHERE run_id = $1 AND carried_from_id IS NOT NULL AND resolution IS NULL AND match_key IS NOT NULL
+    SELECT id, match_key FROM reconciliation_results  -- carried rows are open discrepancies: their partial index
+    WHERE run_id = $1 AND carried_from_id IS NOT NULL AND resolution IS NULL AND category <> 'matched'
+      AND match_key IS NOT NULL
 ), now_rows AS (
     SELECT c.id, count(*) FILTER (WHERE t.source = $2) AS nl, count(*) FILTER (WHERE t.source = $3) AS nr,
            min(t.amount_minor) FILTER (WHERE t.source = $2) AS lamt, min(t.amount_minor) FILTER (WHERE t.source = $3) AS ramt,
@@ -222,7 +228,7 @@ WITH carried AS (
 UPDATE reconciliation_results r
 SET resolution = 'auto_matched', resolved_by = 'system', resolved_at = now(), left_id = a.lid, right_id = a.rid,
     note = coalesce(r.note || E'\\n', '') || 'matched on re-check: the key now reconciles'
-FROM agreeing a WHERE r.id = a.id
+FROM agreeing a WHERE r.run_id = $1 AND r.category <> 'matched' AND r.id = a.id
 RETURNING r.id
 """
 
@@ -258,8 +264,8 @@ SELECT count(*) FROM reconciliation_results WHERE run_id = $1 AND resolution IS 
 UNCARRY = """
 UPDATE reconciliation_results r SET resolution = NULL, resolved_by = NULL, resolved_at = NULL
 FROM reconciliation_results c
-WHERE c.run_id = $1 AND c.carried_from_id IS NOT NULL AND r.id = c.carried_from_id
-  AND r.resolution = 'carried_forward'
+WHERE c.run_id = $1 AND c.category <> 'matched' AND c.carried_from_id IS NOT NULL AND r.id = c.carried_from_id
+  AND r.resolution = 'carried_forward' AND r.category <> 'matched'
 """
 
 WINDOW_ROW_COUNT = """
@@ -352,7 +358,10 @@ COPY_QUEUE_CHUNKS = 256  # chunks of the binary COPY stream held between the two
 async def finalize_run(conn: asyncpg.Connection, *, run_id: str, kind: str, date_from: Any, rules: PairRules,
                        window_start: datetime, window_end: datetime, grace_seconds: int) -> dict[str, Any]:
     """Run-wide steps after all shards: probable matches, carry-forward, re-check, resolutions."""
-    await conn.execute("DELETE FROM reconciliation_results WHERE run_id = $1 AND shard < 0", run_id)
+    # rows of earlier attempts (probable matches, carried discrepancies: never 'matched', so the
+    # discrepancy index finds them without reading the run's matched rows)
+    await conn.execute("DELETE FROM reconciliation_results WHERE run_id = $1 AND category <> 'matched' AND shard < 0",
+                       run_id)
     await conn.execute("SET LOCAL enable_nestloop = off")
     probable = await conn.fetchval(
         PROBABLE_MATCHES, run_id, float(rules.probable_window_seconds), rules.probable_min_confidence,
