@@ -1,8 +1,8 @@
-"""Bank statements → lines payops can match payouts against: CSV and ISO 20022 camt.053 XML.
+"""Bank statements → lines payops can match payouts against: CSV, ISO 20022 camt.053 XML and
+SWIFT MT940 (read with the `mt-940` library).
 
 Amounts become minor units (never floats); a line that cannot be money or a date is refused with
 its line number, the whole file with it: a statement is either read completely or not at all.
-MT940 is not read (no maintained parser among this project's dependencies).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -60,13 +61,18 @@ def parse_statement(content: bytes, fmt: str | None = None, filename: str | None
         return parse_csv(content)
     if fmt in ("camt053", "camt.053", "xml"):
         return parse_camt053(content)
-    raise Unprocessable(f"unsupported statement format {fmt!r}; supported: csv, camt053")
+    if fmt in ("mt940", "sta"):
+        return parse_mt940(content)
+    raise Unprocessable(f"unsupported statement format {fmt!r}; supported: csv, camt053, mt940")
 
 
 def _guess_format(content: bytes, filename: str | None) -> str:
     name = (filename or "").lower()
-    if name.endswith(".xml") or content.lstrip()[:5] in (b"<?xml", b"<Docu"):
+    head = content.lstrip()[:5]
+    if name.endswith(".xml") or head in (b"<?xml", b"<Docu"):
         return "camt053"
+    if name.endswith((".sta", ".mt940", ".940")) or head.startswith((b":20:", b"{1:")):
+        return "mt940"
     return "csv"
 
 
@@ -254,3 +260,79 @@ def _camt_line(line_no: int, entry: ET.Element, tx: ET.Element | None, amount_el
         description=(_text(tx, "RmtInf", "Ustrd") if tx is not None else None) or _text(entry, "AddtlNtryInf"),
         value_date=_date(value[:10], "ValDt", line_no) if value else None,
     )
+
+
+# --- MT940 ----------------------------------------------------------------------------------
+
+# End-to-end reference in :86: — SWIFT-structured "/EREF/x/", German GVC "EREF+x" (up to the next
+# "?nn" subfield or keyword); MT940 spells a missing reference NONREF.
+_EREF = re.compile(r"(?:/EREF/([^/\n]+)|EREF\+((?:(?!\?\d\d|[A-Z]{4}\+)[^\n])+))")
+_NAME = re.compile(r"/NAME/([^/\n]+)")
+_DIRECTIONS = {"D": "debit", "C": "credit", "RD": "credit", "RC": "debit"}  # R = reversal of the other side
+
+
+def _eref(details: str | None, customer_reference: str | None) -> str | None:
+    match = _EREF.search(details or "")
+    if match:
+        return (match.group(1) or match.group(2)).strip() or None
+    ref = (customer_reference or "").strip()
+    return None if not ref or ref.upper() == "NONREF" else ref
+
+
+def parse_mt940(content: bytes) -> ParsedStatement:
+    """SWIFT MT940 customer statement: every :61: statement line becomes a line; the end-to-end
+    reference is the EREF of its :86: information, else the :61: customer reference (not NONREF)."""
+    import mt940  # the mt-940 package; imported here so CSV/camt.053 users never pay for it
+
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        text = content.decode("latin-1")  # SWIFT's character set is a subset of both
+    if ":61:" not in text and ":60F:" not in text and ":60M:" not in text:
+        raise Unprocessable("not an MT940 statement (no :60F:/:61: fields)")
+    try:
+        transactions = mt940.parse(text)
+    except Exception as exc:  # noqa: BLE001 - the library raises RuntimeError/ValueError/KeyError alike
+        if len(exc.args) == 3 and hasattr(exc.args[1], "id"):  # (message, tag, value) of a field it could not read
+            detail = f"field :{exc.args[1].id}: {str(exc.args[2])[:120]!r} cannot be read"
+        else:
+            detail = str(exc)[:200]
+        raise Unprocessable(f"not a valid MT940 statement: {detail}") from None
+    data = transactions.data
+    parsed = ParsedStatement(format="mt940", content_hash=_hash(content), lines=[])
+    parsed.statement_ref = data.get("transaction_reference")
+    parsed.account = data.get("account_identification")
+    closing = data.get("final_closing_balance") or data.get("intermediate_closing_balance")
+    if closing is not None and getattr(closing, "date", None) is not None:
+        parsed.period_to = date(closing.date.year, closing.date.month, closing.date.day)
+    for n, tx in enumerate(transactions, start=1):
+        d = tx.data
+        amount = d.get("amount")
+        currency = str(d.get("currency") or getattr(amount, "currency", None) or "").upper()
+        direction = _DIRECTIONS.get(str(d.get("status") or "").upper())
+        if amount is None or direction is None:
+            raise Unprocessable(f"statement line {n}: no amount or debit/credit mark")
+        try:
+            amount_minor = to_minor(str(abs(amount.amount)), currency)
+        except InvalidRecord as exc:
+            raise Unprocessable(f"statement line {n}: {exc}") from None
+        value_day = d.get("date")
+        booking_day = d.get("entry_date") or value_day
+        if booking_day is None:
+            raise Unprocessable(f"statement line {n}: no date")
+        details = d.get("transaction_details") or None
+        name = _NAME.search(details or "")
+        parsed.lines.append(StatementLine(
+            line_no=n, booking_date=date(booking_day.year, booking_day.month, booking_day.day),
+            amount_minor=amount_minor, currency=currency, direction=direction,
+            end_to_end_id=_eref(details, d.get("customer_reference")),
+            bank_reference=(d.get("bank_reference") or "").strip() or None,
+            counterparty=name.group(1).strip() if name else None,
+            description=" ".join(details.split()) if details else None,
+            value_date=date(value_day.year, value_day.month, value_day.day) if value_day else None,
+        ))
+    if not parsed.lines and closing is None:
+        raise Unprocessable("not an MT940 statement: no statement lines and no closing balance")
+    if parsed.period_to is not None and parsed.lines:
+        parsed.period_from = min(line.booking_date for line in parsed.lines)
+    return parsed

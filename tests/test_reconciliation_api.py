@@ -271,3 +271,62 @@ class TestStatements:
         assert counts["matched"] == 3 and "amount_mismatch" not in counts
         reconciled = {x["id"] for x in await db.fetch("SELECT id FROM payouts WHERE reconciled_at IS NOT NULL")}
         assert reconciled == {"po_ref_ok", "po_ref_amount", "po_by_amount"}
+
+
+def mt940_statement(lines: list[tuple[str, str, str, str, str]], *, opening: str = "10000,00") -> str:
+    """A SWIFT MT940 message as a bank sends it (basic/application header blocks, block 4 with the
+    :61:/:86: pairs). lines: (YYMMDD booking, D/C, amount with a decimal comma, :61: customer
+    reference, :86: information)."""
+    body = [":20:STMT261119-01", ":25:DE89370400440532013000", ":28C:00318/001", f":60F:C261117EUR{opening}"]
+    for day, mark, amount, customer_ref, info in lines:
+        body.append(f":61:{day}{day[2:]}{mark}{amount}NTRF{customer_ref}//B{len(body):04d}")
+        body.append(f":86:{info}")
+    body.append(":62F:C261119EUR8676,24")
+    return ("{1:F01COBADEFFAXXX0000000000}{2:O9400712261119COBADEFFAXXX00000000002611190712N}{4:\r\n"
+            + "\r\n".join(body) + "\r\n-}")
+
+
+MT940_STATEMENT = mt940_statement([
+    ("261118", "D", "125,00", "NONREF", "/EREF/po_ref_ok/NAME/Alice Martin/REMI/payout November"),  # :86: EREF
+    ("261118", "D", "30,00", "po_ref_amount", "/NAME/Bob Stone/REMI/payout"),  # :61: customer reference
+    ("261119", "D", "7,77", "NONREF", "/NAME/Carol/REMI/payout"),  # no reference: amount and date
+    ("261118", "D", "99,99", "NONREF", "/NAME/Unknown/REMI/card fee"),  # no payout
+    ("261118", "C", "1000,00", "NONREF", "/NAME/Treasury/REMI/funding"),  # credit: not a payout
+])
+
+
+class TestMt940:
+    async def test_mt940_statement_matches_payouts(self, client, token_for, db):
+        await make_payouts(db)
+        r = await client.post(f"{BASE}/statements", content=MT940_STATEMENT, headers=token_for("finance_ops"))
+        assert r.status_code == 201, r.text
+        stmt, run = r.json()["statement"], r.json()["run"]
+        assert stmt["format"] == "mt940" and stmt["account"] == "DE89370400440532013000"
+        assert stmt["line_count"] == 5
+        lines = await db.fetch("SELECT end_to_end_id, amount_minor, currency, direction, counterparty "
+                               "FROM bank_statement_lines WHERE statement_id = $1 ORDER BY line_no", stmt["id"])
+        assert [tuple(x) for x in lines] == [
+            ("po_ref_ok", 12500, "EUR", "debit", "Alice Martin"), ("po_ref_amount", 3000, "EUR", "debit", "Bob Stone"),
+            (None, 777, "EUR", "debit", "Carol"), (None, 9999, "EUR", "debit", "Unknown"),
+            (None, 100000, "EUR", "credit", "Treasury")]
+        results = await db.fetch("SELECT category, match_key, details->>'matched_by' AS how FROM reconciliation_results "
+                                 "WHERE run_id = $1", run["id"])
+        got = sorted((x["category"], x["match_key"] or "", x["how"] or "") for x in results)
+        assert ("matched", "po_ref_ok", "reference") in got
+        assert ("matched", "po_ref_amount", "reference") in got
+        assert ("matched", "po_by_amount", "amount_date") in got
+        assert ("missing_left", "po_not_on_statement", "") in got
+        assert sum(1 for x in got if x[0] == "missing_right") == 1  # the 99.99 debit
+        reconciled = {x["id"] for x in await db.fetch("SELECT id FROM payouts WHERE reconciled_at IS NOT NULL")}
+        assert reconciled == {"po_ref_ok", "po_ref_amount", "po_by_amount"}
+
+    async def test_malformed_mt940_is_a_422_problem(self, client, token_for):
+        h = token_for("finance_ops")
+        broken = MT940_STATEMENT.replace(":61:2611181118D125,00", ":61:2611XXD12#5,00")
+        assert broken != MT940_STATEMENT
+        for body, params in ((broken, {}), ("hello, not a statement", {"format": "mt940"}),
+                             (":20:X\r\n:25:ACC\r\n:60F:C261118EUR0,00\r\n:61:garbage\r\n", {})):
+            r = await client.post(f"{BASE}/statements", params=params, content=body, headers=h)
+            assert r.status_code == 422, (body[:40], r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["status"] == 422

@@ -166,10 +166,11 @@ async def resolve_discrepancy(result_id: int, body: ResolveBody, principal: Reco
 
 @router.post("/statements", response_model=StatementOut, status_code=201, responses=problems(401, 403, 413, 422))
 async def upload_statement(request: Request, principal: ReconManage, session: Session, settings: SettingsDep,
-                           format: Annotated[str | None, Query(pattern="^(csv|camt053)$")] = None,
+                           format: Annotated[str | None, Query(pattern="^(csv|camt053|mt940)$")] = None,
                            filename: str | None = None):
-    """Upload a bank statement as the request body (`text/csv` or camt.053 `application/xml`;
-    `format` overrides the guess). Debit lines are matched to payouts by end-to-end reference (the
+    """Upload a bank statement as the request body (`text/csv`, camt.053 `application/xml`, or a
+    SWIFT MT940 file, recognised by its leading `:20:`/`{1:` block; `format` overrides the guess;
+    MT940's end-to-end reference is the EREF in `:86:`, else the `:61:` customer reference). Debit lines are matched to payouts by end-to-end reference (the
     payout id), then by amount and date; matched payouts get `reconciled_at`. Unmatched lines and
     settled payouts missing from the statement are reported as discrepancies. The same file again
     returns the stored result."""
