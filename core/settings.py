@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     # --- reconciliation ------------------------------------------------------------------
     reconciliation_timezone: str = "Asia/Kolkata"  # a run's dates are days in this zone
     reconciliation_daily_hour: int = 2  # the daily run of yesterday starts at this local hour
-    reconciliation_rows_per_shard: int = 1_000_000  # rows (both sides) per shard; every shard scans the whole window
+    reconciliation_rows_per_shard: int = 1_500_000  # rows (both sides) per shard; every shard scans the whole window
     reconciliation_max_shards: int = 16
     reconciliation_boundary_grace_seconds: int = 3600  # counterparts looked for this far past the window
     reconciliation_match_rate_threshold: float = 0.98  # below it a run raises an alert
