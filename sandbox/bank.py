@@ -125,6 +125,10 @@ class BankConfig:
     webhook_attempts: int = 5
     webhook_initial_backoff: float = 0.2
     webhook_timeout: float = 5.0
+    # Deliveries in flight at once. A batch file settles thousands of payments together: posting
+    # every webhook at once queued thousands of requests on one connection pool, whose request
+    # assignment is quadratic in the queue (85% of the batch bench's CPU at 2,000 payouts).
+    webhook_concurrency: int = 32
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -194,6 +198,7 @@ class BankState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task] = field(default_factory=set)
     http: httpx.AsyncClient | None = None
+    webhook_slots: asyncio.Semaphore | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> acceptance report
     outages: set[str] = field(default_factory=set)  # rails whose scheme is down
     momo_transfers: dict[str, str] = field(default_factory=dict)  # X-Reference-Id -> reference
@@ -351,12 +356,15 @@ class Bank:
         assert client is not None, "webhook client is created in the app lifespan"
         for attempt in range(1, self.config.webhook_attempts + 1):
             delivery.attempts = attempt
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign_webhook(self.config.webhook_secret, body, int(time.time())),
-            }
+            if self.state.webhook_slots is None:
+                self.state.webhook_slots = asyncio.Semaphore(self.config.webhook_concurrency)
             try:
-                resp = await client.post(self.config.webhook_url, content=body, headers=headers)
+                async with self.state.webhook_slots:
+                    headers = {  # signed when sent, not when queued: the signature has a freshness window
+                        "Content-Type": "application/json",
+                        SIGNATURE_HEADER: sign_webhook(self.config.webhook_secret, body, int(time.time())),
+                    }
+                    resp = await client.post(self.config.webhook_url, content=body, headers=headers)
                 delivery.last_status = resp.status_code
                 delivery.last_error = None
                 if 200 <= resp.status_code < 300:

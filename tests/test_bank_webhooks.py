@@ -164,7 +164,7 @@ class TestWebhookSettlesAPayout:
         me = token_for("merchant_admin", merchant_id=merchant)
         created = await client.post(
             "/api/v1/payouts",
-            json={"amount": "25.00", "currency": "EUR", "method": "sepa",
+            json={"amount": "25.00", "currency": "EUR", "method": "sepa", "priority": "instant",
                   "beneficiary": {"name": "Jane", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}},
             headers={**me, "Idempotency-Key": uuid.uuid4().hex},
         )

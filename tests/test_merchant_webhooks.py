@@ -64,7 +64,8 @@ async def register(client, headers, url: str, **extra) -> dict:
 
 async def pay_out(client, headers, amount: str = "10.00") -> str:
     r = await client.post(
-        "/api/v1/payouts", json={"amount": amount, "currency": "EUR", "method": "sepa", "beneficiary": SEPA},
+        "/api/v1/payouts",
+        json={"amount": amount, "currency": "EUR", "method": "sepa", "priority": "instant", "beneficiary": SEPA},
         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
     )
     assert r.status_code == 201, r.text
