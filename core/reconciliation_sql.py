@@ -136,19 +136,17 @@ WHERE r.run_id = $1 AND r.category = 'duplicate_key' AND r.id = g.result_id
 # $4 window start, $5 window end, $6 grace seconds. Score: 0.4 for the same amount and currency,
 # up to 0.3 for closeness in time, 0.3 when the payer agrees (e-mail or payer id; 0.15 name only).
 PROBABLE_MATCHES = """
-WITH missing AS MATERIALIZED (
-    SELECT r.id AS result_id, r.category::text, coalesce(r.left_id, r.right_id) AS tid
+WITH missing AS (
+    SELECT r.id AS result_id, r.category, coalesce(r.left_id, r.right_id) AS tid
     FROM reconciliation_results r
     WHERE r.run_id = $1 AND r.category IN ('missing_left', 'missing_right') AND r.carried_from_id IS NULL
 ), rows AS (
-    -- the transactions by primary key (`id = ANY(array)`: an index scan even with nestloop off; a
-    -- LATERAL lookup became a merge join over the whole day's primary key), then hashed to their results
     SELECT m.result_id, m.category, t.id, t.amount_minor, t.currency, t.occurred_at,
            lower(t.payer_email) AS email, t.payer_id, lower(t.payer_name) AS name
-    FROM transactions t JOIN missing m ON m.tid = t.id
-    WHERE t.id = ANY (ARRAY(SELECT tid FROM missing))
-      AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
-      AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)
+    FROM missing m CROSS JOIN LATERAL (  -- by primary key, row by row (LATERAL: even with nestloop off)
+        SELECT * FROM transactions t WHERE t.id = m.tid
+           AND t.occurred_at >= $4::timestamptz - make_interval(secs => $6)
+           AND t.occurred_at < $5::timestamptz + make_interval(secs => $6)) t
 ), scored AS (
     -- run with enable_nestloop off (`finalize_run`): the results were just written in this transaction,
     -- so the estimates are guesses, and a nested loop over thousands of missing rows a side costs seconds
