@@ -157,14 +157,24 @@ class RailActivities:
 
     @activity.defn(name="enqueue_payout_for_batch")
     async def enqueue_payout_for_batch(self, params: BatchEnqueueInput) -> BatchEnqueueResult:
+        # One statement (a cutoff queues thousands): the amount comes from the payout row, and a
+        # repeat finds the entry already there (whatever batch has claimed it since).
         async with self._sessionmaker() as session, session.begin():
-            row = await get_payout_row(session, params.payout_id)
-            await session.execute(insert(payout_batch_entries).values(
-                payout_id=params.payout_id, rail=params.rail, connector=params.connector,
-                cutoff_at=params.cutoff_at, amount_minor=row["amount_minor"], currency=row["currency"],
-            ).on_conflict_do_nothing(index_elements=[payout_batch_entries.c.payout_id]))
-            entry = (await session.execute(select(payout_batch_entries).where(
-                payout_batch_entries.c.payout_id == params.payout_id))).mappings().one()
+            entry = (await session.execute(text("""
+                WITH queued AS (
+                    INSERT INTO payout_batch_entries (payout_id, rail, connector, cutoff_at, amount_minor, currency)
+                    SELECT id, CAST(:rail AS varchar), CAST(:connector AS varchar), CAST(:cutoff_at AS timestamptz),
+                           amount_minor, currency
+                    FROM payouts WHERE id = :payout_id
+                    ON CONFLICT (payout_id) DO NOTHING
+                    RETURNING cutoff_at, batch_id
+                )
+                SELECT cutoff_at, batch_id FROM queued
+                UNION ALL
+                SELECT cutoff_at, batch_id FROM payout_batch_entries WHERE payout_id = :payout_id
+                LIMIT 1
+            """), {"payout_id": params.payout_id, "rail": params.rail, "connector": params.connector,
+                   "cutoff_at": params.cutoff_at})).mappings().one()
         return BatchEnqueueResult(cutoff_at=entry["cutoff_at"], batch_id=entry["batch_id"])
 
     @activity.defn(name="withdraw_payout_from_batch")

@@ -217,3 +217,23 @@ async def test_a_retryable_failure_fails_over_to_the_next_candidate_with_the_sam
     async with sessionmaker() as session:
         routing = await session.scalar(select(payouts.c.routing).where(payouts.c.id == params.payout_id))
     assert routing["failovers"][0]["from"] == "bank_sepa_instant" and routing["connector"] == "bank_wire"
+
+
+async def test_enqueueing_a_payout_twice_queues_it_once_and_returns_its_entry(worker_deps, settings, sessionmaker):
+    from activities.rails import RailActivities
+    from core.rail_models import BatchEnqueueInput
+
+    merchant = await create_merchant(sessionmaker, currency="USD", funded_minor=FUNDS)
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant, currency="USD", method="ach",
+                                priority="batch", amount_minor=4_321, beneficiary=ach_beneficiary())
+    acts = RailActivities(worker_deps.sessionmaker, None, worker_deps.connectors, worker_deps.cipher, settings)
+    cutoff = datetime(2025, 3, 4, 17, 0, tzinfo=NY)
+    first = await acts.enqueue_payout_for_batch(BatchEnqueueInput(payout_id=p.payout_id, rail="ach",
+                                                                  connector="bank_ach", cutoff_at=cutoff))
+    later = datetime(2025, 3, 5, 17, 0, tzinfo=NY)  # a repeat never moves it to another cutoff
+    again = await acts.enqueue_payout_for_batch(BatchEnqueueInput(payout_id=p.payout_id, rail="ach",
+                                                                  connector="bank_ach", cutoff_at=later))
+    assert first.cutoff_at == again.cutoff_at == cutoff and first.batch_id is None
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(payout_batch_entries))).mappings().all()
+    assert [(r["payout_id"], r["amount_minor"], r["currency"]) for r in rows] == [(p.payout_id, 4_321, "USD")]
