@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -23,7 +24,11 @@ from core.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="JWT from your identity provider (`payops token` in dev)")
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are `async def` even when they don't await: FastAPI runs a plain `def` dependency
+# in the thread pool, a hand-off that cost more than the work itself on every request.
+
+
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -39,7 +44,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
@@ -50,17 +55,20 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
-    return verify_token(request.app.state.settings, credentials.credentials)
+    settings: Settings = request.app.state.settings
+    if settings.jwt_jwks_url:  # the key set may have to be fetched over the network: off the loop
+        return await run_in_threadpool(verify_token, settings, credentials.credentials)
+    return verify_token(settings, credentials.credentials)  # a signature check: microseconds
 
 
 def require(*permissions: Permission):
-    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         missing = [p.value for p in permissions if p not in principal.permissions]
         if missing:
             raise Forbidden(f"your roles do not grant {', '.join(missing)}")

@@ -754,6 +754,10 @@ class TemporalDevServer:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]
+            # WAL with synchronous=NORMAL: a commit survives the server process being killed (only
+            # an OS crash can lose the last transactions). About twice the start rate of the
+            # default rollback journal on this machine (77 → 140 starts/s, 32 concurrent).
+            cmd += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         for name, kind in self.search_attributes.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         if self.log_file is None:

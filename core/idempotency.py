@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import Update, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -132,6 +132,16 @@ async def store_response(
 ) -> None:
     """Record the answer in the same transaction as the effect it describes."""
     await session.execute(
+        response_update(merchant_id=merchant_id, scope=scope, key=key, resource_id=resource_id, status=status,
+                        body=body)
+    )
+
+
+def response_update(
+    *, merchant_id: str, scope: str, key: str, resource_id: str | None, status: int, body: dict
+) -> Update:
+    """The UPDATE recording the answer (for callers that batch it with the writes it describes)."""
+    return (
         update(idempotency_keys)
         .where(
             idempotency_keys.c.merchant_id == merchant_id,

@@ -21,7 +21,8 @@ from core.tables import controls, merchants
 FUNDING_SCOPE = "merchants.fund"
 
 
-def _is_frozen(merchant_id_col):
+def frozen_clause(merchant_id_col):
+    """EXISTS an active freeze of the merchant (a column or a bound id)."""
     return exists().where(
         controls.c.kind == "merchant_freeze", controls.c.target == merchant_id_col, controls.c.active.is_(True)
     )
@@ -56,7 +57,7 @@ async def create_merchant(
 async def get_merchant(session: AsyncSession, merchant_id: str) -> dict:
     row = (
         await session.execute(
-            select(*merchants.c, _is_frozen(merchants.c.id).label("frozen")).where(merchants.c.id == merchant_id)
+            select(*merchants.c, frozen_clause(merchants.c.id).label("frozen")).where(merchants.c.id == merchant_id)
         )
     ).mappings().first()
     if row is None:

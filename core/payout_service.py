@@ -26,8 +26,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from core import idempotency
 from core.crypto import FieldCipher
 from core.errors import IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable, Unprocessable
-from core.rail_store import fee_for
-from core.merchant_service import get_merchant
+from core.fees import payout_fee
+from core.merchant_service import frozen_clause
+from core.rail_store import fee_from_rule
 from core.metrics import payouts_created_total
 from core.money import format_amount, parse_amount
 from core.names import payout_workflow_id, search_attribute_keys
@@ -42,12 +43,12 @@ from core.payout_models import (
     PayoutWorkflowInput,
     RetryRequest,
 )
-from core.payout_store import append_event, get_payout_row
+from core.payout_store import event_insert, get_payout_row
 from core.routing import choose_rail
 from core.settings import Settings
-from core.tables import payout_events, payouts
+from core.tables import merchants, payout_events, payouts, rail_rules
 from core.temporal import workflow_ui_url
-from core.webhook_events import record_payout_event
+from core.webhook_events import payout_event_insert
 from core.webhook_models import EventType
 
 log = logging.getLogger("payops.payouts")
@@ -230,22 +231,38 @@ async def create_payout(
             await ensure_workflow_started(session, temporal, settings, claim.resource_id)
         return 200, claim.response_body or {}
 
-    merchant = await get_merchant(session, merchant_id)  # one query: exists + frozen
-    if merchant["frozen"]:
-        raise MerchantFrozen(f"merchant {merchant_id} is frozen: it cannot create payouts")
-    earlier = await session.scalar(
-        select(payouts.c.id).where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
-    )
-    if earlier is not None:
-        # the key's record expired, but the payout it created keeps the key for good
-        raise IdempotencyKeyReused(
-            f"this Idempotency-Key created payout {earlier} and can never create another; use a new key"
-        )
-
     currency, method, priority = request["currency"], request["method"], request["priority"]
     amount_minor = parse_amount(request["amount"], currency)
     rail = choose_rail(method, currency, priority)
-    fee_minor = await fee_for(session, rail, amount_minor)  # the rail's rule in rail_rules
+    # One round trip: the merchant exists, is not frozen, the key never created a payout, and the
+    # rail's fee rule (the built-in default when rail_rules has none).
+    rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == rail)
+    ctx = (
+        await session.execute(
+            select(
+                frozen_clause(merchants.c.id).label("frozen"),
+                select(payouts.c.id)
+                .where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
+                .scalar_subquery()
+                .label("earlier"),
+                rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
+                rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
+            ).where(merchants.c.id == merchant_id)
+        )
+    ).first()
+    if ctx is None:
+        raise NotFound(f"merchant {merchant_id} not found")
+    if ctx.frozen:
+        raise MerchantFrozen(f"merchant {merchant_id} is frozen: it cannot create payouts")
+    if ctx.earlier is not None:
+        # the key's record expired, but the payout it created keeps the key for good
+        raise IdempotencyKeyReused(
+            f"this Idempotency-Key created payout {ctx.earlier} and can never create another; use a new key"
+        )
+    fee_minor = (
+        payout_fee(rail, amount_minor) if ctx.fee_bps is None
+        else fee_from_rule(amount_minor, ctx.fee_fixed_minor, ctx.fee_bps)
+    )
     beneficiary = request["beneficiary"]
     payout_id = f"po_{uuid.uuid4().hex}"
     row = (
@@ -271,15 +288,20 @@ async def create_payout(
         )
     ).mappings().one()
     row = dict(row)
-    await append_event(
-        session, payout_id=payout_id, actor=actor, from_status=None, to_status=PayoutStatus.PENDING.value,
-        reason="created through the API", data={"idempotency_key": idempotency_key, "rail": rail},
-    )  # a brand-new payout: no earlier event to deduplicate against
     body = payout_view(row, settings)
-    await record_payout_event(session, row, event_type=EventType.PAYOUT_CREATED, settings=settings)
-    await idempotency.store_response(
-        session, merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key,
-        resource_id=payout_id, status=201, body=body,
+    # One more round trip writes the rest: the `created` audit event (a brand-new payout, so no
+    # earlier event to deduplicate against), the merchant event (webhook outbox) and the stored
+    # response, as data-modifying CTEs of one statement in the same transaction.
+    _, outbox = payout_event_insert(row, EventType.PAYOUT_CREATED, settings)
+    audit = event_insert(
+        payout_id=payout_id, actor=actor, from_status=None, to_status=PayoutStatus.PENDING.value,
+        reason="created through the API", data={"idempotency_key": idempotency_key, "rail": rail},
+    )
+    await session.execute(
+        idempotency.response_update(
+            merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key,
+            resource_id=payout_id, status=201, body=body,
+        ).add_cte(audit.cte("created_audit_event"), outbox.cte("created_merchant_event"))
     )
     await session.commit()  # the workflow may only ever see a committed payout
     payouts_created_total.inc()

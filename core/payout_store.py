@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import Insert, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,23 +58,31 @@ async def append_event(
         )
         if exists.first() is not None:
             return False
+    await session.execute(
+        event_insert(payout_id=payout_id, actor=actor, from_status=from_status, to_status=to_status,
+                     reason=reason, data=data)
+    )
+    return True
+
+
+def event_insert(
+    *, payout_id: str, actor: str, from_status: str | None, to_status: str, reason: str | None, data: dict
+) -> Insert:
+    """The INSERT of the payout's next audit event (for callers that batch it with other writes)."""
     next_seq = (
         select(func.coalesce(func.max(payout_events.c.sequence), 0) + 1)
         .where(payout_events.c.payout_id == payout_id)
         .scalar_subquery()
     )
-    await session.execute(
-        insert(payout_events).values(
-            payout_id=payout_id,
-            sequence=next_seq,
-            actor=actor,
-            from_status=from_status,
-            to_status=to_status,
-            reason=reason,
-            data=data,
-        )
+    return insert(payout_events).values(
+        payout_id=payout_id,
+        sequence=next_seq,
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        data=data,
     )
-    return True
 
 
 async def transition(

@@ -55,7 +55,12 @@ async def fee_for(session: AsyncSession, rail: str, amount_minor: int) -> int:
     )).one_or_none()
     if row is None:
         return payout_fee(rail, amount_minor)
-    return int(row.fee_fixed_minor) + (amount_minor * int(row.fee_bps) + 5_000) // 10_000
+    return fee_from_rule(amount_minor, row.fee_fixed_minor, row.fee_bps)
+
+
+def fee_from_rule(amount_minor: int, fee_fixed_minor: int, fee_bps: int) -> int:
+    """Fixed part + basis points of the amount, rounded half up to the minor unit."""
+    return int(fee_fixed_minor) + (amount_minor * int(fee_bps) + 5_000) // 10_000
 
 
 async def load_calendars(session: AsyncSession) -> dict[str, BusinessCalendar]:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn worker processes behind the API port under `payops up` (each with its own engine,
+    # Temporal client and Redis subscription); 0 = one per CPU.
+    api_workers: int = Field(default=2, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
 
     sandbox_bank_url: str | None = None  # the sandbox bank; `payops up` starts one when unset

@@ -364,6 +364,7 @@ class _Stack:
         cmd = [
             sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
             "--host", host, "--port", str(port),
+            "--workers", str(self.settings.api_workers or os.cpu_count() or 1),
         ]  # fmt: skip
         self._spawn("api", cmd, env, port=port, url=api_url)
         self._wait_ready(api_url)

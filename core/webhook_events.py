@@ -12,7 +12,7 @@ import json
 import uuid
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Insert, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound, Unprocessable
@@ -36,6 +36,13 @@ async def record_payout_event(
         event_type = EVENT_TYPE_OF_STATUS.get(row["status"])
         if event_type is None:
             return None
+    event_id, stmt = payout_event_insert(row, event_type, settings)
+    await session.execute(stmt)
+    return event_id
+
+
+def payout_event_insert(row: dict, event_type: EventType, settings: Settings | None = None) -> tuple[str, Insert]:
+    """(event id, its INSERT) for the payout `row`, for callers that batch it with other writes."""
     # (lazy: payout_service imports payout_store, which imports this module)
     from api.schemas.payouts import PayoutOut
     from core.payout_service import payout_view
@@ -43,17 +50,14 @@ async def record_payout_event(
     # serialized exactly as GET /api/v1/payouts/{id} serializes it, so the two compare equal
     data = PayoutOut.model_validate(payout_view(row, settings or get_settings())).model_dump(mode="json")
     event_id = new_event_id()
-    await session.execute(
-        insert(events).values(
-            id=event_id,
-            merchant_id=row["merchant_id"],
-            type=event_type.value,
-            payout_id=row["id"],
-            payout_version=row["version"],
-            data=data,
-        )
+    return event_id, insert(events).values(
+        id=event_id,
+        merchant_id=row["merchant_id"],
+        type=event_type.value,
+        payout_id=row["id"],
+        payout_version=row["version"],
+        data=data,
     )
-    return event_id
 
 
 def envelope(row: dict) -> dict:

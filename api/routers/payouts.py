@@ -39,7 +39,7 @@ async def optional_temporal(request: Request) -> Client | None:
 OptionalTemporal = Annotated[Client | None, Depends(optional_temporal)]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="unique per intended payout, ≤ 255 chars; kept ≥ 24 h"),
