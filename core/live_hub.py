@@ -86,6 +86,8 @@ class LiveHub:
         self._on_new_data = on_new_data
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task | None = None
+        self._invalidation: asyncio.Task | None = None
+        self._invalidate_again = False
         self.ready = asyncio.Event()
 
     @property
@@ -97,6 +99,8 @@ class LiveHub:
             self._task = asyncio.create_task(self._run(), name="payops-live-hub")
 
     async def aclose(self) -> None:
+        if self._invalidation is not None:
+            self._invalidation.cancel()
         if self._task is not None:
             self._task.cancel()
             # bounded: a wedged Redis connection must not hold up the API's shutdown
@@ -109,6 +113,25 @@ class LiveHub:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+
+    def _new_data(self) -> None:
+        """Invalidate the dashboard snapshots after new data, coalescing bursts: while one
+        invalidation is in flight, any number of further messages cause exactly one more, which
+        starts after all of them arrived. A payout burst thus costs a few Redis round trips per
+        API process instead of one per transition, and no snapshot computed before the last
+        message survives it."""
+        if self._invalidation is not None and not self._invalidation.done():
+            self._invalidate_again = True
+            return
+        self._invalidation = asyncio.create_task(self._invalidate(), name="payops-live-invalidate")
+
+    async def _invalidate(self) -> None:
+        assert self._on_new_data is not None
+        while True:
+            self._invalidate_again = False
+            await self._on_new_data()
+            if not self._invalidate_again:
+                return
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -139,14 +162,16 @@ class LiveHub:
         channel = _BY_REDIS_NAME.get(raw_channel)
         if channel is None:
             return
+        if channel in DATA_CHANNELS and self._on_new_data is not None:
+            self._new_data()
+        if not self._subs:
+            return  # nobody to tell: don't even parse it
         try:
             data = json.loads(msg["data"])
         except (TypeError, ValueError):
             return
         if not isinstance(data, dict):
             return
-        if channel in DATA_CHANNELS and self._on_new_data is not None:
-            await self._on_new_data()
         item = {"channel": channel, "data": data}
         for sub in list(self._subs):
             if sub.accepts(channel, data):

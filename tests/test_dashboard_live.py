@@ -82,3 +82,35 @@ async def test_sse_streams_alerts_to_its_merchant(server, app, token_for):
             assert events[0]["merchant_id"] == "m_a"
         denied = await client.get("/api/v1/sse/updates", params={"channels": "alerts"})
         assert denied.status_code == 401
+
+
+async def test_a_burst_of_new_data_invalidates_snapshots_a_few_times_and_after_the_last_message():
+    """Each API process bumps the snapshot generation after new data; a burst of payout
+    transitions coalesces into a few bumps, the last of which starts after the last message."""
+    import asyncio
+
+    from core.live_hub import CHANNELS, LiveHub
+
+    bumps: list[int] = []  # how many messages had arrived when each bump started
+    arrived = 0
+    release = asyncio.Event()
+
+    async def bump() -> None:
+        bumps.append(arrived)
+        await release.wait()  # a slow Redis round trip
+
+    hub = LiveHub(None, on_new_data=bump)
+    for _ in range(50):
+        arrived += 1
+        await hub._dispatch({"channel": CHANNELS["payouts"].encode(), "data": b'{"merchant_id": "m"}'})
+        await asyncio.sleep(0)
+    release.set()
+    for _ in range(100):  # let the coalesced follow-up run to completion
+        await asyncio.sleep(0)
+    assert bumps[0] == 1 and bumps[-1] == 50
+    assert len(bumps) == 2
+    await hub._dispatch({"channel": CHANNELS["sync"].encode(), "data": b"{}"})  # not data: no bump
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(bumps) == 2
+    await hub.aclose()
