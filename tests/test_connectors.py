@@ -7,7 +7,6 @@ honest check that both sides implement the same scheme.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import pickle
 import time
@@ -45,21 +44,9 @@ from sandbox.bank import (
     running_bank,
 )
 from sandbox.serving import bind_socket, serve_in_background
+from tests.polling import wait_until
 
 SECRET = "connector-test-secret"
-
-
-async def wait_until(condition, timeout: float = 5.0, interval: float = 0.01, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def request(reference: str, account: str = "000123456789", **overrides) -> SubmitRequest:

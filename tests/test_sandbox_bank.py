@@ -7,7 +7,6 @@ payops's connector against it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
 import time
@@ -32,21 +31,9 @@ from sandbox.bank import (
     sign_webhook,
 )
 from sandbox.serving import serve_in_background
+from tests.polling import wait_until
 
 SECRET = "test-bank-secret"
-
-
-async def wait_until(condition, timeout: float = 5.0, interval: float = 0.01, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def payment(reference: str, account: str = "000123456789", **overrides) -> dict:
