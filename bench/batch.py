@@ -222,7 +222,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
             })
             deps = WorkerDeps.from_settings(settings)
             receiver_state.update(connectors=deps.connectors, client=env.client)
-            deps.engine = create_engine(db_url, pool_size=100, max_overflow=100)
+            deps.engine = create_engine(db_url, pool_size=100, max_overflow=100, pre_ping=False)  # as the worker's
             deps.sessionmaker = create_sessionmaker(deps.engine)
             bench_engine = create_engine(db_url, pool_size=2, max_overflow=2)  # the bench's own reads
             sm = create_sessionmaker(bench_engine)

@@ -13,12 +13,15 @@ from core.settings import to_asyncpg_url
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True
+) -> AsyncEngine:
+    """`pre_ping` tests each connection on checkout (BEGIN; ping; ROLLBACK: three round trips)."""
     return create_async_engine(
         to_asyncpg_url(database_url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
     )
 
 
