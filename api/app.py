@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.async_database_url  # fails clearly when no database is configured
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pre_ping=False)  # see api/problems.py: _database
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import PayopsError
@@ -69,6 +70,22 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.headers:
             resp.headers.update(exc.headers)
         return resp
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A pooled connection the database dropped (a restart, a failover, an idle timeout) is
+        # not tested on checkout (no pre-ping: three round trips on every request); the request
+        # that meets it fails here, SQLAlchemy discards the pool, and the retry gets fresh ones.
+        # Nothing was committed, so retrying (with the same Idempotency-Key) is safe.
+        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+            log.warning("database connection lost on %s %s: %s", request.method, request.url.path, exc.orig)
+            resp = problem(
+                503, "database_unavailable", "Service Unavailable",
+                "the database connection was lost; nothing was changed, retry the request", request.url.path,
+            )
+            resp.headers["Retry-After"] = "1"
+            return resp
+        return await _unhandled(request, exc)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -61,6 +61,29 @@ async def test_unknown_route_is_a_404_problem(client):
     assert r.json()["status"] == 404 and r.json()["type"] == "not_found"
 
 
+async def test_a_dropped_database_connection_is_a_503_problem_then_heals(client, settings, token_for):
+    """The API does not ping pooled connections on checkout: a request meeting one the database
+    dropped answers a retryable 503 problem (never a 500), and the next request works."""
+    import asyncpg
+
+    headers = token_for("ops_admin")
+    assert (await client.get("/api/v1/payouts", headers=headers)).status_code == 200  # a pooled connection
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    finally:
+        await admin.close()
+    assert killed >= 1
+    r = await client.get("/api/v1/payouts", headers=headers)
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"] == "database_unavailable" and r.headers["retry-after"] == "1"
+    assert (await client.get("/api/v1/payouts", headers=headers)).status_code == 200
+
+
 # A probe router to exercise the auth and validation plumbing every endpoint shares.
 class ProbeBody(BaseModel):
     amount: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?$")
