@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, and_, func, select, text, update
+from sqlalchemy import Update, and_, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,20 +92,33 @@ async def claim_key(
         )
         .returning(idempotency_keys.c.key)
     )
-    if (await session.execute(stmt)).first() is not None:
-        return Claim(is_new=True)
-
-    row = (
+    # One round trip for the common cases: the claim runs as a data-modifying CTE and the same
+    # statement reads the key's existing record (as of the statement's snapshot) beside it.
+    same_key = and_(
+        idempotency_keys.c.merchant_id == merchant_id,
+        idempotency_keys.c.scope == scope,
+        idempotency_keys.c.key == key,
+    )
+    claimed = stmt.cte("claimed")
+    one = select(literal(1).label("one")).subquery("one")
+    found = (
         await session.execute(
-            select(idempotency_keys).where(
-                and_(
-                    idempotency_keys.c.merchant_id == merchant_id,
-                    idempotency_keys.c.scope == scope,
-                    idempotency_keys.c.key == key,
-                )
-            )
+            select(
+                select(func.count()).select_from(claimed).scalar_subquery().label("claimed"),
+                idempotency_keys.c.fingerprint,
+                idempotency_keys.c.resource_id,
+                idempotency_keys.c.response_status,
+                idempotency_keys.c.response_body,
+            ).select_from(one.outerjoin(idempotency_keys, same_key))
         )
     ).mappings().one()
+    if found["claimed"]:
+        return Claim(is_new=True)
+    row = found
+    if row["fingerprint"] is None:
+        # A concurrent request inserted the key and committed while this statement waited on it:
+        # the statement's snapshot predates that row, so read it afresh.
+        row = (await session.execute(select(idempotency_keys).where(same_key))).mappings().one()
     if row["fingerprint"] != request_fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body; use a new key"

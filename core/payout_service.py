@@ -226,8 +226,11 @@ async def create_payout(
         ttl_hours=settings.idempotency_ttl_hours,
     )
     if not claim.is_new:
+        started = claim.resource_id is None or await session.scalar(
+            select(payouts.c.workflow_started_at.is_not(None)).where(payouts.c.id == claim.resource_id)
+        )
         await session.commit()  # release the read before talking to Temporal
-        if claim.resource_id:
+        if not started:  # heal a payout whose workflow never started (crash or outage at creation)
             await ensure_workflow_started(session, temporal, settings, claim.resource_id)
         return 200, claim.response_body or {}
 
