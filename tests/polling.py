@@ -27,3 +27,8 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def eventually(check: Callable[[], Any | Awaitable[Any]], what: str, timeout: float = 20.0) -> Any:
+    """wait_until for the workflow tests: what is awaited first, a 20 s deadline, 50 ms polls."""
+    return await wait_until(check, timeout=timeout, interval=0.05, what=what)

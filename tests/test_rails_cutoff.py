@@ -5,8 +5,6 @@ watch raises its one alert while a payout waits at the submission gate, backs of
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -19,6 +17,7 @@ from core.payout_models import CancelRequest, ControlsChanged, OpsDecision, Payo
 from core.rails import BusinessCalendar
 from core.tables import alerts, controls
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
+from tests.polling import eventually
 from workers.main import build_worker
 from workflows.payout import PayoutWorkflow
 
@@ -43,17 +42,6 @@ def next_weekday(weekday: int, *, business_day: bool = True) -> date:
     while d.weekday() != weekday or (business_day and not FED.is_business_day(d)):
         d += timedelta(days=1)
     return d
-
-
-async def eventually(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def start(client, settings, params):

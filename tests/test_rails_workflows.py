@@ -3,8 +3,6 @@ health moving payouts to the next candidate and back, failover of a retryable fa
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -22,6 +20,7 @@ from core.rail_models import BatchInput, HealthRunInput
 from core.tables import alerts, payout_batch_entries, payout_batches, payouts
 from core.temporal import data_converter, register_search_attributes
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
+from tests.polling import eventually
 from workers.main import build_worker
 from workflows.batch import BatchWorkflow
 from workflows.connector_health import ConnectorHealthWorkflow
@@ -38,17 +37,6 @@ def ach_beneficiary(tail: str = "6789") -> dict:
 
 def fps_beneficiary() -> dict:
     return {"type": "faster_payments", "name": "Ann Smith", "sort_code": "040004", "account_number": "12345678"}
-
-
-async def eventually(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def start(client, settings, params):
