@@ -26,9 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from core import idempotency
 from core.crypto import FieldCipher
 from core.errors import IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable, Unprocessable
-from core.fees import payout_fee
 from core.merchant_service import frozen_clause
-from core.rail_store import fee_from_rule
+from core.rail_store import rule_fee
 from core.metrics import payouts_created_total
 from core.money import format_amount, parse_amount
 from core.names import payout_workflow_id, search_attribute_keys
@@ -262,10 +261,7 @@ async def create_payout(
         raise IdempotencyKeyReused(
             f"this Idempotency-Key created payout {ctx.earlier} and can never create another; use a new key"
         )
-    fee_minor = (
-        payout_fee(rail, amount_minor) if ctx.fee_bps is None
-        else fee_from_rule(amount_minor, ctx.fee_fixed_minor, ctx.fee_bps)
-    )
+    fee_minor = rule_fee(rail, amount_minor, ctx.fee_fixed_minor, ctx.fee_bps)
     beneficiary = request["beneficiary"]
     payout_id = f"po_{uuid.uuid4().hex}"
     row = (

@@ -48,18 +48,11 @@ async def update_rule(session: AsyncSession, rail: str, changes: dict, actor: st
     return dict(row)
 
 
-async def fee_for(session: AsyncSession, rail: str, amount_minor: int) -> int:
-    """The fee from the rail's rule; the built-in default when the table has no such rail."""
-    row = (await session.execute(
-        select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == rail)
-    )).one_or_none()
-    if row is None:
+def rule_fee(rail: str, amount_minor: int, fee_fixed_minor: int | None, fee_bps: int | None) -> int:
+    """The fee from the rail's rule in rail_rules (fixed part + basis points of the amount,
+    rounded half up to the minor unit); the built-in default when the table has no such rail."""
+    if fee_fixed_minor is None or fee_bps is None:
         return payout_fee(rail, amount_minor)
-    return fee_from_rule(amount_minor, row.fee_fixed_minor, row.fee_bps)
-
-
-def fee_from_rule(amount_minor: int, fee_fixed_minor: int, fee_bps: int) -> int:
-    """Fixed part + basis points of the amount, rounded half up to the minor unit."""
     return int(fee_fixed_minor) + (amount_minor * int(fee_bps) + 5_000) // 10_000
 
 
