@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,7 +60,7 @@ def payouts_export(*, merchant_id: str | None, status: str | None, currency: str
         conds.append(p.created_at >= created_from)
     if created_to is not None:
         conds.append(p.created_at < created_to)
-    stmt = select(*(p[c] for c in PAYOUT_COLUMNS)).where(and_(*conds)).order_by(p.created_at.desc(), p.id.desc())
+    stmt = select(*(p[c] for c in PAYOUT_COLUMNS)).where(*conds).order_by(p.created_at.desc(), p.id.desc())
     return PAYOUT_COLUMNS, stmt
 
 
@@ -78,7 +78,7 @@ def discrepancies_export(*, run_id: str | None, category: str | None,
         conds.append(r.created_at < created_to)
     cols = [reconciliation_runs.c.kind if c == "kind" else r[c] for c in DISCREPANCY_COLUMNS]
     stmt = (select(*cols).join(reconciliation_runs, reconciliation_runs.c.id == r.run_id)
-            .where(and_(*conds)).order_by(r.id))
+            .where(*conds).order_by(r.id))
     return DISCREPANCY_COLUMNS, stmt
 
 

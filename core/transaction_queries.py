@@ -88,7 +88,7 @@ def list_statement(filters: TransactionFilters, *, sort: Sort = "-occurred_at", 
                    limit: int | None = None, columns: list[Any] | None = None) -> Select:
     col = _sort_column(sort)
     desc = sort.startswith("-")
-    stmt = select(*(columns or LIST_COLUMNS)).where(and_(*filters.conditions()))
+    stmt = select(*(columns or LIST_COLUMNS)).where(*filters.conditions())
     if cursor:
         value, last_id = decode_cursor(sort, cursor)
         key = tuple_(col, transactions.c.id)
