@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from connectors.payshack import PayShackAuthError, PayShackError, PayShackPortal
 from connectors.vima import VimaAuthError, VimaClient, VimaRequestError
 from core import sync_store
+from core.db import driver_connection
 from core.normalize import NormalizedTransaction, Rejected, normalize_payshack, normalize_vima
 from core.settings import Settings
 from core.sync_models import (
@@ -103,7 +104,7 @@ class SyncActivities:
     async def start_sync_run(self, params: StartRunInput) -> StartRunResult:
         """Record the run, mark the source running, and say where the run starts reading."""
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             state_cursors = await sync_store.start_run(
                 conn, run_id=params.run_id, source=params.source, mode=params.mode, workflow_id=params.workflow_id,
                 params={"date_from": params.date_from, "date_to": params.date_to},
@@ -178,7 +179,7 @@ class SyncActivities:
     @activity.defn(name="finish_sync_run")
     async def finish_sync_run(self, params: FinishRunInput) -> FinishRunResult:
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             run = await sync_store.finish_run(conn, run_id=params.run_id, source=params.source,
                                               status=params.status, error=params.error)
         totals = None
@@ -196,17 +197,11 @@ class SyncActivities:
 
     async def _stored_cursor(self, run_id: str) -> dict[str, Any] | None:
         async with self._sessionmaker() as session:
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             raw = await conn.fetchval("SELECT cursor FROM sync_runs WHERE id = $1", run_id)
         if raw is None:
             return None
         return json.loads(raw) if isinstance(raw, str) else dict(raw)
-
-    @staticmethod
-    async def _driver(session: AsyncSession):
-        conn = await session.connection()
-        raw = await conn.get_raw_connection()
-        return raw.driver_connection
 
     async def _store(self, params: FetchPagesInput, page: FetchedPage, totals: SyncTotals) -> SyncTotals:
         normalized: list[NormalizedTransaction] = []
@@ -221,7 +216,7 @@ class SyncActivities:
             (normalized if isinstance(r, NormalizedTransaction) else rejected).append(r)
         state_cursors = page.cursor if (params.source == "vima" and params.mode == "incremental") else None
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             counts = await sync_store.upsert_transactions(conn, params.source, normalized)
             quarantined = await sync_store.quarantine(conn, rejected, params.run_id)
             await sync_store.record_batch(

@@ -37,6 +37,20 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
             yield session
 
 
+async def driver_connection(session: AsyncSession):
+    """The session's asyncpg connection, inside the session's transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement. SQL sent
+    straight to the driver before that runs in autocommit, one statement at a time: no atomicity,
+    `pg_advisory_xact_lock` released at once, `SET LOCAL` ignored. One statement through
+    SQLAlchemy opens the transaction first."""
+    conn = await session.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    return raw
+
+
 def alembic_config(database_url: str):
     from alembic.config import Config
 
