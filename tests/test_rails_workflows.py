@@ -8,17 +8,13 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 from ach.parser import Parser
 from sqlalchemy import func, select
-from temporalio.testing import WorkflowEnvironment
 
-from core.embedded import temporal_test_server_path
 from core.names import payout_workflow_id
 from core.payout_models import PayoutState
 from core.rail_models import BatchInput, HealthRunInput
 from core.tables import alerts, payout_batch_entries, payout_batches, payouts
-from core.temporal import data_converter, register_search_attributes
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from tests.polling import eventually
 from workers.main import build_worker
@@ -63,19 +59,6 @@ async def queued(sm, *payout_ids) -> bool:
         n = await session.scalar(select(func.count()).select_from(payout_batch_entries)
                                  .where(payout_batch_entries.c.payout_id.in_(payout_ids)))
     return n == len(payout_ids)
-
-
-@pytest.fixture
-async def skipping_env(base_settings):
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=data_converter(base_settings),
-        test_server_existing_path=str(temporal_test_server_path()),
-    )
-    await register_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_batch_payout_at_1659_goes_in_that_days_ach_file_and_1701_in_the_next(
