@@ -156,9 +156,14 @@ async def file_only_run(deps, sm, bank, rail, n, rows, now) -> None:
         ("builder alone: time, peak Python memory (tracemalloc)", f"{b_secs:.2f} s, {b_peak:.1f} MiB"),
         ("process RSS before -> peak (activities + sandbox bank)", f"{rss.start / 2**20:.0f} -> {rss.peak / 2**20:.0f} MiB"),
     ]
-    width = max(len(k) for k, _ in table)
+    print_table(table)
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """A two-column Markdown table: measure | value."""
+    width = max(len(k) for k, _ in rows)
     print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-    for k, v in table:
+    for k, v in rows:
         print(f"| {k.ljust(width)} | {v} |")
 
 
@@ -332,10 +337,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
         ("batch result", f"{result.status}, {result.entry_count:,} entries"),
         ("worker", f"max_cached_workflows {settings.worker_max_cached_workflows:,}, max_concurrent_activities 200"),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-    for k, v in rows:
-        print(f"| {k.ljust(width)} | {v} |")
+    print_table(rows)
     assert report["total_minor"] == batch["control"]["total_credit_minor"] == sum(1000 + i for i in range(n))
 
 
