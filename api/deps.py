@@ -87,7 +87,11 @@ def merchant_scope(principal: Principal, merchant_id: str | None) -> str | None:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the response is sent. FastAPI >= 0.118 runs a yield
+# dependency's exit code after the response by default: a client was told 201 before its
+# transaction committed (a failing commit, e.g. a deferred constraint, was then lost silently, and
+# a next request on another API worker could miss the row).
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 Authenticated = Annotated[Principal, Depends(get_principal)]

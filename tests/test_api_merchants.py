@@ -184,3 +184,29 @@ async def test_an_expired_funding_key_never_credits_twice(client, token_for, mer
     assert r.status_code == 422 and r.json()["type"] == "idempotency_key_reused"
     balances = (await client.get("/api/v1/balances", params={"merchant_id": merchant}, headers=token_for(OPS))).json()
     assert balances[0]["available"] == "5.00"
+
+
+async def test_a_request_whose_commit_fails_is_not_answered_as_a_success(client, token_for, sessionmaker):
+    """The request's transaction commits before its response is sent: a commit refused by a
+    deferred constraint (the ledger's balance check works this way) must reach the client as an
+    error, with nothing written, not as a 201 for a row that never existed."""
+    from sqlalchemy import text
+
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("""
+            CREATE FUNCTION test_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused at commit'; END $$"""))
+        await s.execute(text("""
+            CREATE CONSTRAINT TRIGGER test_refuse_at_commit AFTER INSERT ON merchants
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.name = 'Refused at commit')
+            EXECUTE FUNCTION test_refuse_at_commit()"""))
+    try:
+        given = f"mer_{uuid.uuid4().hex[:8]}"
+        r = await client.post("/api/v1/merchants", json=merchant_body(id=given, name="Refused at commit"),
+                              headers=token_for(OPS))
+        assert r.status_code == 500 and r.json()["type"] == "internal_error", r.text
+        assert (await client.get(f"/api/v1/merchants/{given}", headers=token_for(OPS))).status_code == 404
+    finally:
+        async with sessionmaker() as s, s.begin():
+            await s.execute(text("DROP TRIGGER test_refuse_at_commit ON merchants"))
+            await s.execute(text("DROP FUNCTION test_refuse_at_commit()"))
