@@ -409,7 +409,9 @@ def _buckets(window: Window, granularity: Granularity, tz: ZoneInfo) -> list[dat
             t += HOUR
         return out
     first = window.start.astimezone(tz).date()
-    last = (window.end - HOUR).astimezone(tz).date()
+    # the local day of the window's last instant: in a zone whose midnight is not on the hour
+    # (Kathmandu +05:45) the window's last UTC hour can already hold the first minutes of a day
+    last = (window.end - timedelta(microseconds=1)).astimezone(tz).date()
     d = first
     while d <= last:
         out.append(datetime(d.year, d.month, d.day))

@@ -293,3 +293,19 @@ async def test_rebuild_reproduces_the_trigger_maintained_rollups(data, engine):
         total = (await conn.execute(text("SELECT count(*) FROM transactions"))).scalar_one()
     assert after == before
     assert result.transactions == total
+
+
+@pytest.mark.parametrize("tz, end, last_day", [
+    # 18:15 UTC is midnight in Kathmandu (+05:45): a window ending at 19:00 UTC holds 45 minutes of the 22nd
+    ("Asia/Kathmandu", datetime(2026, 11, 21, 19, 0, tzinfo=timezone.utc), "2026-11-22"),
+    ("Asia/Kathmandu", datetime(2026, 11, 21, 18, 0, tzinfo=timezone.utc), "2026-11-21"),
+    ("Asia/Kolkata", datetime(2026, 11, 21, 19, 0, tzinfo=timezone.utc), "2026-11-22"),  # midnight at 18:30
+    ("Asia/Kolkata", datetime(2026, 11, 21, 18, 30, tzinfo=timezone.utc), "2026-11-21"),  # ends at midnight
+    ("UTC", datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc), "2026-11-21"),
+])
+def test_the_last_daily_bucket_is_the_local_day_of_the_windows_last_instant(tz, end, last_day):
+    """Found when the suite ran at 18:22 UTC: the current Kathmandu day had rows in the last
+    hour of the window but no bucket, so its transactions were missing from the trend."""
+    window = dm.Window(end - timedelta(days=2), end)
+    buckets = dm._buckets(window, "day", dm.zone(tz))
+    assert buckets[-1].date().isoformat() == last_day
