@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core import reconciliation_sql as sql
+from core.db import driver_connection
 from core.reconciliation_models import (
     ERR_BAD_RUN,
     KIND_PROVIDER_PAIR,
@@ -69,9 +70,9 @@ class ReconciliationActivities:
 
     @staticmethod
     async def _driver(session: AsyncSession):
-        conn = await session.connection()
-        raw = await conn.get_raw_connection()
-        return raw.driver_connection
+        """The session's asyncpg connection inside its transaction (SQLAlchemy begins lazily: raw SQL
+        sent before its first statement would autocommit statement by statement, `SET LOCAL` ignored)."""
+        return await driver_connection(session)
 
     def _parse_dates(self, params: PrepareRunInput) -> tuple[date, date]:
         try:
@@ -155,11 +156,8 @@ class ReconciliationActivities:
         started = time.perf_counter()
         beat = asyncio.create_task(self._heartbeat_forever(params.shard))
         try:
-            # two connections: the matching query streams its rows (binary COPY out) from one while
-            # the other writes them (COPY in) inside the shard's transaction
-            async with self._sessionmaker() as session, session.begin(), self._sessionmaker() as read_session:
+            async with self._sessionmaker() as session, session.begin():
                 conn = await self._driver(session)
-                reader = await self._driver(read_session)
                 run = await conn.fetchrow("SELECT window_start, window_end, params FROM reconciliation_runs WHERE id = $1",
                                           params.run_id)
                 if run is None:
@@ -170,7 +168,7 @@ class ReconciliationActivities:
                 # the shard's rows are a recomputable result: no need to wait for the WAL flush
                 await conn.execute("SET LOCAL synchronous_commit = off")
                 counts = await sql.match_shard(
-                    conn, reader, run_id=params.run_id, shard=params.shard, shards=params.shards, rules=rules,
+                    conn, run_id=params.run_id, shard=params.shard, shards=params.shards, rules=rules,
                     window_start=run["window_start"], window_end=run["window_end"], grace_seconds=int(r["grace_seconds"]),
                     replace=activity.info().attempt > 1, work_mem=_memory_setting(r["work_mem"]),
                 )

@@ -52,6 +52,24 @@ SELECT count(*) FROM
 """
 
 
+async def phase_seconds(handle) -> list[tuple[str, float]]:
+    """Each activity's time from scheduled to completed, from the workflow's history (the shards
+    together: first scheduled to last completed)."""
+    from temporalio.api.enums.v1 import EventType
+
+    scheduled: dict[int, tuple[str, float]] = {}
+    phases: dict[str, list[float]] = {}
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime().timestamp()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = (event.activity_task_scheduled_event_attributes.activity_type.name, at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            name, t0 = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
+            span = phases.setdefault(name, [t0, at])
+            span[0], span[1] = min(span[0], t0), max(span[1], at)
+    return [(name, t1 - t0) for name, (t0, t1) in phases.items()]
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -136,6 +154,7 @@ async def main(n: int, server_url: str | None, shards: int | None, keep: bool) -
                     )
                     result = await handle.result()
                     run_s = time.perf_counter() - t0
+                    phases = await phase_seconds(handle)
             finally:
                 await deps.aclose()
         finally:
@@ -153,6 +172,7 @@ async def main(n: int, server_url: str | None, shards: int | None, keep: bool) -
             ("bare FULL OUTER JOIN count", f"{bare_s:.2f} s", f"{joined:,} joined rows"),
             ("ReconciliationWorkflow (reconciled + persisted)", f"{run_s:.2f} s",
              f"{persisted:,} result rows, {result.summary['shards']} shards"),
+            *((f"  {name}", f"{seconds:.2f} s", "scheduled → completed") for name, seconds in phases),
             ("ratio to the bare join", f"{run_s / bare_s:.2f}×", "target ≤ 3×"),
             ("wall time target", "≤ 60 s", "met" if run_s <= 60 else "MISSED"),
             ("peak worker RSS (this process)", f"{peak_rss_mb():.0f} MB", f"{rss_before:.0f} MB before the run"),

@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 
 from core import reconciliation_sql as sql
 from core.bank_statements import ParsedStatement, parse_statement
+from core.db import driver_connection
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from core.names import reconciliation_schedule_id, reconciliation_workflow_id
 from core.reconciliation_models import (
@@ -386,7 +387,6 @@ async def statement_result(session: AsyncSession, statement_id: str) -> dict[str
 
 
 async def _driver(session: AsyncSession):
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
+    """The session's asyncpg connection inside its transaction (see core.db.driver_connection)."""
+    return await driver_connection(session)
 

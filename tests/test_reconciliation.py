@@ -175,3 +175,39 @@ async def test_bad_dates_end_the_run_without_retrying(temporal_client, recon_set
     )
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.status == "error" and "before" in result.error
+
+
+async def test_a_retried_shard_replaces_its_rows_atomically(recon_settings, sessionmaker, db, monkeypatch):
+    """A retried shard's DELETE and its matching INSERT are one transaction (SQL sent straight to the
+    driver before SQLAlchemy's lazy BEGIN would autocommit: the DELETE would stick when the matching
+    fails), and the matching query's own error fails the activity."""
+    import dataclasses
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.reconciliation import ReconciliationActivities
+    from core import reconciliation_sql as sql
+    from core.reconciliation_models import DEFAULT_LEFT_SOURCE, DEFAULT_RIGHT_SOURCE, PrepareRunInput, ShardInput
+
+    truth = build_day()
+    await install_pair_rules(db)
+    await insert_rows(db, truth.rows)
+    acts = ReconciliationActivities(sessionmaker, recon_settings)
+    prepared = await ActivityEnvironment().run(
+        acts.prepare_reconciliation_run,
+        PrepareRunInput(left_source=DEFAULT_LEFT_SOURCE, right_source=DEFAULT_RIGHT_SOURCE, date_from=DAY.isoformat(),
+                        shards=1))
+    shard = ShardInput(run_id=prepared.run_id, shard=0, shards=1)
+    await ActivityEnvironment().run(acts.reconcile_shard, shard)
+    written = await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1", prepared.run_id)
+    assert written == sum(truth.counts().values())
+
+    # the matching query fails on the server after it started streaming (division by zero at one key)
+    monkeypatch.setattr(sql, "SHARD_SELECT", f"SELECT * FROM ({sql.SHARD_SELECT}) s "
+                                             "WHERE 1 / CASE WHEN s.match_key = 'status' THEN 0 ELSE 1 END = 1")
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)  # a retry replaces the shard's rows
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await retry.run(acts.reconcile_shard, shard)
+    assert await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1",
+                             prepared.run_id) == written
