@@ -100,7 +100,14 @@ class PayoutActivities:
     async def place_payout_hold(self, params: HoldInput) -> HoldResult:
         """Hold amount + fee on the merchant's balance, or reject the payout with no hold."""
         try:
+            # the payout's own rows first, the ledger last: the merchant's balance rows are locked
+            # from the hold's last statement to the commit only (see ledger.post_journal)
             async with self._sessionmaker() as session, session.begin():
+                row, applied = await transition(
+                    session, payout_id=params.payout_id, to_status=PayoutStatus.HELD, event_key="held",
+                    data={"held_minor": params.amount_minor + params.fee_minor},
+                    extra_columns=WORKFLOW_STARTED,
+                )
                 await ledger.place_hold(
                     session,
                     payout_id=params.payout_id,
@@ -109,11 +116,6 @@ class PayoutActivities:
                     fee_minor=params.fee_minor,
                     currency=params.currency,
                     expires_at=params.expires_at,
-                )
-                row, applied = await transition(
-                    session, payout_id=params.payout_id, to_status=PayoutStatus.HELD, event_key="held",
-                    data={"held_minor": params.amount_minor + params.fee_minor},
-                    extra_columns=WORKFLOW_STARTED,
                 )
         except ledger.InsufficientFundsError as exc:
             result = await self._transition(
@@ -249,13 +251,15 @@ class PayoutActivities:
     @activity.defn(name="settle_payout")
     async def settle_payout(self, params: SettleInput) -> TransitionResult:
         """Release the hold into the final entries: paid to the bank's clearing, fee to revenue."""
+        # the payout's own rows first, the ledger last (its clearing and revenue balance rows are
+        # shared by every settlement: locked from the posting's last statement to the commit only)
         async with self._sessionmaker() as session, session.begin():
-            await ledger.settle_hold(session, payout_id=params.payout_id, connector=params.connector)
             row, applied = await transition(
                 session, payout_id=params.payout_id, to_status=PayoutStatus.SETTLED, event_key="settled",
                 data={"bank_payment_id": params.bank_payment_id},
                 extra_columns={"settled_at": datetime.now(timezone.utc)},
             )
+            await ledger.settle_hold(session, payout_id=params.payout_id, connector=params.connector)
         if applied:
             await publish_payout_update(self._redis, row)
             metrics.payouts_processed_total.labels(PayoutStatus.SETTLED).inc()
@@ -272,13 +276,6 @@ class PayoutActivities:
     async def reverse_payout(self, params: ReverseInput) -> TransitionResult:
         """Give the merchant its money back: reverse the hold, or post a bank return."""
         async with self._sessionmaker() as session, session.begin():
-            if params.to_status == PayoutStatus.RETURNED:
-                await ledger.post_return(
-                    session, payout_id=params.payout_id, connector=params.connector or "",
-                    return_code=params.return_code or "",
-                )
-            elif await ledger.get_hold(session, params.payout_id) is not None:
-                await ledger.reverse_hold(session, payout_id=params.payout_id, reason=params.reason)
             row, applied = await transition(
                 session,
                 payout_id=params.payout_id,
@@ -289,6 +286,14 @@ class PayoutActivities:
                 failure_code=params.failure_code or params.return_code,
                 failure_message=params.reason,
             )
+            # the ledger last: the balance rows are locked from its last statement to the commit
+            if params.to_status == PayoutStatus.RETURNED:
+                await ledger.post_return(
+                    session, payout_id=params.payout_id, connector=params.connector or "",
+                    return_code=params.return_code or "",
+                )
+            elif await ledger.get_hold(session, params.payout_id) is not None:
+                await ledger.reverse_hold(session, payout_id=params.payout_id, reason=params.reason)
         if applied:
             await publish_payout_update(self._redis, row)
             metrics.payouts_processed_total.labels(params.to_status).inc()

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
-from sqlalchemy import select, text
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -324,13 +324,25 @@ async def post_journal(
     merchant_id: str | None = None,
     payout_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    nonnegative: str | None = None,
 ) -> JournalResult:
     """Write one balanced journal transaction, once per `ref`.
 
     A replay with the same entries posts nothing and returns the first transaction's id
     (`created=False`); the same ref with different entries raises LedgerConflictError.
+    `nonnegative` names an account (code, in the entries' currency) whose natural balance may
+    not go below zero: if it would, InsufficientFundsError is raised and the caller's
+    transaction must roll back (it is the last statement: nothing after it to undo by hand).
+
+    The balance rows are the ledger's hot spots (one merchant's available and held accounts,
+    a connector's clearing account, fee revenue: every payout touches some of them), so they are
+    locked as late and as briefly as possible: everything else is written first, and the
+    balances last, in one statement that locks them in account-id order (no deadlocks between
+    postings). Callers write their own rows before posting, so the locks are held only from this
+    statement to the commit.
     """
     _validate_entries(entries)
+    account_ids = await _account_ids(session, entries)
     # ON CONFLICT waits for a concurrent, uncommitted posting of the same ref, then skips.
     tx_id = await session.scalar(
         pg_insert(journal_transactions)
@@ -348,7 +360,6 @@ async def post_journal(
     if tx_id is None:
         return await _existing_journal(session, ref, kind, entries)
 
-    account_ids = [await _ensure_account(session, e) for e in entries]
     await session.execute(
         journal_entries.insert(),
         [
@@ -364,17 +375,72 @@ async def post_journal(
     deltas: dict[int, int] = {}
     for account_id, e in zip(account_ids, entries, strict=True):
         deltas[account_id] = deltas.get(account_id, 0) + e.amount_minor
-    # one lock order for every posting (by account id), so concurrent postings cannot deadlock
-    for account_id in sorted(deltas):
-        if deltas[account_id]:
-            await session.execute(
-                text(
-                    "UPDATE ledger_accounts SET balance_minor = balance_minor + :d "
-                    "WHERE id = :id"
-                ),
-                {"d": deltas[account_id], "id": account_id},
-            )
+    deltas = {a: d for a, d in deltas.items() if d}
+    if deltas:
+        ids = sorted(deltas)
+        updated = {
+            r.id: r.balance_minor
+            for r in await session.execute(_APPLY_BALANCES, {"ids": ids, "deltas": [deltas[a] for a in ids]})
+        }
+        if nonnegative is not None:
+            _check_nonnegative(nonnegative, entries, account_ids, deltas, updated)
     return JournalResult(transaction_id=tx_id, created=True)
+
+
+# The postings' balance updates, in one statement. The uncorrelated count over `locked` is an
+# InitPlan evaluated before the first row is updated: it takes every row lock in account-id order
+# first (FOR NO KEY UPDATE: the journal entries' foreign-key checks, KEY SHARE, do not wait on it).
+_APPLY_BALANCES = text(
+    """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM ledger_accounts WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE
+    )
+    UPDATE ledger_accounts a SET balance_minor = a.balance_minor + d.delta
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta)
+     WHERE a.id = d.id AND (SELECT count(*) FROM locked) = cardinality(CAST(:ids AS bigint[]))
+    RETURNING a.id, a.balance_minor
+    """
+)
+
+_CREDIT_NORMAL = frozenset({"liability", "revenue", "equity"})
+
+
+def _check_nonnegative(
+    code: str, entries: list[Posting], account_ids: list[int], deltas: dict[int, int], updated: dict[int, int]
+) -> None:
+    for account_id, e in zip(account_ids, entries, strict=True):
+        if e.account_code != code:
+            continue
+        sign = -1 if e.kind in _CREDIT_NORMAL else 1
+        after = sign * updated[account_id]
+        if after < 0:
+            required = -sign * deltas[account_id]
+            raise InsufficientFundsError(after + required, required, e.currency)
+        return
+
+
+async def _account_ids(session: AsyncSession, entries: list[Posting]) -> list[int]:
+    """The entries' account ids in one read, creating (and checking the kind of) missing ones."""
+    wanted = {(e.account_code, e.currency) for e in entries}
+    rows = (
+        await session.execute(
+            select(ledger_accounts.c.id, ledger_accounts.c.kind, ledger_accounts.c.code, ledger_accounts.c.currency)
+            .where(tuple_(ledger_accounts.c.code, ledger_accounts.c.currency).in_(sorted(wanted)))
+        )
+    ).all()
+    found = {(r.code, r.currency): r for r in rows}
+    ids = []
+    for e in entries:
+        row = found.get((e.account_code, e.currency))
+        if row is None:
+            ids.append(await _ensure_account(session, e))
+            continue
+        if row.kind != e.kind:
+            raise LedgerConflictError(
+                f"account {e.account_code} ({e.currency}) is a {row.kind} account, not {e.kind}"
+            )
+        ids.append(row.id)
+    return ids
 
 
 def _available(merchant_id: str, currency: str, amount: int) -> Posting:
@@ -417,15 +483,16 @@ async def _lock_merchant_accounts(
     """Lock the merchant's available and held accounts (those that exist) in id order, the
     order postings use; return the natural available balance (0 if there is no account yet).
 
-    Holding this lock serialises every spend of the merchant's available funds, so two
-    concurrent holds cannot both spend the same money.
+    An adjustment reads the balance it judges under this lock; holds take the same row lock in
+    their last statement (`post_journal(..., nonnegative=...)`) and check the funds there, so the
+    two cannot both spend the same money.
     """
     available_code = merchant_available_account(merchant_id)
     rows = (
         await session.execute(
             text(
                 "SELECT id, code, balance_minor FROM ledger_accounts "
-                "WHERE currency = :cur AND code = ANY(:codes) ORDER BY id FOR UPDATE"
+                "WHERE currency = :cur AND code = ANY(:codes) ORDER BY id FOR NO KEY UPDATE"
             ),
             {"cur": currency, "codes": [available_code, merchant_held_account(merchant_id)]},
         )
@@ -533,22 +600,24 @@ async def get_hold(session: AsyncSession, payout_id: str) -> Hold | None:
 
 
 async def _lock_hold(session: AsyncSession, payout_id: str) -> Hold:
-    locked = await session.scalar(
-        select(ledger_holds.c.id).where(ledger_holds.c.payout_id == payout_id).with_for_update()
-    )
-    if locked is None:
+    row = (
+        await session.execute(
+            text(_HOLD_QUERY.text + " FOR UPDATE OF h"), {"payout_id": payout_id, "ref": hold_ref(payout_id)}
+        )
+    ).first()
+    if row is None:
         raise HoldNotFoundError(f"no hold for payout {payout_id!r}")
-    hold = await get_hold(session, payout_id)
-    assert hold is not None
-    return hold
+    return _hold_from_row(row)
 
 
-async def _set_hold_status(session: AsyncSession, hold_id: int, status: str) -> None:
-    await session.execute(
+async def _set_hold_status(session: AsyncSession, hold: Hold, status: str) -> Hold:
+    updated_at = await session.scalar(
         ledger_holds.update()
-        .where(ledger_holds.c.id == hold_id)
+        .where(ledger_holds.c.id == hold.id)
         .values(status=status, updated_at=text("now()"))
+        .returning(ledger_holds.c.updated_at)
     )
+    return hold.model_copy(update={"status": status, "updated_at": updated_at})
 
 
 async def place_hold(
@@ -576,50 +645,73 @@ async def place_hold(
         raise InvalidJournalError(str(exc)) from None
     total = amount_minor + fee_minor
 
-    available = await _lock_merchant_accounts(session, merchant_id, currency)
-    # checked under the lock: a concurrent hold for the same payout has committed by now
     existing = await get_hold(session, payout_id)
     if existing is not None:
-        if (existing.merchant_id, existing.currency, existing.amount_minor, existing.fee_minor) != (
-            merchant_id,
-            currency,
-            amount_minor,
-            fee_minor,
-        ):
-            raise LedgerConflictError(
-                f"payout {payout_id!r} already has a hold with other terms: "
-                f"{existing.merchant_id} {existing.amount_minor}+{existing.fee_minor} "
-                f"{existing.currency}"
-            )
+        _same_hold_terms(existing, merchant_id, currency, amount_minor, fee_minor)
         return existing
-    if available < total:
-        raise InsufficientFundsError(available, total, currency)
-
-    await post_journal(
-        session,
-        ref=hold_ref(payout_id),
-        kind=KIND_HOLD,
-        entries=[_available(merchant_id, currency, total), _held(merchant_id, currency, -total)],
-        description=f"hold for payout {payout_id}",
-        merchant_id=merchant_id,
-        payout_id=payout_id,
-        metadata={"amount_minor": amount_minor, "fee_minor": fee_minor},
-    )
-    await session.execute(
-        pg_insert(ledger_holds)
-        .values(
-            payout_id=payout_id,
+    # a savepoint: refused for lack of funds, nothing stays written even if the caller commits
+    async with session.begin_nested():
+        # a concurrent hold for the same payout: this insert waits for it to commit, then skips
+        inserted = (
+            await session.execute(
+                pg_insert(ledger_holds)
+                .values(
+                    payout_id=payout_id,
+                    merchant_id=merchant_id,
+                    amount_minor=total,
+                    currency=currency,
+                    status="active",
+                    expires_at=expires_at,
+                )
+                .on_conflict_do_nothing(index_elements=["payout_id"])
+                .returning(ledger_holds)
+            )
+        ).first()
+        if inserted is None:
+            existing = await get_hold(session, payout_id)
+            assert existing is not None
+            _same_hold_terms(existing, merchant_id, currency, amount_minor, fee_minor)
+            return existing
+        # last: the merchant's balances, locked only from here to the commit; the available funds
+        # are checked on the locked row (two concurrent holds cannot both spend the same money)
+        await post_journal(
+            session,
+            ref=hold_ref(payout_id),
+            kind=KIND_HOLD,
+            entries=[_available(merchant_id, currency, total), _held(merchant_id, currency, -total)],
+            description=f"hold for payout {payout_id}",
             merchant_id=merchant_id,
-            amount_minor=total,
-            currency=currency,
-            status="active",
-            expires_at=expires_at,
+            payout_id=payout_id,
+            metadata={"amount_minor": amount_minor, "fee_minor": fee_minor},
+            nonnegative=merchant_available_account(merchant_id),
         )
-        .on_conflict_do_nothing(index_elements=["payout_id"])
+    return Hold(
+        id=inserted.id,
+        payout_id=payout_id,
+        merchant_id=merchant_id,
+        currency=currency,
+        amount_minor=amount_minor,
+        fee_minor=fee_minor,
+        total_minor=total,
+        status="active",
+        expires_at=inserted.expires_at,
+        created_at=inserted.created_at,
+        updated_at=inserted.updated_at,
     )
-    hold = await get_hold(session, payout_id)
-    assert hold is not None
-    return hold
+
+
+def _same_hold_terms(existing: Hold, merchant_id: str, currency: str, amount_minor: int, fee_minor: int) -> None:
+    if (existing.merchant_id, existing.currency, existing.amount_minor, existing.fee_minor) != (
+        merchant_id,
+        currency,
+        amount_minor,
+        fee_minor,
+    ):
+        raise LedgerConflictError(
+            f"payout {existing.payout_id!r} already has a hold with other terms: "
+            f"{existing.merchant_id} {existing.amount_minor}+{existing.fee_minor} "
+            f"{existing.currency}"
+        )
 
 
 def _settlement_entries(hold: Hold, connector: str) -> list[Posting]:
@@ -650,6 +742,8 @@ async def settle_hold(session: AsyncSession, *, payout_id: str, connector: str) 
     hold = await _lock_hold(session, payout_id)
     if hold.status == "reversed":
         raise HoldStateError(f"the hold for payout {payout_id!r} was reversed; it cannot settle")
+    if hold.status == "active":
+        hold = await _set_hold_status(session, hold, "released")
     # also on a replay: a replay naming another connector is a conflict, not a silent no-op
     await post_journal(
         session,
@@ -661,9 +755,7 @@ async def settle_hold(session: AsyncSession, *, payout_id: str, connector: str) 
         payout_id=payout_id,
         metadata={"connector": connector},
     )
-    if hold.status == "active":
-        await _set_hold_status(session, hold.id, "released")
-    return await get_hold(session, payout_id)  # type: ignore[return-value]
+    return hold
 
 
 async def reverse_hold(session: AsyncSession, *, payout_id: str, reason: str) -> Hold:
@@ -671,6 +763,8 @@ async def reverse_hold(session: AsyncSession, *, payout_id: str, reason: str) ->
     hold = await _lock_hold(session, payout_id)
     if hold.status == "released":
         raise HoldStateError(f"the hold for payout {payout_id!r} was settled; it cannot reverse")
+    if hold.status == "active":
+        hold = await _set_hold_status(session, hold, "reversed")
     await post_journal(
         session,
         ref=reverse_ref(payout_id),
@@ -684,9 +778,7 @@ async def reverse_hold(session: AsyncSession, *, payout_id: str, reason: str) ->
         payout_id=payout_id,
         metadata={"reason": reason},
     )
-    if hold.status == "active":
-        await _set_hold_status(session, hold.id, "reversed")
-    return await get_hold(session, payout_id)  # type: ignore[return-value]
+    return hold
 
 
 async def post_return(

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
-from sqlalchemy import Insert, func, select, update
+from sqlalchemy import Exists, Insert, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,34 +35,13 @@ async def get_payout_row(session: AsyncSession, payout_id: str, *, for_update: b
     return dict(row)
 
 
-async def append_event(
-    session: AsyncSession,
-    *,
-    payout_id: str,
-    actor: str,
-    from_status: str | None,
-    to_status: str,
-    reason: str | None = None,
-    data: dict | None = None,
-    event_key: str | None = None,
-) -> bool:
-    """Append an audit event; with `event_key`, a second append of the same key is a no-op."""
-    data = dict(data or {})
-    if event_key is not None:
-        data["event_key"] = event_key
-        exists = await session.execute(
-            select(payout_events.c.id).where(
-                payout_events.c.payout_id == payout_id,
-                payout_events.c.data["event_key"].astext == event_key,
-            )
-        )
-        if exists.first() is not None:
-            return False
-    await session.execute(
-        event_insert(payout_id=payout_id, actor=actor, from_status=from_status, to_status=to_status,
-                     reason=reason, data=data)
+def event_key_seen(payout_id: str, event_key: str) -> Exists:
+    """Whether the payout already has an audit event with this key (retried activities)."""
+    return (
+        select(payout_events.c.id)
+        .where(payout_events.c.payout_id == payout_id, payout_events.c.data["event_key"].astext == event_key)
+        .exists()
     )
-    return True
 
 
 def event_insert(
@@ -98,27 +77,35 @@ async def transition(
     data: dict | None = None,
     extra_columns: dict | None = None,
 ) -> tuple[dict, bool]:
-    """Set the payout's status and append the event. Returns (row, applied)."""
-    row = await get_payout_row(session, payout_id, for_update=True)
-    applied = await append_event(
-        session,
-        payout_id=payout_id,
-        actor=actor,
-        from_status=row["status"],
-        to_status=to_status,
-        reason=reason,
-        data=data,
-        event_key=event_key,
-    )
-    if not applied:
+    """Set the payout's status and append the event. Returns (row, applied).
+
+    Three statements: lock the row and ask whether the event key was seen; update the row with
+    the audit event as a CTE; the merchant event (outbox), for statuses merchants hear about."""
+    found = (
+        await session.execute(
+            select(payouts, event_key_seen(payout_id, event_key).label("_seen")).where(payouts.c.id == payout_id).with_for_update(of=payouts)
+        )
+    ).mappings().first()
+    if found is None:
+        raise NotFound(f"payout {payout_id} not found")
+    row = dict(found)
+    if row.pop("_seen"):
         return row, False
     values: dict = {"status": to_status, "updated_at": func.now(), "version": payouts.c.version + 1}
     if failure_code is not None:
         values["failure_code"] = failure_code
         values["failure_message"] = failure_message
     values.update(extra_columns or {})
+    audit = event_insert(
+        payout_id=payout_id, actor=actor, from_status=row["status"], to_status=to_status, reason=reason,
+        data={**(data or {}), "event_key": event_key},
+    )
     result = await session.execute(
-        update(payouts).where(payouts.c.id == payout_id).values(**values).returning(*payouts.c)
+        update(payouts)
+        .where(payouts.c.id == payout_id)
+        .values(**values)
+        .returning(*payouts.c)
+        .add_cte(audit.cte("transition_audit_event"))
     )
     row = dict(result.mappings().one())
     # the merchant-facing event (webhooks' outbox) commits with the change or not at all

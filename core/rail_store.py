@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -154,20 +154,30 @@ async def record_check(session: AsyncSession, connector: str, ok: bool, latency_
 
 async def record_outcome(session: AsyncSession, connector: str, error: bool, *, window_seconds: float,
                          min_requests: int, error_rate_to_open: float, now: datetime) -> None:
-    """A submission's outcome, for the breaker's recent error rate (a rolling fixed window)."""
-    stmt = insert(connector_health).values(connector=connector, window_started_at=now, updated_at=now)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=[connector_health.c.connector]))
-    row = (await session.execute(
-        select(connector_health).where(connector_health.c.connector == connector).with_for_update()
-    )).mappings().one()
-    requests, errors, started = row["window_requests"], row["window_errors"], row["window_started_at"]
-    if now - started > timedelta(seconds=window_seconds):
-        requests, errors, started = 0, 0, now
-    requests += 1
-    errors += int(error)
-    values = {"window_requests": requests, "window_errors": errors, "window_started_at": started, "updated_at": now}
-    if row["state"] != "open" and requests >= min_requests and errors / requests >= error_rate_to_open:
-        values |= {"state": "open", "opened_at": now,
-                   "open_reason": f"error rate {errors}/{requests} in the last {window_seconds:g}s"}
-    await session.execute(update(connector_health).where(connector_health.c.connector == connector).values(**values))
+    """A submission's outcome, for the breaker's recent error rate (a rolling fixed window).
 
+    The connector's row is shared by every submission through it: one upsert counts the outcome
+    (the row is locked for that statement, not for a read-decide-write exchange), and a second
+    statement only when the error rate trips the breaker."""
+    row = (await session.execute(_RECORD_OUTCOME, {
+        "connector": connector, "now": now, "err": int(error), "window": timedelta(seconds=window_seconds),
+    })).one()
+    requests, errors = row.window_requests, row.window_errors
+    if row.state != "open" and requests >= min_requests and errors / requests >= error_rate_to_open:
+        await session.execute(
+            update(connector_health).where(connector_health.c.connector == connector, connector_health.c.state != "open")
+            .values(state="open", opened_at=now, updated_at=now,
+                    open_reason=f"error rate {errors}/{requests} in the last {window_seconds:g}s")
+        )
+
+
+_RECORD_OUTCOME = text("""
+INSERT INTO connector_health AS h (connector, window_started_at, window_requests, window_errors, updated_at)
+VALUES (:connector, :now, 1, :err, :now)
+ON CONFLICT (connector) DO UPDATE SET
+    window_started_at = CASE WHEN :now - h.window_started_at > :window THEN :now ELSE h.window_started_at END,
+    window_requests = CASE WHEN :now - h.window_started_at > :window THEN 1 ELSE h.window_requests + 1 END,
+    window_errors = CASE WHEN :now - h.window_started_at > :window THEN :err ELSE h.window_errors + :err END,
+    updated_at = :now
+RETURNING state, window_requests, window_errors
+""")
