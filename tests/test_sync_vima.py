@@ -146,7 +146,7 @@ async def test_restarted_worker_resumes_from_the_heartbeat_cursor(temporal_clien
     vima.state.generate(n, days=5)
     vima.state.config.rate_limit_per_second, vima.state.config.rate_limit_burst = 40, 1  # a slow provider
     settings = sync_settings.model_copy(update={"vima_page_size": page, "sync_pages_per_activity": 1000,
-                                                "vima_retry_after_cap_seconds": 0.05})
+                                                "vima_retry_after_cap_seconds": 60})
     queue = settings.temporal_task_queue
     first = WorkerDeps.from_settings(settings)
     async with build_worker(temporal_client, first, task_queue=queue):
@@ -159,11 +159,14 @@ async def test_restarted_worker_resumes_from_the_heartbeat_cursor(temporal_clien
         while (await db.fetchval("SELECT count(*) FROM transactions")) < 2_000:
             assert time.monotonic() < deadline, "the sync did not start"
             await asyncio.sleep(0.1)
+        # the provider stops answering (429, Retry-After 60 s) so the worker is surely stopped mid-run
+        vima.state.config.rate_limit_per_second, vima.state.config.retry_after_seconds = 1e-9, 60
+        vima.state.tokens = 0.0
     await first.aclose()  # the worker is gone mid-run
     landed_before_restart = await db.fetchval("SELECT count(*) FROM transactions")
     assert landed_before_restart < n
 
-    vima.state.config.rate_limit_per_second = 0
+    vima.state.config.rate_limit_per_second, vima.state.config.retry_after_seconds = 0, 1
     second = WorkerDeps.from_settings(settings)
     try:
         async with build_worker(temporal_client, second, task_queue=queue):
