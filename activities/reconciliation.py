@@ -93,7 +93,7 @@ class ReconciliationActivities:
     @activity.defn(name="prepare_reconciliation_run")
     async def prepare_reconciliation_run(self, params: PrepareRunInput) -> PreparedRun:
         """Record the run (replacing an earlier run of the same pair and dates), snapshot the pair's
-        rules onto it, and decide the number of shards from the window's size."""
+        rules onto it, and decide the number of shards from the window's estimated size."""
         s = self._settings
         first, last = self._parse_dates(params)
         start, end = day_window(first, last, s.reconciliation_timezone)
@@ -120,7 +120,7 @@ class ReconciliationActivities:
                 "grace_seconds": s.reconciliation_boundary_grace_seconds,
                 "work_mem": s.reconciliation_work_mem,
             }
-            rows = await conn.fetchval(sql.WINDOW_ROW_COUNT, params.left_source, params.right_source, start, end)
+            rows = await sql.estimate_window_rows(conn, params.left_source, params.right_source, start, end)
             shards = params.shards or max(1, math.ceil(rows / max(1, s.reconciliation_rows_per_shard)))
             shards = min(shards, s.reconciliation_max_shards)
             existed = await conn.fetchval("SELECT shards_total > 0 FROM reconciliation_runs WHERE id = $1 FOR UPDATE",
@@ -222,7 +222,7 @@ class ReconciliationActivities:
                 "carried_auto_matched": extra["auto_matched"],
                 "resolutions_reapplied": extra["resolutions_reapplied"],
                 "open_discrepancies": int(open_count),
-                "rows_in_window": run_params.get("rows_in_window"),
+                "rows_in_window_estimate": run_params.get("rows_in_window"),
                 "shards": run["shards_total"],
                 "timezone": run["timezone"],
             }

@@ -48,7 +48,7 @@ class ReconciliationProgress(BaseModel):
     date_to: str | None = None
     shards_total: int = 0
     shards_done: int = 0
-    rows_in_window: int = 0
+    rows_in_window: int = 0  # the planner's estimate (sizes the shards)
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
 
@@ -81,7 +81,7 @@ class PreparedRun(BaseModel):
     window_start: datetime
     window_end: datetime
     shards: int
-    rows_in_window: int
+    rows_in_window: int  # the planner's estimate (sizes the shards)
 
 
 class ShardInput(BaseModel):

@@ -13,6 +13,10 @@ Provider pair (e.g. Vima ↔ PayShack on client_operation_id):
 - Categories: duplicate_key (several rows share the key on one side), missing_right / missing_left,
   amount_mismatch (other currency, or difference above the pair's tolerance), status_mismatch
   (statuses neither equal nor listed as equivalent for the pair), else matched.
+- What is stored: a row per discrepancy; matched keys are counted (the shard's counts, the run's
+  summary) but get no row. A day is ~1M keys, nearly all matched, and writing them was most of a
+  run's cost. A transaction's own status is derived where it is read: a discrepancy of the run if
+  there is one, else matched when the run covered it (core/transaction_queries.py).
 - Probable matches pair the run's missing_left with its missing_right on the same amount and
   currency within a time window, scored with time proximity and payer agreement; they are
   reported beside the two missing rows, which stay open: nothing is matched silently.
@@ -24,30 +28,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 SHARD_DELETE = "DELETE FROM reconciliation_results WHERE run_id = $1 AND shard = $2"
 
-# The shard's result rows, written by `INSERT INTO reconciliation_results (SHARD_COLUMNS) SHARD_SELECT`
-# (see `match_shard`): one pass over the window, one hash aggregate, no sort, one backend. (Streaming
+# One row per key of the shard: its category and, for a discrepancy, what the two sides hold.
+# `shard_statement()` writes the discrepancies and returns the count per category. (Streaming
 # `COPY (SHARD_SELECT) TO STDOUT` from a second connection into `COPY ... FROM STDIN` was measured
-# against it on 2 cores at 1M x 1M: the binary COPY out and in cost more CPU, ~15 %, than the per-row
-# heap inserts they save, and the two backends plus the relay compete for the same cores.)
+# against an INSERT ... SELECT on 2 cores at 1M x 1M: the binary COPY out and in cost more CPU, ~15 %,
+# than the per-row heap inserts they save, and the two backends plus the relay compete for the same cores.)
 # $1 run_id, $2 shard, $3 shards, $4 left source, $5 right source, $6 window start, $7 window end,
-# $8 grace seconds, $9 tolerance (minor units), $10 tolerance (basis points of the left amount),
-# $11 equivalent statuses as 'left>right' strings
+# $8 the window's start less the grace, $9 tolerance (minor units), $10 tolerance (basis points of
+# the left amount), $11 equivalent statuses as 'left>right' strings, $12 the window's end plus the grace
 SHARD_COLUMNS = ["run_id", "shard", "category", "match_key", "left_id", "right_id", "amount_diff_minor", "details"]
 SHARD_SELECT = """
 WITH sides AS (
+    -- the bounds widened by the grace come computed ($8, $12): `timestamptz - interval` is only
+    -- stable, so it is not folded and was evaluated twice per row; OFFSET 0 keeps the subquery, so
+    -- `is_left` is computed once per row, not once per aggregate FILTER below (12 string comparisons)
     SELECT client_operation_id AS k, source = $4 AS is_left, id, amount_minor, currency, status, occurred_at
     FROM transactions
     WHERE source IN ($4, $5) AND client_operation_id IS NOT NULL
-      AND occurred_at >= $6::timestamptz - make_interval(secs => $8)
-      AND occurred_at < $7::timestamptz + make_interval(secs => $8)
+      AND occurred_at >= $8::timestamptz AND occurred_at < $12::timestamptz
       AND ($3 = 1 OR (hashtext(client_operation_id) & 2147483647) % $3 = $2)
+    OFFSET 0
 ), per_key AS (
     SELECT k,
            count(*) FILTER (WHERE is_left) AS nl, count(*) FILTER (WHERE NOT is_left) AS nr,
@@ -68,7 +75,8 @@ WITH sides AS (
     FROM per_key
     WHERE coalesce(lat, rat) >= $6::timestamptz AND coalesce(lat, rat) < $7::timestamptz
 )
-SELECT $1::varchar AS run_id, $2::int4 AS shard, category::varchar, k::varchar AS match_key, lid, rid,
+SELECT $1::varchar AS run_id, $2::int4 AS shard, category::varchar, k::varchar AS match_key, lid AS left_id,
+       rid AS right_id,
        ramt - lamt AS amount_diff_minor,
        CASE WHEN category = 'matched' THEN '{}'::jsonb ELSE jsonb_strip_nulls(jsonb_build_object(
            'left_count', nl, 'right_count', nr,
@@ -77,11 +85,27 @@ SELECT $1::varchar AS run_id, $2::int4 AS shard, category::varchar, k::varchar A
 FROM categorized
 """
 
-# What a shard wrote: discrepancies through their partial index; matched = copied - discrepancies.
-SHARD_DISCREPANCY_COUNTS = """
-SELECT category, count(*) AS n FROM reconciliation_results
-WHERE run_id = $1 AND category <> 'matched' AND shard = $2 GROUP BY category
-"""
+
+
+def shard_statement() -> str:
+    """The shard's one statement: `SHARD_SELECT` read once into its count per category, with the
+    discrepancies' columns gathered as arrays beside each count (a few percent of the keys; matched
+    keys only counted), then unnested into `reconciliation_results`. Returns (category, n) rows.
+    Built at call time from SHARD_SELECT. (Materializing every key's row to read it twice, once to
+    insert and once to count, cost ~15 % more at 1M x 1M.)"""
+    gathered = ("match_key", "left_id", "right_id", "amount_diff_minor", "details")
+    arrays = ",\n".join(f"    array_agg({c}) FILTER (WHERE category <> 'matched') AS {c}s" for c in gathered)
+    return (
+        f"WITH shard_rows AS ({SHARD_SELECT}),\n"
+        f"by_category AS MATERIALIZED (\n    SELECT category, count(*) AS n,\n{arrays}\n"
+        "    FROM shard_rows GROUP BY category\n"
+        f"), inserted AS (\n    INSERT INTO reconciliation_results ({', '.join(SHARD_COLUMNS)})\n"
+        f"    SELECT $1, $2, b.category, u.* FROM by_category b,\n"
+        f"        unnest({', '.join(f'b.{c}s' for c in gathered)}) AS u({', '.join(gathered)})\n"
+        "    WHERE b.category <> 'matched'\n"
+        ")\nSELECT category, n FROM by_category  -- the INSERT runs unread, to completion"
+    )
+
 
 # Rows without a key can only be missing on the other side (few; found through the
 # (source, client_operation_id) index, which holds NULLs). Shard 0 does them.
@@ -107,8 +131,8 @@ SELECT category, count(*) AS n FROM inserted GROUP BY category
 # Every row behind a duplicated key, on both sides, into the result's details (few rows: index).
 # $1 run_id, $2 shard, $3 left source, $4 right source, $5 window start, $6 window end, $7 grace seconds
 SHARD_DUPLICATE_DETAILS = """
-WITH dup AS (
-    SELECT id, match_key FROM reconciliation_results
+WITH dup AS MATERIALIZED (  -- once, whatever the plan: the rows were just written and the table's
+    SELECT id, match_key FROM reconciliation_results  -- statistics may say it is empty (a nested loop then re-ran it per row)
     WHERE run_id = $1 AND shard = $2 AND category = 'duplicate_key' AND match_key IS NOT NULL
 ), rows AS (
     SELECT dup.id AS result_id, t.source = $3 AS is_left,
@@ -117,7 +141,7 @@ WITH dup AS (
     FROM dup JOIN transactions t ON t.client_operation_id = dup.match_key AND t.source IN ($3, $4)
      AND t.occurred_at >= $5::timestamptz - make_interval(secs => $7)
      AND t.occurred_at < $6::timestamptz + make_interval(secs => $7)
-), grouped AS (
+), grouped AS MATERIALIZED (
     SELECT result_id,
            coalesce(jsonb_agg(row ORDER BY row->>'id') FILTER (WHERE is_left), '[]'::jsonb) AS left_rows,
            coalesce(jsonb_agg(row ORDER BY row->>'id') FILTER (WHERE NOT is_left), '[]'::jsonb) AS right_rows
@@ -265,10 +289,19 @@ WHERE c.run_id = $1 AND c.category <> 'matched' AND c.carried_from_id IS NOT NUL
   AND r.resolution = 'carried_forward' AND r.category <> 'matched'
 """
 
-WINDOW_ROW_COUNT = """
-SELECT count(*) FROM transactions
+# The planner's estimate of the window's rows (sizes the shards; shown as progress): EXPLAIN costs
+# nothing, where counting 2M rows cost ~0.3 s of a ~2.5 s run. Fed to `EXPLAIN (FORMAT JSON)`.
+WINDOW_ROWS = """
+SELECT 1 FROM transactions
 WHERE source IN ($1, $2) AND occurred_at >= $3::timestamptz AND occurred_at < $4::timestamptz
 """
+
+
+async def estimate_window_rows(conn: asyncpg.Connection, left_source: str, right_source: str,
+                               start: datetime, end: datetime) -> int:
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {WINDOW_ROWS}", left_source, right_source, start, end)
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 # Alert on a low match rate; one open alert per (pair, day range), seen again = occurrences + 1.
 RAISE_ALERT = """
@@ -299,25 +332,24 @@ class PairRules:
 async def match_shard(conn: asyncpg.Connection, *, run_id: str, shard: int, shards: int, rules: PairRules,
                       window_start: datetime, window_end: datetime, grace_seconds: int, replace: bool = True,
                       work_mem: str = "256MB") -> dict[str, int]:
-    """Write one shard's results (replacing what the shard wrote before when `replace`); returns its
-    count per category. Call inside a transaction on `conn` (the DELETE and the INSERT commit
-    together, or neither does). `work_mem` (digits and a unit, checked by the caller) keeps the hash
-    aggregate in memory."""
+    """Write one shard's discrepancies (replacing what the shard wrote before when `replace`);
+    returns its count per category, matched included. Call inside a transaction on `conn` (the
+    DELETE and the INSERT commit together, or neither does). `work_mem` (digits and a unit, checked
+    by the caller) keeps the hash aggregate and the shard's rows in memory."""
     if replace:
         await conn.execute(SHARD_DELETE, run_id, shard)
     await conn.execute(f"SET LOCAL work_mem = '{work_mem}'")
     await conn.execute("SET LOCAL enable_sort = off")  # a sort-based aggregate is several times slower
     # a cached generic plan cannot drop the shard filter for one shard nor see the window's size
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-    status = await conn.execute(
-        f"INSERT INTO reconciliation_results ({', '.join(SHARD_COLUMNS)})\n{SHARD_SELECT}",
-        run_id, shard, shards, rules.left_source, rules.right_source, window_start, window_end, float(grace_seconds),
+    rows = await conn.fetch(
+        shard_statement(),
+        run_id, shard, shards, rules.left_source, rules.right_source, window_start, window_end,
+        window_start - timedelta(seconds=grace_seconds),
         rules.amount_tolerance_minor, rules.amount_tolerance_bps, rules.equivalents,
+        window_end + timedelta(seconds=grace_seconds),
     )
-    inserted = int(status.split()[-1])
-    counts = {r["category"]: int(r["n"]) for r in await conn.fetch(SHARD_DISCREPANCY_COUNTS, run_id, shard)}
-    if inserted - sum(counts.values()):
-        counts["matched"] = inserted - sum(counts.values())
+    counts = {r["category"]: int(r["n"]) for r in rows}
     if shard == 0:
         for r in await conn.fetch(SHARD_NO_KEY, run_id, shard, rules.left_source, rules.right_source,
                                   window_start, window_end):

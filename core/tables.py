@@ -397,8 +397,8 @@ reconciliation_results = Table(
     Column("carried_from_id", BigInteger, nullable=True),
     Index("ix_reconciliation_results_open", "run_id", "id",
           postgresql_where=text("resolution IS NULL AND category <> 'matched'")),
-    # migration 0008_recon_indexes: a transaction's open discrepancies (matched rows are looked
-    # up through their run instead, so the 1M-row result write stays cheap)
+    # migration 0008_recon_indexes: a transaction's open discrepancies (a provider-pair run stores
+    # no matched rows; a transaction's match is derived through its run, core/transaction_queries.py)
     Index("ix_reconciliation_results_left_id_open", "left_id", postgresql_where=text("category <> 'matched'")),
     Index("ix_reconciliation_results_right_id_open", "right_id", postgresql_where=text("category <> 'matched'")),
 )

@@ -123,8 +123,10 @@ async def get_transaction(session: AsyncSession, transaction_id: int, *, merchan
     cols = (r.id, r.run_id, r.category, r.match_key, r.left_id, r.right_id, r.amount_diff_minor, r.resolution,
             r.resolved_at, r.created_at, run.kind, run.left_source, run.right_source)
     mine = or_(r.left_id == transaction_id, r.right_id == transaction_id)
-    # discrepancies through their partial b-trees; a matched row (not indexed by left/right id, see
-    # migration 0008) within the runs whose window could hold this transaction (BRIN on run_id)
+    # discrepancies through their partial b-trees; a stored matched row (bank-statement runs, and
+    # provider-pair runs written before they stored discrepancies only; not indexed by left/right id,
+    # see migration 0008) within the runs whose window could hold this transaction (BRIN on run_id);
+    # then the provider-pair runs' matches, derived (`_matched_by_runs`)
     candidate_runs = (await session.execute(
         select(run.id).where(
             or_(run.left_source == row["source"], run.right_source == row["source"]),
@@ -139,10 +141,66 @@ async def get_transaction(session: AsyncSession, transaction_id: int, *, merchan
             results += (await session.execute(
                 select(*cols).join(reconciliation_runs, reconciliation_runs.c.id == r.run_id).where(where)
                 .order_by(r.created_at.desc(), r.id.desc()).limit(20))).mappings().all()
-    results = sorted(results, key=lambda x: (x["created_at"], x["id"]), reverse=True)[:20]
-    recon = [dict(x) for x in results]
+    results = [dict(x) for x in results]
+    results += await _matched_by_runs(session, row, exclude_runs={x["run_id"] for x in results})
+    results = sorted(results, key=lambda x: (x["created_at"], x["id"] or 0), reverse=True)[:20]
+    recon = results
     out["reconciliation"] = {
         "status": recon[0]["category"] if recon else "unreconciled",
         "results": recon,
     }
+    return out
+
+
+async def _matched_by_runs(session: AsyncSession, txn: Any, *, exclude_runs: set[str]) -> list[dict[str, Any]]:
+    """The provider-pair runs that matched this transaction. A run stores a row per discrepancy
+    only (core/reconciliation_sql.py), so a match is derived: the run finished, the transaction's key
+    falls in the run's window (its left row's time, else its right row's), each side holds exactly one
+    row for the key, neither row changed since the run started, and the run reported no discrepancy
+    for either row. Such an entry has no result id (`id` is null)."""
+    key = txn["client_operation_id"]
+    if key is None:
+        return []  # a keyless row is always a stored discrepancy (missing on the other side)
+    run = reconciliation_runs.c
+    runs = (await session.execute(
+        select(run.id, run.left_source, run.right_source, run.window_start, run.window_end, run.params,
+               run.started_at, run.finished_at, run.kind)
+        .where(run.kind == "provider_pair", run.status == "success",
+               or_(run.left_source == txn["source"], run.right_source == txn["source"]),
+               run.window_start <= txn["occurred_at"] + timedelta(days=1),
+               run.window_end > txn["occurred_at"] - timedelta(days=1))
+    )).mappings().all()
+    out = []
+    for r in runs:
+        if r["id"] in exclude_runs:
+            continue
+        grace = timedelta(seconds=float(((r["params"] or {}).get("rules") or {}).get("grace_seconds", 0)))
+        t = transactions.c
+        rows = (await session.execute(
+            select(t.id, t.source, t.amount_minor, t.occurred_at, t.updated_at)
+            .where(t.source.in_((r["left_source"], r["right_source"])), t.client_operation_id == key,
+                   t.occurred_at >= r["window_start"] - grace, t.occurred_at < r["window_end"] + grace)
+        )).mappings().all()
+        left = [x for x in rows if x["source"] == r["left_source"]]
+        right = [x for x in rows if x["source"] == r["right_source"]]
+        if len(left) != 1 or len(right) != 1 or txn["id"] not in (left[0]["id"], right[0]["id"]):
+            continue
+        if not r["window_start"] <= left[0]["occurred_at"] < r["window_end"]:
+            continue  # the key belongs to the run of its left row's day
+        if r["started_at"] is None or any(x["updated_at"] > r["started_at"] for x in (left[0], right[0])):
+            continue  # not the rows the run compared
+        res = reconciliation_results.c
+        reported = await session.scalar(
+            select(func.count()).select_from(reconciliation_results)
+            .where(res.run_id == r["id"], res.category != "matched",
+                   or_(res.left_id == left[0]["id"], res.right_id == right[0]["id"])))
+        if reported:
+            continue
+        out.append({
+            "id": None, "run_id": r["id"], "category": "matched", "match_key": key,
+            "left_id": left[0]["id"], "right_id": right[0]["id"],
+            "amount_diff_minor": right[0]["amount_minor"] - left[0]["amount_minor"],
+            "resolution": None, "resolved_at": None, "created_at": r["finished_at"],
+            "kind": r["kind"], "left_source": r["left_source"], "right_source": r["right_source"],
+        })
     return out

@@ -49,6 +49,13 @@ class Truth:
             out["missing_left"] = out.get("missing_left", 0) + self.missing_without_key
         return out
 
+    def discrepancies(self) -> dict[str, str]:
+        """The keys a run stores a row for: matched keys are only counted."""
+        return {k: c for k, c in self.expected.items() if c != "matched"}
+
+    def discrepancy_rows(self) -> int:
+        return sum(n for c, n in self.counts().items() if c != "matched")
+
 
 def build_day() -> Truth:
     t = Truth()

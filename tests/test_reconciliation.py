@@ -64,21 +64,21 @@ async def test_every_category_matches_the_known_truth(temporal_client, recon_set
 
     assert result.status == "success", result.error
     found = await categories(db, result.run_id)
-    assert found == truth.expected
+    assert found == truth.discrepancies()  # a row per discrepancy; matched keys are counted, not stored
     assert not truth.excluded & set(found)  # rows of the neighbouring days are not this day's business
     counts = {k: v for k, v in result.summary["counts"].items() if v and k != "probable_match"}
     assert counts == truth.counts()
-    # one result row per key (no double report of a pair straddling midnight)
+    # one result row per discrepant key (no double report of a pair straddling midnight), none for a match
     assert await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1 AND shard >= 0",
-                             result.run_id) == sum(truth.counts().values())
+                             result.run_id) == truth.discrepancy_rows()
     # the keyless PayShack row is missing on the left, without a key
     assert await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1 AND match_key IS NULL "
                              "AND category = 'missing_left'", result.run_id) == 1
 
-    # tolerance edges: the difference is kept even when within tolerance
+    # past the tolerance by one minor unit: the difference is kept (within it: matched, see the detail test)
     diff = await db.fetchval("SELECT amount_diff_minor FROM reconciliation_results WHERE run_id = $1 AND "
-                             "match_key = 'tol_edge'", result.run_id)
-    assert diff == 100
+                             "match_key = 'tol_over'", result.run_id)
+    assert diff == 101
     # duplicates carry every row behind the key
     dup = await db.fetchrow("SELECT details FROM reconciliation_results WHERE run_id = $1 AND match_key = 'dup_right'",
                             result.run_id)
@@ -101,6 +101,45 @@ async def test_every_category_matches_the_known_truth(temporal_client, recon_set
     assert progress.status == "success" and progress.shards_done == shards
 
 
+async def test_a_transaction_shows_the_match_its_run_counted(temporal_client, recon_settings, recon_worker, db,
+                                                             sessionmaker):
+    """A run stores no row for a matched key: the transaction's detail derives the match from the run
+    (window, one row a side, no discrepancy reported, rows unchanged since the run started)."""
+    from core.transaction_queries import get_transaction
+    from tests.reconciliation_truth import TOLERANCE
+
+    truth = build_day()
+    await install_pair_rules(db)
+    await insert_rows(db, truth.rows)
+    _, result = await reconcile(temporal_client, recon_settings)
+
+    async def detail(key, source):
+        tid = await db.fetchval("SELECT min(id) FROM transactions WHERE client_operation_id = $1 AND source = $2",
+                                key, source)
+        async with sessionmaker() as session:
+            return tid, (await get_transaction(session, tid, merchant_id=None))["reconciliation"]
+
+    left_id, left = await detail("late_left", "vima")  # matched across midnight
+    right_id, right = await detail("late_left", "payshack")
+    assert left["status"] == right["status"] == "matched"
+    assert left["results"] == right["results"]
+    [match] = left["results"]
+    assert (match["run_id"], match["left_id"], match["right_id"], match["id"]) == (result.run_id, left_id, right_id, None)
+    assert (await detail("early_left", "payshack"))[1]["status"] == "matched"  # its right row is the day before
+    _, edge = await detail("tol_edge", "payshack")
+    assert edge["status"] == "matched" and edge["results"][0]["amount_diff_minor"] == TOLERANCE
+    assert (await detail("status", "vima"))[1]["status"] == "status_mismatch"
+    assert (await detail("dup_right", "payshack"))[1]["status"] == "duplicate_key"
+    assert (await detail("only_left", "vima"))[1]["status"] == "missing_right"
+    assert (await detail("next_local_day", "vima"))[1]["status"] == "unreconciled"  # the next day's run's business
+
+    # a row changed after the run is not the row the run compared: no match is claimed for it
+    await db.execute("UPDATE transactions SET amount_minor = amount_minor + 1, updated_at = now() WHERE id = $1",
+                     left_id)
+    assert (await detail("late_left", "vima"))[1] == {"status": "unreconciled", "results": []}
+    assert (await detail("late_left", "payshack"))[1]["status"] == "unreconciled"
+
+
 async def test_rerun_replaces_results_and_keeps_resolutions(temporal_client, recon_settings, recon_worker, db):
     truth = build_day()
     await install_pair_rules(db)
@@ -119,7 +158,7 @@ async def test_rerun_replaces_results_and_keeps_resolutions(temporal_client, rec
     _, second = await reconcile(temporal_client, recon_settings, shards=3)  # another shard count, same truth
     assert second.run_id == first.run_id
     assert await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1", first.run_id) == before
-    assert await categories(db, second.run_id) == truth.expected
+    assert await categories(db, second.run_id) == truth.discrepancies()
     again = await db.fetchrow("SELECT resolution, resolved_by, note FROM reconciliation_results WHERE run_id = $1 "
                               "AND match_key = 'status'", second.run_id)
     assert dict(again) == {"resolution": "accepted", "resolved_by": "fin", "note": "bank confirmed"}
@@ -200,7 +239,7 @@ async def test_a_retried_shard_replaces_its_rows_atomically(recon_settings, sess
     shard = ShardInput(run_id=prepared.run_id, shard=0, shards=1)
     await ActivityEnvironment().run(acts.reconcile_shard, shard)
     written = await db.fetchval("SELECT count(*) FROM reconciliation_results WHERE run_id = $1", prepared.run_id)
-    assert written == sum(truth.counts().values())
+    assert written == truth.discrepancy_rows()
 
     # the matching query fails on the server after it started streaming (division by zero at one key)
     monkeypatch.setattr(sql, "SHARD_SELECT", f"SELECT * FROM ({sql.SHARD_SELECT}) s "
