@@ -53,5 +53,6 @@ async def list_transactions(
 @router.get("/{transaction_id}", response_model=TransactionDetail, responses=problems(401, 403, 404))
 async def get_transaction(transaction_id: int, principal: DashboardRead, session: Session):
     """One transaction with its raw provider payload and its reconciliation status: the category
-    of the latest reconciliation result that references it, or `unreconciled`."""
+    of the latest reconciliation result that references it, or `unreconciled`. A provider-pair run
+    stores its discrepancies only; its match of this transaction is listed with `id` null."""
     return await tq.get_transaction(session, transaction_id, merchant_id=merchant_scope(principal, None))
