@@ -68,12 +68,6 @@ class ReconciliationActivities:
         self._sessionmaker = sessionmaker
         self._settings = settings
 
-    @staticmethod
-    async def _driver(session: AsyncSession):
-        """The session's asyncpg connection inside its transaction (SQLAlchemy begins lazily: raw SQL
-        sent before its first statement would autocommit statement by statement, `SET LOCAL` ignored)."""
-        return await driver_connection(session)
-
     def _parse_dates(self, params: PrepareRunInput) -> tuple[date, date]:
         try:
             if params.date_from is None:
@@ -99,7 +93,7 @@ class ReconciliationActivities:
         start, end = day_window(first, last, s.reconciliation_timezone)
         run_id = provider_run_id(params.left_source, params.right_source, first.isoformat(), last.isoformat())
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             pair = await conn.fetchrow("SELECT * FROM reconciliation_pairs WHERE left_source = $1 AND right_source = $2",
                                        params.left_source, params.right_source)
             if pair is None:
@@ -157,7 +151,7 @@ class ReconciliationActivities:
         beat = asyncio.create_task(self._heartbeat_forever(params.shard))
         try:
             async with self._sessionmaker() as session, session.begin():
-                conn = await self._driver(session)
+                conn = await driver_connection(session)
                 run = await conn.fetchrow("SELECT window_start, window_end, params FROM reconciliation_runs WHERE id = $1",
                                           params.run_id)
                 if run is None:
@@ -197,7 +191,7 @@ class ReconciliationActivities:
         """Run-wide steps (probable matches, carry-forward, re-check, resolutions), the summary, and
         an alert when the match rate is under the threshold."""
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             run = await conn.fetchrow("SELECT * FROM reconciliation_runs WHERE id = $1 FOR UPDATE", params.run_id)
             if run is None:
                 raise ApplicationError(f"no reconciliation run {params.run_id}", type=ERR_BAD_RUN, non_retryable=True)
@@ -247,7 +241,7 @@ class ReconciliationActivities:
     @activity.defn(name="fail_reconciliation_run")
     async def fail_reconciliation_run(self, params: FailRunInput) -> FailRunResult:
         async with self._sessionmaker() as session, session.begin():
-            conn = await self._driver(session)
+            conn = await driver_connection(session)
             await conn.execute(
                 "UPDATE reconciliation_runs SET status = 'error', error = $2, finished_at = now(), updated_at = now() "
                 "WHERE id = $1", params.run_id, params.error[:4000],

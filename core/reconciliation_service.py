@@ -351,7 +351,7 @@ async def upload_statement(session: AsyncSession, settings: Settings, content: b
         date_from=period_from, date_to=period_to, status="running", requested_by=uploaded_by,
         params={"statement_id": statement_id, "format": parsed.format},
     ))
-    conn = await _driver(session)
+    conn = await driver_connection(session)
     await conn.execute(sql.STATEMENT_BY_REFERENCE, statement_id, run_id)
     await conn.execute(sql.STATEMENT_BY_AMOUNT_DATE, statement_id, run_id, settings.reconciliation_statement_date_window_days)
     await conn.fetchrow(sql.STATEMENT_UNMATCHED, statement_id, run_id, period_from, period_to)
@@ -384,9 +384,3 @@ async def statement_result(session: AsyncSession, statement_id: str) -> dict[str
         raise NotFound(f"no statement {statement_id}")
     run = await get_run(session, None, stmt.run_id)
     return {"statement": dict(stmt._mapping), "run": run, "duplicate_upload": False}
-
-
-async def _driver(session: AsyncSession):
-    """The session's asyncpg connection inside its transaction (see core.db.driver_connection)."""
-    return await driver_connection(session)
-
