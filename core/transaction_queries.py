@@ -127,13 +127,15 @@ async def get_transaction(session: AsyncSession, transaction_id: int, *, merchan
     # provider-pair runs written before they stored discrepancies only; not indexed by left/right id,
     # see migration 0008) within the runs whose window could hold this transaction (BRIN on run_id);
     # then the provider-pair runs' matches, derived (`_matched_by_runs`)
-    candidate_runs = (await session.execute(
-        select(run.id).where(
+    runs = (await session.execute(
+        select(run.id, run.kind, run.status, run.left_source, run.right_source, run.window_start, run.window_end,
+               run.params, run.started_at, run.finished_at).where(
             or_(run.left_source == row["source"], run.right_source == row["source"]),
             or_(run.window_start.is_(None),
                 and_(run.window_start <= row["occurred_at"] + timedelta(days=1),
                      run.window_end > row["occurred_at"] - timedelta(days=1))))
-    )).scalars().all()
+    )).mappings().all()
+    candidate_runs = [x["id"] for x in runs]
     results = []
     for where in (and_(r.category != "matched", mine),
                   and_(r.category == "matched", r.run_id.in_(candidate_runs), mine) if candidate_runs else None):
@@ -142,37 +144,29 @@ async def get_transaction(session: AsyncSession, transaction_id: int, *, merchan
                 select(*cols).join(reconciliation_runs, reconciliation_runs.c.id == r.run_id).where(where)
                 .order_by(r.created_at.desc(), r.id.desc()).limit(20))).mappings().all()
     results = [dict(x) for x in results]
-    results += await _matched_by_runs(session, row, exclude_runs={x["run_id"] for x in results})
+    stored_runs = {x["run_id"] for x in results}
+    results += await _matched_by_runs(session, row, [x for x in runs if x["id"] not in stored_runs])
     results = sorted(results, key=lambda x: (x["created_at"], x["id"] or 0), reverse=True)[:20]
-    recon = results
     out["reconciliation"] = {
-        "status": recon[0]["category"] if recon else "unreconciled",
-        "results": recon,
+        "status": results[0]["category"] if results else "unreconciled",
+        "results": results,
     }
     return out
 
 
-async def _matched_by_runs(session: AsyncSession, txn: Any, *, exclude_runs: set[str]) -> list[dict[str, Any]]:
-    """The provider-pair runs that matched this transaction. A run stores a row per discrepancy
-    only (core/reconciliation_sql.py), so a match is derived: the run finished, the transaction's key
-    falls in the run's window (its left row's time, else its right row's), each side holds exactly one
-    row for the key, neither row changed since the run started, and the run reported no discrepancy
-    for either row. Such an entry has no result id (`id` is null)."""
+async def _matched_by_runs(session: AsyncSession, txn: Any, runs: list[Any]) -> list[dict[str, Any]]:
+    """Which of `runs` (the transaction's candidate runs without a stored result for it) matched it,
+    as result entries. A provider-pair run stores a row per discrepancy only
+    (core/reconciliation_sql.py), so a match is derived: the run finished, the transaction's key falls
+    in the run's window (its left row's time), each side holds exactly one row for the key, neither
+    row changed since the run started, and the run reported no discrepancy for either row. Such an
+    entry has no result id (`id` is null)."""
     key = txn["client_operation_id"]
     if key is None:
         return []  # a keyless row is always a stored discrepancy (missing on the other side)
-    run = reconciliation_runs.c
-    runs = (await session.execute(
-        select(run.id, run.left_source, run.right_source, run.window_start, run.window_end, run.params,
-               run.started_at, run.finished_at, run.kind)
-        .where(run.kind == "provider_pair", run.status == "success",
-               or_(run.left_source == txn["source"], run.right_source == txn["source"]),
-               run.window_start <= txn["occurred_at"] + timedelta(days=1),
-               run.window_end > txn["occurred_at"] - timedelta(days=1))
-    )).mappings().all()
     out = []
     for r in runs:
-        if r["id"] in exclude_runs:
+        if r["kind"] != "provider_pair" or r["status"] != "success" or r["window_start"] is None:
             continue
         grace = timedelta(seconds=float(((r["params"] or {}).get("rules") or {}).get("grace_seconds", 0)))
         t = transactions.c
