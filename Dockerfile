@@ -40,10 +40,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && rm /tmp/requirements.txt
 
 # The project itself, without the dev extras. Installed in place (editable) because the
-# migrations and alembic.ini are read from the source tree (core.db.REPO_ROOT = /app).
+# migrations and alembic.ini are read from the source tree (core.platform.db.REPO_ROOT = /app).
 COPY . .
 RUN pip install --no-deps -e . \
- && python -c "import api.app, workers.main, core.cli, sandbox.bank"
+ && python -c "import api.app, workers.main, cli.main, sandbox.bank"
 
 USER payops
 

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from core import alert_service
+from core.alerts import service as alert_service
 
 
 class AlertCheckActivityInput(BaseModel):

@@ -1,7 +1,7 @@
 """Export jobs: write a very large export to a file with bounded memory, report progress, and
 remove the file when it expires.
 
-The file is written by the same streaming writers as the streamed endpoints (core/exports.py),
+The file is written by the same streaming writers as the streamed endpoints (core/exports/files.py),
 to a temporary name next to its final one, then renamed atomically: a retried attempt (a worker
 crash, a lost heartbeat) starts over from the first row into its own temporary file, and a
 reader never sees half a file.
@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core import exports
-from core.names import export_workflow_id
-from core.settings import Settings
+from core.exports import files as exports
+from core.platform.names import export_workflow_id
+from core.platform.settings import Settings
 
 log = logging.getLogger("payops.exports")
 

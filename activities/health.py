@@ -7,9 +7,10 @@ import time
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+
+from core.platform.db import ping
 
 
 class DependencyReport(BaseModel):
@@ -27,7 +28,7 @@ class HealthActivities:
     @activity.defn(name="check_worker_dependencies")
     async def check_worker_dependencies(self) -> DependencyReport:
         async with self._sessionmaker() as session:
-            postgres_ok = (await session.execute(text("SELECT 1"))).scalar_one() == 1
+            postgres_ok = await ping(session)
         redis_ok = bool(self._redis is not None and await self._redis.ping())
         return DependencyReport(
             worker_host=socket.gethostname(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from redis.asyncio import Redis
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,20 +20,26 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core import ledger
-from core.names import payout_workflow_id
-from core.ops_action_models import (
+from core.alerts import service as alert_service
+from core.ledger import service as ledger
+from core.ops_actions import grants as ops_grants
+from core.platform.errors import InvalidState, NotFound
+from core.platform.names import payout_workflow_id
+from core.ops_actions.models import (
     ERR_EXECUTION_FAILED,
     SPECS,
     ActionType,
     AdjustBalanceParams,
+    ApproveBulkPayoutParams,
     ApprovalRecordInput,
     CancelPayoutParams,
     ClearRouteOverrideParams,
     ExecuteActionInput,
     ExecuteActionResult,
+    RefusalInput,
     FreezeMerchantParams,
     PausePayoutsParams,
+    RepairPayoutParams,
     ResumePayoutsParams,
     RetryPayoutsParams,
     RouteOverrideParams,
@@ -40,9 +47,18 @@ from core.ops_action_models import (
     StepResult,
     UnfreezeMerchantParams,
 )
-from core.ops_action_store import get_action_row, publish_ops_action_update, record_step, record_vote
-from core.payout_models import CancelRequest, ControlsChanged, OpsDecision, PayoutStatus, RetryRequest
-from core.tables import controls, payouts
+from core.ops_actions.store import append_audit, get_action_row, publish_ops_action_update, record_step, record_vote
+from core.payouts.models import CancelRequest, ControlsChanged, OpsDecision, PayoutStatus, RetryRequest
+from core.payouts.store import event_insert, event_key_seen
+from core.platform.settings import Settings
+from core.platform.tables import controls, payouts
+from core.payouts import bulk
+from core.payouts.reaper import repair_payout
+from core.platform.settings import get_settings
+
+# alert rules raised (by event, deduplicated per workflow) for refused / unparsable ops input
+ALERT_REFUSED_IDENTITY = "ops_unverified_identity"
+ALERT_BAD_SIGNAL = "ops_signal_refused"
 
 log = logging.getLogger("payops.activities.ops_actions")
 
@@ -57,9 +73,73 @@ def _refuse(message: str) -> ApplicationError:
 
 
 class OpsActionActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None,
+                 settings: Settings | None = None) -> None:
         self._sessionmaker = sessionmaker
         self._redis = redis
+        self._settings = settings  # REPAIR_PAYOUT's restart builds the payout workflow's input
+        if settings is None:
+            settings = get_settings()
+        self._grant_keys = ops_grants.keyring(settings)
+
+    # --- verified identity (core/ops_actions/grants.py) ----------------------------------------------
+
+    @activity.defn(name="verify_ops_grant")
+    async def verify_ops_grant(self, params: ops_grants.VerifyGrantInput) -> ops_grants.GrantCheck:
+        """Run as a LOCAL activity: the keys stay in the worker; the answer is a history marker,
+        so a replay (even after a key rotation) takes the same path. `now` is workflow time."""
+        return ops_grants.check_grant(self._grant_keys, params)
+
+    def _grant_for(self, params: ExecuteActionInput, payout_id: str, decision: str) -> str:
+        """An approved ops action acts on a payout: payops signs for it (the quorum verified it)."""
+        token, _ = ops_grants.sign_grant(
+            self._grant_keys, scope="payout", subject_id=payout_id, decision=decision, actor=params.actor,
+            roles=[], now=datetime.now(timezone.utc), ttl_seconds=300, via="ops_action",
+        )
+        return token
+
+    @activity.defn(name="record_ops_refusal")
+    async def record_ops_refusal(self, params: RefusalInput) -> bool:
+        """The audit entry of a refused or unparsable vote / payout signal, and an alert.
+        Idempotent: keyed by event_key; the alert is raised only with the first write."""
+        claimed = (params.claimed_actor or "unknown")[:80]
+        data = {"event_key": params.event_key, "via": params.signal_or_update, "claimed_actor": params.claimed_actor,
+                "verified_actor": params.verified_actor, "error_type": params.error_type, "reason": params.reason,
+                "raw": params.raw}
+        rule = ALERT_BAD_SIGNAL if params.error_type in ("bad_input", "invalid_state") else ALERT_REFUSED_IDENTITY
+        async with self._sessionmaker() as session, session.begin():
+            if params.action_id is not None:
+                applied = await append_audit(
+                    session, action_id=params.action_id, event_key=params.event_key,
+                    event="input_refused" if params.error_type == "bad_input" else "vote_refused",
+                    actor=f"{claimed} (unverified, via Temporal)" if params.verified_actor is None else claimed,
+                    data=data,
+                )
+                scope, what = f"ops_action:{params.action_id}", f"ops action {params.action_id}"
+            else:
+                assert params.payout_id is not None
+                found = (await session.execute(
+                    select(payouts.c.status, event_key_seen(params.payout_id, params.event_key).label("seen"))
+                    .where(payouts.c.id == params.payout_id).with_for_update(of=payouts)
+                )).first()
+                applied = found is not None and not found.seen
+                if applied:
+                    await session.execute(event_insert(
+                        payout_id=params.payout_id, actor=f"{claimed} (unverified, via Temporal)",
+                        from_status=found.status, to_status=found.status,
+                        reason=f"{params.signal_or_update} refused: {params.reason}"[:1000], data=data,
+                    ))
+                scope, what = f"payout:{params.payout_id}", f"payout {params.payout_id}"
+            if applied:
+                await alert_service.raise_alert(
+                    session, rule=rule, severity="high", scope=scope,
+                    message=f"{params.signal_or_update} to {what} refused ({params.error_type}): {params.reason}",
+                    data={**data, "merchant_id": None},
+                )
+        if not applied:
+            return False
+        log.warning("%s to %s refused (%s): %s", params.signal_or_update, scope, params.error_type, params.reason)
+        return True
 
     # --- rows and audit --------------------------------------------------------------------
 
@@ -103,6 +183,8 @@ class OpsActionActivities:
             ActionType.RETRY_PAYOUTS: self._retry_payouts,
             ActionType.CANCEL_PAYOUT: self._cancel_payout,
             ActionType.ADJUST_BALANCE: self._adjust_balance,
+            ActionType.REPAIR_PAYOUT: self._repair_payout,
+            ActionType.APPROVE_BULK_PAYOUT: self._approve_bulk_payout,
         }[kind]
         return ExecuteActionResult(result=await handler(params, p))
 
@@ -193,7 +275,7 @@ class OpsActionActivities:
         )
         return {"control_id": control_id, "target": p.control_target, "connector": p.connector,
                 "until": p.until.isoformat(),
-                "note": "stored; payout routing honours route_override controls once the Rails issue lands"}
+                "note": "stored; payout routing honours route_override controls"}
 
     async def _clear_route_override(self, params: ExecuteActionInput, p: ClearRouteOverrideParams) -> dict:
         return {"target": p.control_target,
@@ -220,10 +302,11 @@ class OpsActionActivities:
                 ))
         outcomes: dict = dict(progress.get("outcomes", {}))
         client = activity.client()
-        request = RetryRequest(actor=params.actor, reason=f"ops action {params.action_id}")
         for payout_id in ids:
             if payout_id in outcomes:
                 continue
+            request = RetryRequest(actor=params.actor, reason=f"ops action {params.action_id}",
+                                   grant=self._grant_for(params, payout_id, "retry"))
             activity.heartbeat({"payout_ids": ids, "outcomes": outcomes})
             handle = client.get_workflow_handle(payout_workflow_id(payout_id))
             try:
@@ -253,7 +336,8 @@ class OpsActionActivities:
         handle = activity.client().get_workflow_handle(payout_workflow_id(p.payout_id))
         try:
             decision = await asyncio.wait_for(
-                handle.execute_update("cancel", CancelRequest(actor=params.actor, reason=p.reason),
+                handle.execute_update("cancel", CancelRequest(actor=params.actor, reason=p.reason,
+                                                              grant=self._grant_for(params, p.payout_id, "cancel")),
                                       result_type=OpsDecision),
                 PAYOUT_UPDATE_TIMEOUT_SECONDS,
             )
@@ -266,6 +350,23 @@ class OpsActionActivities:
         if not decision.accepted:
             raise _refuse(decision.detail)
         return {"payout_id": p.payout_id, "status": decision.status, "detail": decision.detail}
+
+    async def _repair_payout(self, params: ExecuteActionInput, p: RepairPayoutParams) -> dict:
+        assert self._settings is not None, "REPAIR_PAYOUT needs the worker's settings"
+        try:
+            return await repair_payout(
+                self._sessionmaker, activity.client(), self._settings, payout_id=p.payout_id, mode=p.mode,
+                reason=p.reason, actor=params.actor, action_id=params.action_id,
+            )
+        except (InvalidState, NotFound) as exc:
+            raise _refuse(str(exc)) from None
+
+    async def _approve_bulk_payout(self, params: ExecuteActionInput, p: ApproveBulkPayoutParams) -> dict:
+        outcome = await bulk.release_approved(self._sessionmaker, activity.client(), self._settings or get_settings(),
+                                              p.bulk_payout_id, actor=params.actor)
+        if outcome.get("failed"):
+            raise _refuse(outcome["failed"])
+        return outcome
 
     async def _adjust_balance(self, params: ExecuteActionInput, p: AdjustBalanceParams) -> dict:
         ref = f"ops-action:{params.action_id}"

@@ -15,23 +15,22 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from connectors.base import ConnectorError
-from connectors.rails import BatchRailConnector, FileRejected
+from connectors.rails import FILE_UNKNOWN_OUTCOME_CODES, BatchRailConnector, FileRejected
 from connectors.registry import ConnectorRegistry
-from core import metrics, rail_store
-from core.crypto import FieldCipher
-from core.nacha import AchEntry, AchOriginator, build_nacha
-from core.names import payout_workflow_id
-from core.pain001 import SepaEntry, build_pain001
-from core.payout_models import PayoutStatus
-from core.payout_store import get_payout_row, publish_payout_update, transition
-from core.rail_models import (
+from core.platform import metrics
+from core.rails import store as rail_store
+from core.platform.crypto import FieldCipher
+from core.rails.nacha import AchEntry, AchOriginator, build_nacha
+from core.platform.names import payout_workflow_id
+from core.rails.pain001 import SepaEntry, build_pain001
+from core.payouts.models import PayoutStatus
+from core.payouts.store import get_payout_row, publish_payout_update, transition
+from core.rails.models import (
     BatchEnqueueInput,
     BatchEnqueueResult,
     BatchIdInput,
@@ -50,15 +49,17 @@ from core.rail_models import (
     SlaBreachInput,
     SlaBreachResult,
 )
-from core.rails import beneficiary_country
-from core.routing import ConnectorInfo, NoRoute, RouteFacts, decide_route
-from core.settings import Settings
-from core.tables import ALERT_OPEN_PREDICATE, alerts, payout_batch_entries, payout_batches, payouts
+from core.rails.rules import beneficiary_country
+from core.payouts.routing import ConnectorInfo, NoRoute, RouteFacts, decide_route
+from core.platform.settings import Settings
+from core.alerts.store import alert_id_by_dedupe_key, upsert_alert
 
 log = logging.getLogger("payops.activities.rails")
 
 ERR_NO_ROUTE = "NoRoute"
 FILE_FORMATS = {"ach": "nacha", "sepa": "pain.001.001.09"}
+# payout_batches.error while the bank's answer to the file is unknown (asked before any resend)
+FILE_OUTCOME_UNKNOWN = "outcome unknown"
 
 
 def batch_id_for(rail: str, cutoff_at: datetime) -> str:
@@ -160,35 +161,21 @@ class RailActivities:
         # One statement (a cutoff queues thousands): the amount comes from the payout row, and a
         # repeat finds the entry already there (whatever batch has claimed it since).
         async with self._sessionmaker() as session, session.begin():
-            entry = (await session.execute(text("""
-                WITH queued AS (
-                    INSERT INTO payout_batch_entries (payout_id, rail, connector, cutoff_at, amount_minor, currency)
-                    SELECT id, CAST(:rail AS varchar), CAST(:connector AS varchar), CAST(:cutoff_at AS timestamptz),
-                           amount_minor, currency
-                    FROM payouts WHERE id = :payout_id
-                    ON CONFLICT (payout_id) DO NOTHING
-                    RETURNING cutoff_at, batch_id
-                )
-                SELECT cutoff_at, batch_id FROM queued
-                UNION ALL
-                SELECT cutoff_at, batch_id FROM payout_batch_entries WHERE payout_id = :payout_id
-                LIMIT 1
-            """), {"payout_id": params.payout_id, "rail": params.rail, "connector": params.connector,
-                   "cutoff_at": params.cutoff_at})).mappings().one()
+            entry = await rail_store.enqueue_batch_entry(
+                session, payout_id=params.payout_id, rail=params.rail, connector=params.connector,
+                cutoff_at=params.cutoff_at)
         return BatchEnqueueResult(cutoff_at=entry["cutoff_at"], batch_id=entry["batch_id"])
 
     @activity.defn(name="withdraw_payout_from_batch")
     async def withdraw_payout_from_batch(self, params: BatchWithdrawInput) -> BatchWithdrawResult:
         """Take a waiting payout out of its rail's queue (cancel); refused once a batch claimed it."""
         async with self._sessionmaker() as session, session.begin():
-            entry = (await session.execute(select(payout_batch_entries).where(
-                payout_batch_entries.c.payout_id == params.payout_id).with_for_update())).mappings().one_or_none()
+            entry = await rail_store.lock_batch_entry(session, params.payout_id)
             if entry is None:
                 return BatchWithdrawResult(withdrawn=True)
             if entry["batch_id"] is not None:
                 return BatchWithdrawResult(withdrawn=False, batch_id=entry["batch_id"])
-            await session.execute(payout_batch_entries.delete().where(
-                payout_batch_entries.c.payout_id == params.payout_id))
+            await rail_store.delete_batch_entry(session, params.payout_id)
         return BatchWithdrawResult(withdrawn=True)
 
     # --- SLA ---------------------------------------------------------------------------
@@ -198,19 +185,18 @@ class RailActivities:
         """One high-severity alert per payout past its settlement target (dedupe key per payout)."""
         dedupe_key = f"payout_sla_breach:{params.payout_id}"
         async with self._sessionmaker() as session, session.begin():
-            existing = await session.scalar(select(alerts.c.id).where(alerts.c.dedupe_key == dedupe_key))
+            existing = await alert_id_by_dedupe_key(session, dedupe_key)
             if existing is not None:
                 return SlaBreachResult(raised=False)
-            inserted = await session.scalar(insert(alerts).values(
-                rule="payout_sla_breach", severity="high", dedupe_key=dedupe_key,
+            inserted = await upsert_alert(
+                session, rule="payout_sla_breach", severity="high", dedupe_key=dedupe_key,
                 message=(f"payout {params.payout_id} is past its settlement target "
                          f"{params.settlement_target_at.isoformat()} ({params.rail} via {params.connector}, "
                          f"status {params.status})"),
                 data={"payout_id": params.payout_id, "rail": params.rail, "connector": params.connector,
                       "settlement_target_at": params.settlement_target_at.isoformat(), "status": params.status},
-            ).on_conflict_do_nothing(
-                index_elements=[alerts.c.dedupe_key], index_where=ALERT_OPEN_PREDICATE,
-            ).returning(alerts.c.id))
+                refresh=None,  # an open breach alert stays as it is
+            )
         if inserted is None:
             return SlaBreachResult(raised=False)
         metrics.sla_violations_total.labels(params.rail or "unknown").inc()
@@ -230,45 +216,18 @@ class RailActivities:
         rail = params.rail
         batch_id = batch_id_for(rail, cutoff)
         async with self._sessionmaker() as session, session.begin():
-            existing = (await session.execute(select(payout_batches).where(
-                payout_batches.c.id == batch_id).with_for_update())).mappings().one_or_none()
+            existing = await rail_store.find_batch(session, batch_id, for_update=True)
             if existing is None:
-                waiting = await session.scalar(select(func.count()).select_from(payout_batch_entries).where(
-                    payout_batch_entries.c.batch_id.is_(None), payout_batch_entries.c.rail == rail,
-                    payout_batch_entries.c.cutoff_at <= cutoff))
+                waiting = await rail_store.count_waiting_entries(session, rail, cutoff)
                 if not waiting:
                     return BatchInfo(batch_id=None, rail=rail, cutoff_at=cutoff, status="empty")
-                connector = await session.scalar(select(payout_batch_entries.c.connector).where(
-                    payout_batch_entries.c.batch_id.is_(None), payout_batch_entries.c.rail == rail,
-                    payout_batch_entries.c.cutoff_at <= cutoff).limit(1))
-                await session.execute(insert(payout_batches).values(
-                    id=batch_id, rail=rail, connector=connector, cutoff_at=cutoff, status="collecting",
-                    file_format=FILE_FORMATS.get(rail, rail),
-                ).on_conflict_do_nothing())
-                existing = (await session.execute(select(payout_batches).where(
-                    payout_batches.c.id == batch_id).with_for_update())).mappings().one()
+                connector = await rail_store.waiting_entries_connector(session, rail, cutoff)
+                await rail_store.insert_batch(session, batch_id=batch_id, rail=rail, connector=connector,
+                                              cutoff_at=cutoff, file_format=FILE_FORMATS.get(rail, rail))
+                existing = await rail_store.get_batch(session, batch_id, for_update=True)
             if existing["status"] == "collecting":
-                await session.execute(text("""
-                    WITH locked AS (
-                        SELECT payout_id, created_at FROM payout_batch_entries
-                        WHERE batch_id IS NULL AND rail = :rail AND cutoff_at <= :cutoff
-                        FOR UPDATE SKIP LOCKED
-                    ), claim AS (
-                        SELECT payout_id, row_number() OVER (ORDER BY created_at, payout_id) AS n FROM locked
-                    )
-                    UPDATE payout_batch_entries e
-                    SET batch_id = CAST(:batch_id AS varchar),
-                        sequence = claim.n + COALESCE((SELECT max(sequence) FROM payout_batch_entries
-                                                       WHERE batch_id = CAST(:batch_id AS varchar)), 0)
-                    FROM claim WHERE e.payout_id = claim.payout_id
-                """), {"rail": rail, "cutoff": cutoff, "batch_id": batch_id})
-                totals = (await session.execute(select(
-                    func.count(), func.coalesce(func.sum(payout_batch_entries.c.amount_minor), 0),
-                    func.min(payout_batch_entries.c.currency),
-                ).where(payout_batch_entries.c.batch_id == batch_id))).one()
-                existing = (await session.execute(update(payout_batches).where(payout_batches.c.id == batch_id).values(
-                    entry_count=totals[0], total_amount_minor=totals[1], currency=totals[2], updated_at=func.now(),
-                ).returning(*payout_batches.c))).mappings().one()
+                await rail_store.claim_waiting_entries(session, rail=rail, cutoff=cutoff, batch_id=batch_id)
+                existing = await rail_store.refresh_batch_totals(session, batch_id)
         return BatchInfo(batch_id=batch_id, rail=rail, cutoff_at=cutoff, status=existing["status"],
                          entry_count=existing["entry_count"], total_amount_minor=existing["total_amount_minor"])
 
@@ -276,21 +235,13 @@ class RailActivities:
     async def build_payout_batch_file(self, params: BatchIdInput) -> BatchInfo:
         """Build the batch's file (NACHA / pain.001) with its control totals, once."""
         async with self._sessionmaker() as session, session.begin():
-            batch = (await session.execute(select(payout_batches).where(
-                payout_batches.c.id == params.batch_id).with_for_update())).mappings().one()
+            batch = await rail_store.get_batch(session, params.batch_id, for_update=True)
             if batch["status"] == "collecting":
-                rows = (await session.execute(
-                    select(payout_batch_entries.c.payout_id, payout_batch_entries.c.amount_minor,
-                           payouts.c.beneficiary_encrypted, payouts.c.description)
-                    .join(payouts, payouts.c.id == payout_batch_entries.c.payout_id)
-                    .where(payout_batch_entries.c.batch_id == params.batch_id)
-                    .order_by(payout_batch_entries.c.sequence)
-                )).all()
+                rows = await rail_store.batch_file_rows(session, params.batch_id)
                 content, control, name = self._build_file(batch, rows)
-                batch = (await session.execute(update(payout_batches).where(payout_batches.c.id == params.batch_id).values(
-                    status="built", file_content=content, file_name=name,
-                    file_sha256=hashlib.sha256(content).hexdigest(), control=control, updated_at=func.now(),
-                ).returning(*payout_batches.c))).mappings().one()
+                batch = await rail_store.mark_batch_built(
+                    session, params.batch_id, content=content, file_name=name,
+                    file_sha256=hashlib.sha256(content).hexdigest(), control=control)
         return BatchInfo(batch_id=batch["id"], rail=batch["rail"], cutoff_at=batch["cutoff_at"],
                          status=batch["status"], entry_count=batch["entry_count"],
                          total_amount_minor=batch["total_amount_minor"])
@@ -328,46 +279,67 @@ class RailActivities:
     async def submit_payout_batch_file(self, params: BatchIdInput) -> BatchSubmitResult:
         """Send the file to the bank (idempotent on the batch id) and record each entry's outcome."""
         async with self._sessionmaker() as session:
-            batch = (await session.execute(select(payout_batches).where(
-                payout_batches.c.id == params.batch_id))).mappings().one()
+            batch = await rail_store.get_batch(session, params.batch_id)
         if batch["status"] in ("submitted", "rejected"):
             return BatchSubmitResult(batch_id=batch["id"], status=batch["status"],
                                      accepted_count=batch["accepted_count"], rejected_count=batch["rejected_count"],
                                      error=batch["error"])
         connector = self._connectors.get(batch["connector"])
         assert isinstance(connector, BatchRailConnector), f"{connector.name} takes no files"
+        if (batch["error"] or "").startswith(FILE_OUTCOME_UNKNOWN):
+            # an earlier POST's answer was ambiguous: the bank may have the file. Ask it before
+            # sending anything again; only its "no such file" lets the file go again.
+            known = await self._inquire_file(connector, batch)
+            if known is not None:
+                return await self._record_file_report(batch, known, connector.name)
         try:
             report = await connector.submit_file(batch["id"], batch["file_content"])
         except FileRejected as exc:
             error = "; ".join(exc.errors[:5]) or str(exc)
             async with self._sessionmaker() as session, session.begin():
-                await session.execute(update(payout_batches).where(payout_batches.c.id == batch["id"]).values(
-                    status="rejected", error=error, rejected_count=batch["entry_count"], updated_at=func.now()))
-                await session.execute(update(payout_batch_entries).where(
-                    payout_batch_entries.c.batch_id == batch["id"]).values(outcome="file_rejected", error=error))
+                await rail_store.reject_batch(session, batch["id"], error=error, rejected_count=batch["entry_count"])
             metrics.connector_requests_total.labels(connector.name, "permanent_error").inc()
+            metrics.observe_connector_call(connector.name, batch["rail"], "permanent_error", error_code="file_rejected")
             return BatchSubmitResult(batch_id=batch["id"], status="rejected", rejected_count=batch["entry_count"],
                                      error=error)
         except ConnectorError as exc:
             metrics.connector_requests_total.labels(connector.name, "transient_error").inc()
+            metrics.observe_connector_call(connector.name, batch["rail"], "transient_error", error_code=exc.code)
+            if exc.outcome == "unknown" or exc.code in FILE_UNKNOWN_OUTCOME_CODES:
+                # Not a refusal: the bank may have taken the file. Recorded, so that the next
+                # attempt (the activity's retry policy: backoff, for as long as it takes) asks
+                # the bank about the file before anything else happens to its payouts.
+                async with self._sessionmaker() as session, session.begin():
+                    await rail_store.set_batch_error(session, batch["id"], f"{FILE_OUTCOME_UNKNOWN}: {exc}")
+                log.warning("batch %s: the bank's answer to the file was ambiguous (%s); asking it next", batch["id"], exc)
+                raise ApplicationError(f"outcome unknown: {exc}", exc.code, type="BatchOutcomeUnknown") from None
             raise ApplicationError(str(exc), exc.code, type="ConnectorTransient") from None
-        metrics.connector_requests_total.labels(connector.name, "accepted").inc()
+        return await self._record_file_report(batch, report, connector.name)
+
+    async def _inquire_file(self, connector: BatchRailConnector, batch: dict):
+        """The bank's report of the batch's file, None when it confirms it has none (the mark is
+        cleared: sending the file cannot pay twice). Raises a retryable error while it does not
+        answer."""
+        try:
+            known = await connector.file_status(batch["id"])
+        except ConnectorError as exc:
+            raise ApplicationError(f"outcome unknown, and the bank did not answer the file inquiry: {exc}",
+                                   exc.code, type="BatchOutcomeUnknown") from None
+        log.info("batch %s: file inquiry: %s", batch["id"], "found" if known is not None else "the bank has no such file")
+        if known is None:
+            async with self._sessionmaker() as session, session.begin():
+                await rail_store.set_batch_error(session, batch["id"], None)
+        return known
+
+    async def _record_file_report(self, batch: dict, report, connector_name: str) -> BatchSubmitResult:
+        """Each entry's outcome from the bank's report (its answer to the POST, or to an inquiry)."""
+        metrics.connector_requests_total.labels(connector_name, "accepted").inc()
+        metrics.observe_connector_call(connector_name, batch["rail"], "accepted")
         now = _now()
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(text("""
-                UPDATE payout_batch_entries e SET outcome = r.status, bank_payment_id = r.payment_id, error = r.error
-                FROM jsonb_to_recordset(CAST(:entries AS jsonb))
-                     AS r(reference text, status text, payment_id text, error text)
-                WHERE e.payout_id = r.reference AND e.batch_id = :batch_id
-            """), {"entries": _json([e.model_dump() for e in report.entries]), "batch_id": batch["id"]})
-            await session.execute(text("""
-                UPDATE payouts p SET bank_payment_id = e.bank_payment_id, submitted_at = :now
-                FROM payout_batch_entries e
-                WHERE e.batch_id = :batch_id AND e.payout_id = p.id AND e.outcome = 'accepted'
-            """), {"batch_id": batch["id"], "now": now})
-            await session.execute(update(payout_batches).where(payout_batches.c.id == batch["id"]).values(
-                status="submitted", bank_file_id=report.file_id, accepted_count=report.accepted_count,
-                rejected_count=report.rejected_count, submitted_at=now, updated_at=func.now()))
+            await rail_store.record_file_report(
+                session, batch["id"], entries=[e.model_dump() for e in report.entries], file_id=report.file_id,
+                accepted_count=report.accepted_count, rejected_count=report.rejected_count, now=now)
         return BatchSubmitResult(batch_id=batch["id"], status="submitted", accepted_count=report.accepted_count,
                                  rejected_count=report.rejected_count)
 
@@ -375,10 +347,7 @@ class RailActivities:
     async def signal_batch_outcomes(self, params: BatchIdInput) -> BatchSignalResult:
         """Tell each payout of the batch its outcome (payouts ignore a repeated signal)."""
         async with self._sessionmaker() as session:
-            rows = (await session.execute(select(
-                payout_batch_entries.c.payout_id, payout_batch_entries.c.outcome,
-                payout_batch_entries.c.bank_payment_id, payout_batch_entries.c.error,
-            ).where(payout_batch_entries.c.batch_id == params.batch_id))).all()
+            rows = await rail_store.batch_entry_outcomes(session, params.batch_id)
         client = activity.client()
         limit = asyncio.Semaphore(self._settings.batch_signal_concurrency)
         done = 0
@@ -415,9 +384,3 @@ class RailActivities:
                 if row["state"] == "open":
                     opened.append(h.connector)
         return HealthRunResult(checked=len(results), open=opened)
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)

@@ -1,6 +1,6 @@
 """Side effects of the ReconciliationWorkflow: record the run, match one shard of keys, finish the run.
 
-All matching is set-based SQL (core.reconciliation_sql); these activities only open transactions,
+All matching is set-based SQL (core.reconciliation.store); these activities only open transactions,
 pass parameters and keep the run row's progress current.
 """
 
@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core import reconciliation_sql as sql
-from core.db import driver_connection
-from core.reconciliation_models import (
+from core.platform import metrics
+from core.reconciliation import store as sql
+from core.platform.db import driver_connection
+from core.reconciliation.models import (
     ERR_BAD_RUN,
     KIND_PROVIDER_PAIR,
     FailRunInput,
@@ -36,7 +37,7 @@ from core.reconciliation_models import (
     pair_id,
     provider_run_id,
 )
-from core.settings import Settings
+from core.platform.settings import Settings
 
 log = logging.getLogger("payops.activities.reconciliation")
 
@@ -236,16 +237,21 @@ class ReconciliationActivities:
                 "updated_at = now() WHERE id = $1",
                 run["id"], json.dumps(summary, default=_json_default),
             )
+        metrics.reconciliation_runs_total.labels(run["kind"], "success").inc()
+        metrics.reconciliation_match_rate.labels(run["left_source"], run["right_source"]).set(match_rate)
+        for category, count in summary["counts"].items():
+            metrics.reconciliation_keys_total.labels(run["kind"], category).inc(count)
         return FinalizeRunResult(summary=summary, alert_id=alert_id)
 
     @activity.defn(name="fail_reconciliation_run")
     async def fail_reconciliation_run(self, params: FailRunInput) -> FailRunResult:
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)
-            await conn.execute(
+            kind = await conn.fetchval(
                 "UPDATE reconciliation_runs SET status = 'error', error = $2, finished_at = now(), updated_at = now() "
-                "WHERE id = $1", params.run_id, params.error[:4000],
+                "WHERE id = $1 RETURNING kind", params.run_id, params.error[:4000],
             )
+        metrics.reconciliation_runs_total.labels(kind or "unknown", "error").inc()
         return FailRunResult()
 
 

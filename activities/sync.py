@@ -23,11 +23,12 @@ from temporalio.exceptions import ApplicationError
 
 from connectors.payshack import PayShackAuthError, PayShackError, PayShackPortal
 from connectors.vima import VimaAuthError, VimaClient, VimaRequestError
-from core import sync_store
-from core.db import driver_connection
-from core.normalize import NormalizedTransaction, Rejected, normalize_payshack, normalize_vima
-from core.settings import Settings
-from core.sync_models import (
+from core.platform import metrics
+from core.sync import store as sync_store
+from core.platform.db import driver_connection
+from core.transactions.normalize import NormalizedTransaction, Rejected, normalize_payshack, normalize_vima
+from core.platform.settings import Settings
+from core.sync.models import (
     ERR_AUTH_FAILED,
     ERR_BAD_REQUEST,
     ERR_NOT_CONFIGURED,
@@ -81,7 +82,7 @@ class SyncActivities:
 
     # --- connectors ---------------------------------------------------------------------------
 
-    def _default_vima_client(self, sleep) -> VimaClient:  # noqa: ANN001
+    def _default_vima_client(self, sleep) -> VimaClient:
         s = self._settings
         if not s.vima_base_url:
             raise ApplicationError("PAYOPS_VIMA_BASE_URL is not set", type=ERR_NOT_CONFIGURED, non_retryable=True)
@@ -183,7 +184,12 @@ class SyncActivities:
             run = await sync_store.finish_run(conn, run_id=params.run_id, source=params.source,
                                               status=params.status, error=params.error)
         totals = None
+        metrics.sync_runs_total.labels(params.source, params.status).inc()
+        if params.status == "success":
+            metrics.sync_last_success_timestamp_seconds.labels(params.source).set_to_current_time()
         if run is not None:
+            for outcome in ("inserted", "updated", "unchanged", "quarantined"):
+                metrics.sync_rows_total.labels(params.source, outcome).inc(run[f"rows_{outcome}"] or 0)
             totals = SyncTotals(pages=run["pages"], rows_fetched=run["rows_fetched"], inserted=run["rows_inserted"],
                                 updated=run["rows_updated"], unchanged=run["rows_unchanged"],
                                 quarantined=run["rows_quarantined"])
@@ -198,7 +204,7 @@ class SyncActivities:
     async def _stored_cursor(self, run_id: str) -> dict[str, Any] | None:
         async with self._sessionmaker() as session:
             conn = await driver_connection(session)
-            raw = await conn.fetchval("SELECT cursor FROM sync_runs WHERE id = $1", run_id)
+            raw = await sync_store.stored_cursor(conn, run_id)
         if raw is None:
             return None
         return json.loads(raw) if isinstance(raw, str) else dict(raw)
@@ -217,7 +223,7 @@ class SyncActivities:
         state_cursors = page.cursor if (params.source == "vima" and params.mode == "incremental") else None
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)
-            counts = await sync_store.upsert_transactions(conn, params.source, normalized)
+            counts, rejected = await sync_store.store_page(conn, params.source, normalized, rejected)
             quarantined = await sync_store.quarantine(conn, rejected, params.run_id)
             await sync_store.record_batch(
                 conn, run_id=params.run_id, source=params.source, cursor=page.cursor, fetched=len(page.records),

@@ -17,11 +17,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from core.crypto import FieldCipher
-from core.settings import Settings
-from core.tables import ALERT_OPEN_PREDICATE, alerts, events, webhook_attempts, webhook_endpoints
-from core.webhook_events import envelope_body
-from core.webhook_models import (
+from core.platform.crypto import FieldCipher
+from core.platform.settings import Settings
+from core.alerts.store import upsert_alert
+from core.platform.tables import events, webhook_attempts, webhook_endpoints
+from core.webhooks.events import envelope_body
+from core.webhooks.models import (
     NOTIFY_CHANNEL,
     SIGNATURE_HEADER,
     DeliveryAttemptInput,
@@ -29,9 +30,9 @@ from core.webhook_models import (
     DispatchInput,
     DispatchResult,
 )
-from core.webhook_service import dispatch_pending_events, live_secrets
-from core.webhook_signing import sign
-from core.webhook_targets import WebhookTargetRefused, check_webhook_url
+from core.webhooks.service import dispatch_pending_events, live_secrets
+from core.webhooks.signing import sign
+from core.webhooks.targets import WebhookTargetRefused, check_webhook_url
 
 log = logging.getLogger("payops.activities.webhooks")
 
@@ -197,13 +198,10 @@ class WebhookActivities:
     async def _alert(self, session: AsyncSession, endpoint: dict, reason: str) -> None:
         message = (f"webhook endpoint {endpoint['id']} of merchant {endpoint['merchant_id']} "
                    f"({endpoint['url']}) was disabled: {reason}")
-        stmt = insert(alerts).values(
-            rule="webhook_endpoint_disabled", severity="medium",
+        await upsert_alert(
+            session, rule="webhook_endpoint_disabled", severity="medium",
             dedupe_key=f"webhook_endpoint_disabled:{endpoint['id']}", message=message,
             data={"merchant_id": endpoint["merchant_id"], "endpoint_id": endpoint["id"], "url": endpoint["url"]},
+            refresh=("message",),
         )
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=[alerts.c.dedupe_key], index_where=ALERT_OPEN_PREDICATE,
-            set_={"occurrences": alerts.c.occurrences + 1, "last_seen_at": func.now(), "message": message},
-        ))
         log.warning(message)

@@ -15,14 +15,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from api.openapi import install_openapi
+from api.codec_server import CODEC_PATH, create_codec_app
 from api.problems import install_problem_handlers
+from api.request_guard import install_request_guard
 from api.routers import console, health
 from api.routers.live import start_live_services, stop_live_services
 from connectors.registry import build_registry
-from core.db import create_engine, create_sessionmaker
-from core.metrics import http_requests_total
-from core.settings import Settings, get_settings
-from core.temporal import connect_temporal
+from core.platform.db import create_engine, create_sessionmaker
+from core.platform.metrics import http_requests_total
+from core.platform.settings import Settings, get_settings
+from core.platform.temporal import connect_temporal
+from api.routers import ROUTERS
 
 log = logging.getLogger("payops.api")
 
@@ -88,10 +92,13 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     install_problem_handlers(app)
 
     app.add_middleware(RequestCounter)
+    install_request_guard(app, hsts=settings.env == "prod")  # outermost: 422s + security headers
     app.include_router(health.router)
     for router in _resource_routers():
         app.include_router(router, prefix="/api/v1")
     _mount_console(app)
+    install_openapi(app)  # every real status and content type documented
+    app.mount(CODEC_PATH, create_codec_app(settings))  # Temporal's remote codec protocol, for its UI and CLI
     return app
 
 
@@ -139,6 +146,4 @@ def _mount_console(app: FastAPI) -> None:
 
 
 def _resource_routers():
-    from api.routers import ROUTERS
-
     return ROUTERS

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from core.auth_tokens import Principal, verify_token
-from core.errors import Forbidden, ServiceUnavailable, Unauthorized
-from core.roles import Permission
-from core.settings import Settings
+from core.platform.auth_tokens import Principal, verify_token
+from core.platform.errors import Forbidden, ServiceUnavailable, Unauthorized
+from core.platform.roles import Permission
+from core.platform.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from your identity provider (`payops token` in dev)")
 
@@ -53,6 +53,16 @@ async def get_temporal(request: Request) -> Client:
     if client is None:
         raise ServiceUnavailable("Temporal is not reachable; try again shortly")
     return client
+
+
+async def optional_temporal(request: Request) -> Client | None:
+    """The Temporal client, or None while Temporal is unreachable, for endpoints that still
+    answer then: a payout or ops action is accepted (its workflow starts later: a replay of the
+    request, the sweeper, the first vote), a detail shows its stored row without live state."""
+    return await request.app.state.temporal_holder.get()
+
+
+OptionalTemporal = Annotated[Client | None, Depends(optional_temporal)]
 
 
 async def get_principal(

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import PayopsError
+from api.outages import Outage, classify
+from core.platform.errors import PayopsError
 
 log = logging.getLogger("payops.api")
 
@@ -41,6 +42,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             resp.headers["WWW-Authenticate"] = "Bearer"
         if headers:
             resp.headers.update(headers)
+        if exc.status == 503 and "retry-after" not in resp.headers:
+            resp.headers["Retry-After"] = "5"
         return resp
 
     @app.exception_handler(RequestValidationError)
@@ -82,13 +85,27 @@ def install_problem_handlers(app: FastAPI) -> None:
             resp = problem(
                 503, "database_unavailable", "Service Unavailable",
                 "the database connection was lost; nothing was changed, retry the request", request.url.path,
+                dependency="postgres",
             )
             resp.headers["Retry-After"] = "1"
             return resp
         return await _unhandled(request, exc)
 
+    def _outage(request: Request, outage: Outage) -> JSONResponse:
+        log.warning("%s unavailable on %s %s: %s", outage.dependency, request.method, request.url.path, outage.reason)
+        resp = problem(
+            503, outage.problem_type, "Service Unavailable", outage.detail, request.url.path,
+            dependency=outage.dependency,
+        )
+        resp.headers["Retry-After"] = str(outage.retry_after)
+        return resp
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL, Redis or Temporal down (api/outages.py): 503 + Retry-After, not a 500.
+        outage = classify(exc)
+        if outage is not None:
+            return _outage(request, outage)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(
             500, "internal_error", "Internal server error",

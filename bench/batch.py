@@ -37,16 +37,16 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from core import ledger  # noqa: E402
-from core.crypto import FieldCipher  # noqa: E402
-from core.db import create_engine, create_sessionmaker, run_migrations  # noqa: E402
-from core.embedded import EmbeddedPostgres, temporal_cli_path  # noqa: E402
-from core.names import payout_workflow_id, search_attribute_keys  # noqa: E402
-from core.payout_models import PayoutWorkflowInput  # noqa: E402
-from core.rail_models import BatchInput  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.tables import merchants, payout_batch_entries, payout_batches, payouts  # noqa: E402
-from core.temporal import data_converter  # noqa: E402
+from core.ledger import service as ledger  # noqa: E402
+from core.platform.crypto import FieldCipher  # noqa: E402
+from core.platform.db import create_engine, create_sessionmaker, run_migrations  # noqa: E402
+from devstack.embedded import EmbeddedPostgres, temporal_cli_path  # noqa: E402
+from core.platform.names import payout_workflow_id, search_attribute_keys  # noqa: E402
+from core.payouts.models import PayoutWorkflowInput  # noqa: E402
+from core.rails.models import BatchInput  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.platform.tables import merchants, payout_batch_entries, payout_batches, payouts  # noqa: E402
+from core.platform.temporal import data_converter  # noqa: E402
 
 RAILS = {
     "ach": dict(currency="USD", method="ach",
@@ -96,8 +96,8 @@ def builder_peak(rail: str, n: int) -> tuple[float, float, int]:
     """Build the same file from N entries with the builder alone: seconds, peak MiB, bytes."""
     from datetime import date
 
-    from core.nacha import AchEntry, AchOriginator, build_nacha
-    from core.pain001 import SepaEntry, build_pain001
+    from core.rails.nacha import AchEntry, AchOriginator, build_nacha
+    from core.rails.pain001 import SepaEntry, build_pain001
 
     tracemalloc.start()
     t = time.perf_counter()
@@ -119,8 +119,8 @@ async def file_only_run(deps, sm, bank, rail, n, rows, now) -> None:
     """The batch's own work at N without N payout workflows: the entries are queued as the payout
     workflows would queue them, then the BatchWorkflow's activities run in this process."""
     from activities.rails import RailActivities
-    from core.rail_models import BatchIdInput
-    from core.rails import BusinessCalendar, RailRule, next_cutoff
+    from core.rails.models import BatchIdInput
+    from core.rails.rules import BusinessCalendar, RailRule, next_cutoff
 
     rule = {"ach": RailRule(rail="ach", methods=["ach"], currencies=["USD"], timezone="America/New_York",
                             cutoff_time="17:00", settlement_business_days=1, calendar="FED"),
@@ -175,7 +175,7 @@ def webhook_receiver(state: dict):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from core import payout_service
+    from core.payouts import service as payout_service
 
     async def receive(request: Request):
         connector = request.path_params["connector"]
@@ -303,7 +303,7 @@ async def main(n: int, rail: str, concurrency: int, args_merchants: int = 200, f
                         print((await session.execute(select(payouts.c.failure_code, payouts.c.failure_message).limit(2))).all())
                     h = client.get_workflow_handle(payout_workflow_id(params[0].payout_id))
                     print(await h.query("state"))
-                settled_s = await wait_until(
+                await wait_until(
                     lambda: _ge(count(select(func.count()).select_from(payouts).where(payouts.c.status == "settled")), n),
                     f"{n} payouts settled", 1800)
                 end_to_end = time.perf_counter() - t1

@@ -85,7 +85,7 @@ async def ensure_database(url: str) -> None:
 
 
 async def load(url: str, rows: int, days: int, reload: bool) -> dict:
-    from core.db import run_migrations
+    from core.platform.db import run_migrations
 
     await ensure_database(url)
     await asyncio.to_thread(run_migrations, url)
@@ -152,7 +152,7 @@ async def ingest_ab(base_url: str, rows: int, rounds: int, batches: int, batch_r
     columns), and with no rollup triggers (session_replication_role = replica), interleaved.
     `bulk`: one statement of `rows` rows into empty rollups (like the bench's loader); `batches`:
     then `batches` statements of `batch_rows` rows each, upserting existing rollup rows (like ingest)."""
-    from core.db import run_migrations
+    from core.platform.db import run_migrations
 
     url = base_url.rsplit("/", 1)[0] + "/payops_bench_dash_ingest"
     await ensure_database(url)
@@ -232,7 +232,7 @@ RAW = {
 
 def make_settings(url: str, redis_url: str, *, temporal_address: str = "127.0.0.1:9", task_queue: str | None = None,
                   export_dir: Path | None = None):
-    from core.settings import Settings
+    from core.platform.settings import Settings
 
     extra = {"temporal_task_queue": task_queue} if task_queue else {}
     return Settings(_env_file=None, database_url=url, redis_url=redis_url, temporal_address=temporal_address,
@@ -243,8 +243,8 @@ async def reads(url: str, redis_url: str, runs: int, raw_runs: int) -> list[tupl
     import httpx
 
     from api.app import create_app
-    from core.auth_tokens import mint_dev_token
-    from core.dashboard_metrics import Window
+    from core.platform.auth_tokens import mint_dev_token
+    from core.dashboards.metrics import Window
 
     settings = make_settings(url, redis_url)
     app = create_app(settings)
@@ -362,7 +362,7 @@ def exports(url: str, redis_url: str) -> list[dict]:
     """Each export served by a fresh API process (uvicorn) over TCP; its peak RSS from wait4()."""
     import signal
 
-    from core.auth_tokens import mint_dev_token
+    from core.platform.auth_tokens import mint_dev_token
 
     token = mint_dev_token(make_settings(url, redis_url), role="ops_admin", ttl_seconds=3600)
     out = []
@@ -401,7 +401,7 @@ async def _export_job(url: str, redis_url: str, temporal_address: str, task_queu
     import httpx
 
     from api.app import create_app
-    from core.auth_tokens import mint_dev_token
+    from core.platform.auth_tokens import mint_dev_token
 
     start, expected = await newest_million(url)
     settings = make_settings(url, redis_url, temporal_address=temporal_address, task_queue=task_queue,
@@ -462,8 +462,8 @@ def export_jobs(url: str, redis_url: str, formats: list[str]) -> list[dict]:
     import signal
     import uuid
 
-    from core.embedded import TemporalDevServer
-    from core.names import SEARCH_ATTRIBUTES
+    from devstack.embedded import TemporalDevServer
+    from core.platform.names import SEARCH_ATTRIBUTES
 
     out = []
     server = TemporalDevServer(None, ui_port=None, search_attributes=SEARCH_ATTRIBUTES).start()
@@ -503,7 +503,7 @@ def export_jobs(url: str, redis_url: str, formats: list[str]) -> list[dict]:
 async def run_worker_process(url: str, redis_url: str, address: str, task_queue: str, export_dir: str) -> None:
     import signal
 
-    from core.temporal import connect_temporal
+    from core.platform.temporal import connect_temporal
     from workers.main import WorkerDeps, build_worker
 
     settings = make_settings(url, redis_url, temporal_address=address, task_queue=task_queue,
@@ -523,8 +523,8 @@ async def run_worker_process(url: str, redis_url: str, address: str, task_queue:
 async def live(url: str, redis_url: str, n: int) -> dict:
     import websockets
 
-    from core.auth_tokens import mint_dev_token
-    from core.sync_store import TRANSACTION_UPDATES_CHANNEL, publish
+    from core.platform.auth_tokens import mint_dev_token
+    from core.sync.store import TRANSACTION_UPDATES_CHANNEL, publish
 
     settings = make_settings(url, redis_url)
     with socket.socket() as sock:
@@ -589,7 +589,7 @@ def serve(url: str, redis_url: str, port: int) -> None:
 
 
 def start_redis():
-    from core.embedded import EmbeddedRedis
+    from devstack.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="payops-bench-redis-")), persist=False)
     server.start()

@@ -44,15 +44,16 @@ from temporalio.worker import Worker
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.auth_tokens import mint_dev_token  # noqa: E402
-from core.names import payout_workflow_id  # noqa: E402
-from core.crypto import FieldCipher  # noqa: E402
-from core.db import create_engine  # noqa: E402
-from core.payout_service import PAYOUT_WORKFLOW, _search_attributes, start_payout_workflow, workflow_input  # noqa: E402
-from core.tables import payouts as payouts_table  # noqa: E402
-from core.embedded import free_port  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.temporal import connect_temporal  # noqa: E402
+from core.platform.auth_tokens import mint_dev_token  # noqa: E402
+from core.platform.names import payout_workflow_id  # noqa: E402
+from core.platform.crypto import FieldCipher  # noqa: E402
+from core.platform.db import create_engine  # noqa: E402
+from core.payouts.service import _search_attributes, start_payout_workflow, workflow_input  # noqa: E402
+from core.platform.names import PAYOUT_WORKFLOW  # noqa: E402
+from core.platform.tables import payouts as payouts_table  # noqa: E402
+from devstack.embedded import free_port  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.platform.temporal import connect_temporal  # noqa: E402
 from bench.noop_workflow import BenchNoopWorkflow, bench_noop  # noqa: E402
 
 # The payout happy path runs these activities: hold, route, gate, submit, settle.
@@ -160,7 +161,7 @@ async def run(args) -> list[tuple[str, str, str, str]]:
     }
     for var in ("PAYOPS_DATABASE_URL", "PAYOPS_REDIS_URL"):
         env.pop(var, None)
-    stack = subprocess.Popen([sys.executable, "-m", "core.cli", "up"], cwd=ROOT, env=env,
+    stack = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{api_port}"
     try:

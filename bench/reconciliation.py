@@ -29,17 +29,17 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncpg  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import asyncpg
+from rich.console import Console
+from rich.table import Table
 
-from bench.reconciliation_data import expected_counts, load_day  # noqa: E402
-from core.db import run_migrations  # noqa: E402
-from core.embedded import EmbeddedPostgres, temporal_cli_path  # noqa: E402
-from core.names import search_attribute_keys  # noqa: E402
-from core.reconciliation_models import ReconciliationWorkflowInput  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.temporal import data_converter  # noqa: E402
+from bench.reconciliation_data import expected_counts, load_day
+from core.platform.db import run_migrations
+from devstack.embedded import EmbeddedPostgres, temporal_cli_path
+from core.platform.names import search_attribute_keys
+from core.reconciliation.models import ReconciliationWorkflowInput
+from core.platform.settings import Settings
+from core.platform.temporal import data_converter
 
 DAY = date(2026, 11, 20)
 TZ = "Asia/Kolkata"

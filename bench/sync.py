@@ -26,20 +26,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncpg  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import asyncpg
+from rich.console import Console
+from rich.table import Table
 
-from core import sync_store  # noqa: E402
-from core.db import run_migrations  # noqa: E402
-from core.embedded import EmbeddedPostgres, EmbeddedRedis, temporal_cli_path  # noqa: E402
-from core.names import search_attribute_keys  # noqa: E402
-from core.normalize import NormalizedTransaction, normalize_vima  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.sync_models import SyncWorkflowInput  # noqa: E402
-from core.temporal import data_converter  # noqa: E402
-from sandbox.payshack import PayShackConfig, running_payshack  # noqa: E402
-from sandbox.vima import VimaConfig, VimaState, running_vima  # noqa: E402
+from core.sync import store as sync_store
+from core.platform.db import run_migrations
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, temporal_cli_path
+from core.platform.names import search_attribute_keys
+from core.transactions.normalize import NormalizedTransaction, normalize_vima
+from core.platform.settings import Settings
+from core.sync.models import SyncWorkflowInput
+from core.platform.temporal import data_converter
+from sandbox.payshack import PayShackConfig, running_payshack
+from sandbox.vima import VimaConfig, VimaState, running_vima
 
 
 async def create_db(server_url: str) -> str:

@@ -34,15 +34,15 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from core import ledger  # noqa: E402
-from core.db import create_engine, create_sessionmaker, run_migrations  # noqa: E402
-from core.embedded import EmbeddedPostgres, temporal_cli_path  # noqa: E402
-from core.names import search_attribute_keys  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.tables import events, merchants  # noqa: E402
-from core.temporal import data_converter  # noqa: E402
-from core.webhook_service import create_endpoint, ensure_dispatcher  # noqa: E402
-from core.webhook_signing import verify  # noqa: E402
+from core.ledger import service as ledger  # noqa: E402
+from core.platform.db import create_engine, create_sessionmaker, run_migrations  # noqa: E402
+from devstack.embedded import EmbeddedPostgres, temporal_cli_path  # noqa: E402
+from core.platform.names import search_attribute_keys  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.platform.tables import events, merchants  # noqa: E402
+from core.platform.temporal import data_converter  # noqa: E402
+from core.webhooks.service import create_endpoint, ensure_dispatcher  # noqa: E402
+from core.webhooks.signing import verify  # noqa: E402
 from sandbox.bank import BankConfig, running_bank  # noqa: E402
 from sandbox.serving import serve_in_background  # noqa: E402
 
@@ -92,7 +92,7 @@ class Receiver:
 async def main(args) -> None:
     from temporalio.testing import WorkflowEnvironment
 
-    from core import payout_service
+    from core.payouts import service as payout_service
     from workers.main import WorkerDeps, build_worker
 
     tmp = Path(tempfile.mkdtemp(prefix="payops-bench-webhooks-"))

@@ -17,6 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 BankPaymentState = Literal["accepted", "settled", "failed", "returned"]
 NotificationType = Literal["payment.settled", "payment.failed", "payment.returned"]
+# What a submission's outcome means for the money (see `ConnectorError.outcome`):
+#   accepted  the bank took the payment;
+#   refused   the bank says it did not and will not pay it: the hold may be released;
+#   unknown   the bank may have it (timeouts, 5xx, connection errors after sending, a reference
+#             conflict): nothing is released or sent elsewhere until an inquiry answers.
+SubmitOutcome = Literal["accepted", "refused", "unknown"]
+InquiryAnswer = Literal["found", "not_found", "unknown"]
+# Error codes that mean "the bank already has a payment with this reference".
+UNKNOWN_OUTCOME_CODES = frozenset({"reference_conflict"})
 
 
 class SubmitRequest(BaseModel):
@@ -43,6 +52,42 @@ class PaymentStatus(BaseModel):
     status: BankPaymentState
     failure_code: str | None = None
     return_code: str | None = None
+
+
+class InquiryResult(BaseModel):
+    """The bank's answer to "do you have a payment with this reference?" (`BankConnector.inquire`).
+
+    `found` with its status, `not_found` (the bank confirms it has none: only then may the payout
+    go to another rail), or `unknown` (the inquiry itself failed: ask again later)."""
+
+    reference: str
+    answer: InquiryAnswer
+    status: BankPaymentState | None = None
+    payment_id: str | None = None
+    failure_code: str | None = None
+    return_code: str | None = None
+    detail: str | None = None
+
+
+class BankPaymentRecord(BaseModel):
+    """One payment as the bank's report lists it (`BankConnector.list_payments`)."""
+
+    reference: str
+    payment_id: str
+    status: BankPaymentState
+    amount_minor: int | None = None  # None when the source (a status inquiry) does not say
+    currency: str | None = None
+    rail: str | None = None
+    accepted_at: datetime | None = None
+    failure_code: str | None = None
+    return_code: str | None = None
+
+
+class RecallResult(BaseModel):
+    """The bank's answer to a recall (stop a payment it accepted but has not settled)."""
+
+    recalled: bool
+    detail: str
 
 
 class BankNotification(BaseModel):
@@ -99,8 +144,13 @@ class ConnectorError(Exception):
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.message != self.code else self.code
 
+    @property
+    def outcome(self) -> SubmitOutcome:
+        """`refused` only when the bank said it will not pay; anything else may have reached it."""
+        return "unknown" if self.retryable or self.code in UNKNOWN_OUTCOME_CODES else "refused"
 
-def _rebuild_error(cls, code, message, retryable, retry_after, status_code):  # noqa: ANN001
+
+def _rebuild_error(cls, code, message, retryable, retry_after, status_code):
     return cls(code, message, retryable=retryable, retry_after=retry_after, status_code=status_code)
 
 
@@ -111,7 +161,9 @@ class TransientConnectorError(ConnectorError):
 
 
 class PermanentConnectorError(ConnectorError):
-    """The bank refused the payment (account_closed, invalid_account, reference_conflict, other 4xx)."""
+    """Retrying the same request cannot help: the bank refused the payment (account_closed,
+    invalid_account, other 4xx), or answered 409 reference_conflict, which is not a refusal but
+    "a payment with this reference exists" (its `outcome` is unknown: resolve it by inquiry)."""
 
     retryable = False
 
@@ -150,6 +202,31 @@ class BankConnector(abc.ABC):
     @abc.abstractmethod
     async def health(self) -> ConnectorHealth:
         """Never raises: an unreachable bank is reported as unhealthy."""
+
+    async def inquire(self, reference: str) -> InquiryResult:
+        """Ask the bank about the payment with this reference. Never raises for the bank's
+        errors: a 404 / payment_not_found is `not_found`, any other failure `unknown`."""
+        try:
+            status = await self.poll_status(reference)
+        except ConnectorError as exc:
+            if exc.code == "payment_not_found":
+                return InquiryResult(reference=reference, answer="not_found", detail=str(exc))
+            return InquiryResult(reference=reference, answer="unknown", detail=str(exc))
+        return InquiryResult(
+            reference=reference, answer="found", status=status.status, payment_id=status.payment_id,
+            failure_code=status.failure_code, return_code=status.return_code,
+        )
+
+    async def list_payments(self, since: datetime) -> list[BankPaymentRecord] | None:
+        """Every payment the bank accepted through this connector since `since` (its report or
+        statement), or None when the bank offers no such list: payops's reconciliation against
+        the bank then asks `poll_status` payout by payout. Raises `ConnectorError`."""
+        return None
+
+    async def recall(self, reference: str) -> RecallResult:
+        """Ask the bank to stop the accepted payment with this reference before it settles.
+        A bank that offers no recall refuses; payops then keeps the payout in flight."""
+        return RecallResult(recalled=False, detail=f"recall_not_supported: {self.name} offers no recall")
 
     def serves(self, rail: str) -> bool:
         return rail in self.rails

@@ -205,7 +205,7 @@ class PayShackPortal:
             loop = asyncio.get_running_loop()
             seen: asyncio.Future = loop.create_future()
 
-            def on_response(response) -> None:  # noqa: ANN001
+            def on_response(response) -> None:
                 if urlsplit(response.url).path == API_PATH and not seen.done():
                     seen.set_result(response)
 

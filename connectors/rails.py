@@ -22,7 +22,7 @@ from connectors.base import (
     TransientConnectorError,
 )
 from connectors.sandbox_bank import SandboxBankConnector, error_from_response
-from core.money import MoneyError, format_amount
+from core.platform.money import MoneyError, format_amount
 
 
 class FileEntryResult(BaseModel):
@@ -40,6 +40,11 @@ class FileReport(BaseModel):
     accepted_count: int
     rejected_count: int
     entries: list[FileEntryResult]
+
+
+# A file POST answered like this may have been taken by the bank: the file id is known there
+# ("file_id_conflict": a bank that refuses a resubmission instead of replaying its report).
+FILE_UNKNOWN_OUTCOME_CODES = frozenset({"file_id_conflict"})
 
 
 class FileRejected(PermanentConnectorError):
@@ -106,6 +111,21 @@ class BatchRailConnector(RailConnector):
             raise TransientConnectorError("bad_response", "unreadable file acceptance from the bank") from exc
 
 
+    async def file_status(self, file_id: str) -> FileReport | None:
+        """Ask the bank about a file it may have received (after an answer that got lost): its
+        acceptance report, or None when the bank confirms it has no file with this id. Raises a
+        ConnectorError when the bank does not answer (the outcome stays unknown)."""
+        resp = await self._request("GET", f"/v1/files/{quote(file_id, safe='')}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise error_from_response(resp)
+        try:
+            return FileReport.model_validate(resp.json())
+        except (ValueError, ValidationError) as exc:
+            raise TransientConnectorError("bad_response", "unreadable file report from the bank") from exc
+
+
 class AchConnector(BatchRailConnector):
     file_format, file_path, file_extension = "nacha", "/v1/files/nacha", "ach"
 
@@ -146,6 +166,8 @@ class MobileMoneyConnector(RailConnector):
         )
         if resp.status_code == 400 or resp.status_code == 409:
             code = (resp.json() or {}).get("error", "invalid_request") if resp.content else "invalid_request"
+            if resp.status_code == 409:  # a transfer with this reference exists: not a refusal
+                raise PermanentConnectorError("reference_conflict", str(code).lower(), status_code=409)
             raise PermanentConnectorError("invalid_account" if code == "PAYEE_NOT_FOUND" else str(code).lower(),
                                           status_code=resp.status_code)
         if resp.status_code != 202:

@@ -13,9 +13,10 @@ import httpx
 
 from connectors.base import BankConnector
 from connectors.sandbox_bank import SandboxBankConnector
+from connectors.rails import RAIL_CONNECTORS
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.platform.settings import Settings
 
 
 class UnknownConnectorError(KeyError):
@@ -65,6 +66,12 @@ class ConnectorRegistry:
             await connector.aclose()
 
 
+def _secrets(settings: Settings, connector: str) -> str | list[str]:
+    """The connector's webhook secret, or its list while one is being rotated out."""
+    secrets = settings.bank_webhook_secrets_for(connector)
+    return secrets[0] if len(secrets) == 1 else secrets
+
+
 def build_registry(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> ConnectorRegistry:
     """The connectors `settings` configure: the sandbox bank when PAYOPS_SANDBOX_BANK_URL is set."""
     registry = ConnectorRegistry()
@@ -73,17 +80,16 @@ def build_registry(settings: Settings, *, http_client: httpx.AsyncClient | None 
             SandboxBankConnector(
                 name="sandbox",
                 base_url=settings.sandbox_bank_url,
-                webhook_secret=settings.bank_webhook_secret,
+                webhook_secret=_secrets(settings, "sandbox"),
                 webhook_tolerance_seconds=settings.bank_webhook_tolerance_seconds,
                 http_client=http_client,
             )
         )
-        from connectors.rails import RAIL_CONNECTORS
 
         for name, cls, rail in RAIL_CONNECTORS:
             registry.register(cls(
                 name=name, rail=rail, base_url=settings.sandbox_bank_url,
-                webhook_secret=settings.bank_webhook_secret,
+                webhook_secret=_secrets(settings, name),
                 webhook_tolerance_seconds=settings.bank_webhook_tolerance_seconds, http_client=http_client,
             ))
     return registry

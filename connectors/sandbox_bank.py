@@ -11,7 +11,7 @@ import email.utils
 import json
 import time
 from collections.abc import Mapping
-from datetime import timezone
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 import httpx
@@ -21,14 +21,17 @@ from connectors import signing
 from connectors.base import (
     BankConnector,
     BankNotification,
+    BankPaymentRecord,
     ConnectorError,
     ConnectorHealth,
     PaymentStatus,
     PermanentConnectorError,
+    RecallResult,
     SubmitRequest,
     SubmitResult,
     TransientConnectorError,
     WebhookPayloadError,
+    WebhookSignatureError,
 )
 
 SANDBOX_RAILS = frozenset({"ach", "sepa", "sepa_instant", "wire", "faster_payments", "mobile_money"})
@@ -91,7 +94,7 @@ class SandboxBankConnector(BankConnector):
         self,
         name: str = "sandbox",
         base_url: str = "http://127.0.0.1:8081",
-        webhook_secret: str = "",
+        webhook_secret: str | list[str] = "",
         timeout_seconds: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
         webhook_tolerance_seconds: float = signing.DEFAULT_TOLERANCE_SECONDS,
@@ -162,12 +165,51 @@ class SandboxBankConnector(BankConnector):
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             raise TransientConnectorError("bad_response", "unreadable payment status from the bank") from exc
 
+    async def recall(self, reference: str) -> RecallResult:
+        """`POST /v1/payments/{reference}/recall`: the bank stops an accepted payment (it fails with
+        `recalled`); one that settled or failed already is not recallable (409)."""
+        resp = await self._request("POST", f"/v1/payments/{quote(reference, safe='')}/recall")
+        if resp.status_code == 200:
+            return RecallResult(recalled=True, detail="recalled by the bank")
+        if resp.status_code in (404, 409):
+            code, message = _error_code(resp)
+            return RecallResult(recalled=False, detail=f"{code or resp.status_code}: {message or 'refused'}")
+        raise error_from_response(resp)
+
+    async def list_payments(self, since: datetime) -> list[BankPaymentRecord]:
+        """The bank's payment report (`GET /v1/payments?since=`) for the rails this connector
+        serves, every page."""
+        records: list[BankPaymentRecord] = []
+        params = {"since": since.astimezone(timezone.utc).isoformat(), "rail": ",".join(sorted(self.rails)),
+                  "limit": "1000"}
+        while True:
+            resp = await self._request("GET", "/v1/payments", params=params)
+            if resp.status_code != 200:
+                raise error_from_response(resp)
+            try:
+                data = resp.json()
+                records += [BankPaymentRecord.model_validate(row) for row in data["payments"]]
+                cursor = data.get("next_cursor")
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                raise TransientConnectorError("bad_response", "unreadable payment report from the bank") from exc
+            if not cursor:
+                return records
+            params = {**params, "cursor": cursor}
+
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
     ) -> BankNotification:
         wanted = signing.SIGNATURE_HEADER.lower()
         header = next((v for k, v in headers.items() if k.lower() == wanted), None)
-        signing.verify(self.webhook_secret, header, body, now=now, tolerance_seconds=self.webhook_tolerance_seconds)
+        # several secrets are accepted while one is rotated out (a str is the one secret)
+        secrets = [self.webhook_secret] if isinstance(self.webhook_secret, str) else list(self.webhook_secret)
+        for i, secret in enumerate(secrets):
+            try:
+                signing.verify(secret, header, body, now=now, tolerance_seconds=self.webhook_tolerance_seconds)
+                break
+            except WebhookSignatureError as exc:
+                if exc.code != "signature_mismatch" or i == len(secrets) - 1:
+                    raise
         try:
             return BankNotification.model_validate(json.loads(body))
         except (ValueError, UnicodeDecodeError, ValidationError) as exc:

@@ -8,8 +8,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.settings import get_settings, to_asyncpg_url
-from core.tables import metadata
+from core.platform.settings import get_settings, to_asyncpg_url
+from core.platform.tables import metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

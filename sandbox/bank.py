@@ -11,6 +11,12 @@ API
                                  409 ``reference_conflict`` for the same reference with another body,
                                  422 ``{"error", "message"}`` for a body the bank refuses.
 ``GET  /v1/payments/{reference}`` the payment (accepted|settled|failed|returned), 404 if unknown.
+``POST /v1/payments/{reference}/recall`` stop an accepted payment (it fails, ``recalled``);
+                                 409 ``not_recallable`` once it settled or failed, 404 if unknown.
+``GET  /v1/payments?since=&rail=&limit=&cursor=`` the bank's report: payments accepted at or after
+                                 ``since`` (ISO 8601), oldest first, optionally of some rails
+                                 (``rail=ach,sepa``); ``{"payments": [...], "next_cursor"}``, pages of
+                                 ``limit`` (default 500, at most 1000).
 ``GET  /health``                 ``{"status": "ok"}``.
 ``GET  /v1/rails/{rail}/health``  200, or 503 while the rail's scheme is down (``POST /_sandbox/outages``).
 ``POST /v1/files/nacha``          an ACH file (NACHA); ``POST /v1/files/pain001`` a SEPA pain.001.001.09
@@ -18,13 +24,15 @@ API
                                  parsers (sandbox/bank_files.py): 422 ``file_rejected`` with ``errors``
                                  for a malformed file, else 201 with a per-entry acceptance report
                                  (entries keyed by the payment reference: NACHA 05 addenda / EndToEndId).
+``GET  /v1/files/{file_id}``      the file's acceptance report (the same as its POST's), 404 if the bank
+                                 never received a file with this id.
 ``POST /mobile-money/v1_0/transfer`` a mobile-money disbursement shaped like the operators' APIs
                                  (``X-Reference-Id`` UUID, 202); ``GET .../transfer/{X-Reference-Id}``.
 
 Test controls (``/_sandbox``): ``GET payments`` (acceptance counters, to prove exactly-once),
 ``GET webhooks`` (delivery log), ``POST faults`` ``{"mode", "count"}``, ``GET faults``, ``POST reset``,
 ``POST settle/{reference}``, ``POST fail/{reference}`` ``{"failure_code"}``,
-``POST return/{reference}`` ``{"return_code"}``.
+``POST return/{reference}`` ``{"return_code", "notify"}`` (``"notify": false``: no webhook).
 
 Settlement: ``settle_delay`` seconds after acceptance the payment settles and a
 ``payment.settled`` webhook goes to ``webhook_url`` (none when it is unset: polling only),
@@ -46,7 +54,9 @@ digits  behaviour
 
 Any other account is accepted and settles.
 
-Fault modes for ``POST /_sandbox/faults`` (each applies to the next ``count`` payment POSTs):
+Fault modes for ``POST /_sandbox/faults`` (each applies to the next ``count`` payment POSTs, except
+``inquiry_5xx``, which applies to the next ``count`` ``GET /v1/payments/{reference}``, and the
+``file_*`` modes, which apply to file POSTs or ``GET /v1/files/{file_id}``):
 
 =====================  ==================================================================
 mode                   behaviour
@@ -58,6 +68,18 @@ timeout                hang ``hang_seconds`` then 503, nothing recorded
                        (a client retry must get the same payment back, not a second one)
 reject_after_accept    201 accepted, then after ``settle_delay`` the payment fails
                        (``payment.failed``, failure_code ``rejected_by_beneficiary_bank``)
+accept_then_5xx        the same as ``5xx_after_accept``
+reference_conflict     a POST of a reference the bank already has answers 409
+                       ``reference_conflict`` instead of replaying the acceptance (a bank that
+                       refuses resubmissions); a new reference is accepted as usual
+return_without_webhook accepted, settles, then after another ``settle_delay`` is returned
+                       (``R01``) with no ``payment.returned`` webhook: only an inquiry sees it
+inquiry_5xx            ``GET /v1/payments/{reference}`` answers 503 (the status inquiry fails)
+file_accept_then_5xx   (next file POST) the file is taken and its payments recorded, then the
+                       answer is a 503
+file_replay_conflict   (next file POST) a file id the bank already has answers 409
+                       ``file_id_conflict`` instead of replaying its acceptance report
+file_inquiry_5xx       (next ``GET /v1/files/{file_id}``) 503
 =====================  ==================================================================
 
 Run it: ``python -m sandbox.bank --port 8081 --webhook-url URL --webhook-secret S --settle-delay 2``.
@@ -87,6 +109,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.serving import serve_forever, serve_in_background
+from sandbox.bank_files import read_nacha, read_pain001
+from sandbox.bank_store import BankStore, load_into
 
 # --- designated test accounts ----------------------------------------------------------------
 
@@ -104,7 +128,13 @@ TEST_ACCOUNTS: dict[str, str] = {
     HANGS: "hangs hang_seconds (30 s) then 503",
 }
 
-FAULT_MODES = ("timeout", "5xx", "429", "5xx_after_accept", "reject_after_accept")
+FAULT_MODES = ("timeout", "5xx", "429", "5xx_after_accept", "reject_after_accept", "accept_then_5xx",
+               "reference_conflict", "return_without_webhook", "inquiry_5xx",
+               "file_accept_then_5xx", "file_replay_conflict", "file_inquiry_5xx")
+INQUIRY_FAULTS = frozenset({"inquiry_5xx"})  # apply to GET /v1/payments/{reference}
+FILE_FAULTS = frozenset({"file_accept_then_5xx", "file_replay_conflict"})  # apply to file POSTs
+FILE_INQUIRY_FAULTS = frozenset({"file_inquiry_5xx"})  # apply to GET /v1/files/{file_id}
+# the others apply to payment POSTs
 RAILS = frozenset({"ach", "sepa", "sepa_instant", "wire", "faster_payments", "mobile_money"})
 ACCOUNT_FIELDS = ("account_number", "iban", "phone")
 SIGNATURE_HEADER = "Payops-Signature"
@@ -129,6 +159,8 @@ class BankConfig:
     # every webhook at once queued thousands of requests on one connection pool, whose request
     # assignment is quadratic in the queue (85% of the batch bench's CPU at 2,000 payouts).
     webhook_concurrency: int = 32
+    # A SQLite file keeping the payment record across restarts (sandbox/bank_store.py); None = memory only.
+    store_path: str | None = None
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -149,7 +181,7 @@ class Payment:
     description: str | None
     fingerprint: str
     accepted_at: str
-    planned_outcome: str  # "settle" | "settle_then_return" | "fail"
+    planned_outcome: str  # "settle" | "settle_then_return" | "settle_then_return_silently" | "fail"
     status: str = "accepted"
     failure_code: str | None = None
     return_code: str | None = None
@@ -202,6 +234,7 @@ class BankState:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file id -> acceptance report
     outages: set[str] = field(default_factory=set)  # rails whose scheme is down
     momo_transfers: dict[str, str] = field(default_factory=dict)  # X-Reference-Id -> reference
+    store: Any = None  # sandbox.bank_store.BankStore when the record is durable
 
     # -- test-facing views
     def payments_report(self) -> list[dict[str, Any]]:
@@ -249,14 +282,22 @@ class BankState:
             self.files.clear()
             self.outages.clear()
             self.momo_transfers.clear()
+            if self.store is not None:
+                self.store.clear()
 
-    def take_fault(self) -> str | None:
-        if not self.faults:
+    def take_fault(self, inquiry: bool = False, kind: str | None = None) -> str | None:
+        """The first pending fault for a payment POST (or, `inquiry`, a status GET; or `kind`
+        "file" a file POST, "file_inquiry" a file GET), consumed."""
+        modes = {"file": FILE_FAULTS, "file_inquiry": FILE_INQUIRY_FAULTS}.get(kind or "")
+        others = INQUIRY_FAULTS | FILE_FAULTS | FILE_INQUIRY_FAULTS
+        if modes is None:
+            modes = INQUIRY_FAULTS if inquiry else frozenset(FAULT_MODES) - others
+        head = next((f for f in self.faults if f[0] in modes), None)
+        if head is None:
             return None
-        head = self.faults[0]
         head[1] -= 1
         if head[1] <= 0:
-            self.faults.pop(0)
+            self.faults.remove(head)
         return head[0]
 
 
@@ -339,6 +380,27 @@ class Bank:
     def __init__(self, config: BankConfig) -> None:
         self.config = config
         self.state = BankState(config)
+        if config.store_path:
+            self.state.store = BankStore(config.store_path)
+            load_into(self.state, Payment)
+
+    # -- durability (sandbox/bank_store.py): written before the bank answers, and on every change
+    def _persist(self, p: Payment) -> None:
+        if self.state.store is not None:
+            momo = [r for r, ref in self.state.momo_transfers.items() if ref == p.reference] if p.rail == "mobile_money" else None
+            self.state.store.save(p, self.state.submissions.get(p.reference, 1), momo)
+
+    def _accepted(self, p: Payment) -> None:
+        self._persist(p)
+        self.state.spawn(self._lifecycle(p))
+
+    def resume(self) -> None:
+        """After a restart: carry on with the payments still in flight (in the app's lifespan)."""
+        for p in self.state.payments.values():
+            if p.status == "accepted":
+                self.state.spawn(self._lifecycle(p))
+            elif p.status == "settled" and p.planned_outcome == "settle_then_return":
+                self.state.spawn(self._return_later(p))
 
     # -- lifecycle of an accepted payment
     def _emit(self, kind: str, p: Payment) -> None:
@@ -393,8 +455,9 @@ class Bank:
                 return False
             p.status = "settled"
             p.settled_at = _utcnow_iso()
+            self._persist(p)
         self._emit("payment.settled", p)
-        if p.planned_outcome == "settle_then_return":
+        if p.planned_outcome in ("settle_then_return", "settle_then_return_silently"):
             self.state.spawn(self._return_later(p))
         return True
 
@@ -404,20 +467,23 @@ class Bank:
                 return False
             p.status = "failed"
             p.failure_code = failure_code
+            self._persist(p)
         self._emit("payment.failed", p)
         return True
 
     async def _return_later(self, p: Payment) -> None:
         await asyncio.sleep(self.config.settle_delay)
-        await self.return_payment(p, "R01")
+        await self.return_payment(p, "R01", notify=p.planned_outcome != "settle_then_return_silently")
 
-    async def return_payment(self, p: Payment, return_code: str) -> bool:
+    async def return_payment(self, p: Payment, return_code: str, *, notify: bool = True) -> bool:
         async with self.state.lock:
             if p.status != "settled":
                 return False
             p.status = "returned"
             p.return_code = return_code
-        self._emit("payment.returned", p)
+            self._persist(p)
+        if notify:
+            self._emit("payment.returned", p)
         return True
 
     async def hang(self, request: Request) -> None:
@@ -486,11 +552,13 @@ class Bank:
         created = False
         async with self.state.lock:
             payment = self.state.payments.get(reference)
-            if payment is not None and payment.fingerprint != fingerprint:
+            if payment is not None and (payment.fingerprint != fingerprint or fault == "reference_conflict"):
                 return _error(409, "reference_conflict", "this reference was already used for a different payment")
             if payment is None:
                 if fault == "reject_after_accept":
                     outcome = "fail"
+                elif fault == "return_without_webhook":
+                    outcome = "settle_then_return_silently"
                 elif tail == RETURNED_R01:
                     outcome = "settle_then_return"
                 else:
@@ -510,8 +578,8 @@ class Bank:
                 self.state.payments[reference] = payment
                 created = True
         if created:
-            self.state.spawn(self._lifecycle(payment))
-        if fault == "5xx_after_accept":
+            self._accepted(payment)
+        if fault in ("5xx_after_accept", "accept_then_5xx"):
             return _unavailable()
         return JSONResponse(
             {
@@ -526,15 +594,17 @@ class Bank:
 
     # -- payment files (NACHA, pain.001) and the mobile-money API
     async def accept_file(self, request: Request, kind: str) -> Response:
-        from sandbox.bank_files import read_nacha, read_pain001
-
         file_id = request.headers.get("idempotency-key") or ""
         if not file_id.strip() or len(file_id) > 128:
             return _error(400, "idempotency_key_missing", "Idempotency-Key (the file id) is required")
         content = await request.body()
         digest = hashlib.sha256(content).hexdigest()
+        async with self.state.lock:
+            fault = self.state.take_fault(kind="file")
         earlier = self.state.files.get(file_id)
         if earlier is not None:
+            if fault == "file_replay_conflict":  # a bank that refuses a file id it has seen
+                return _error(409, "file_id_conflict", "a file with this id was already received")
             if earlier["sha256"] != digest:
                 return _error(409, "file_id_conflict", "this file id was already used for a different file")
             return JSONResponse(earlier["report"], status_code=200)
@@ -580,7 +650,9 @@ class Bank:
             }
             self.state.files[file_id] = {"sha256": digest, "report": report, "content": content}
         for payment in spawned:
-            self.state.spawn(self._lifecycle(payment))
+            self._accepted(payment)
+        if fault == "file_accept_then_5xx":  # taken and recorded, but the answer is lost
+            return _unavailable()
         return JSONResponse(report, status_code=201)
 
     async def momo_transfer(self, request: Request) -> Response:
@@ -630,7 +702,7 @@ class Bank:
                 self.state.payments[external_id] = payment
             self.state.momo_transfers[ref_id] = external_id
         if created:
-            self.state.spawn(self._lifecycle(payment))
+            self._accepted(payment)
         return Response(status_code=202)
 
     def momo_status(self, ref_id: str) -> Response:
@@ -704,10 +776,58 @@ async def create_payment(request: Request) -> Response:
 
 
 async def get_payment(request: Request) -> Response:
-    p = _bank(request).state.payments.get(request.path_params["reference"])
+    state = _bank(request).state
+    async with state.lock:
+        fault = state.take_fault(inquiry=True)
+    if fault == "inquiry_5xx":
+        return _unavailable()
+    p = state.payments.get(request.path_params["reference"])
     if p is None:
         return _error(404, "payment_not_found", "no payment with this reference")
     return JSONResponse(p.public())
+
+
+async def recall_payment(request: Request) -> Response:
+    """A recall: an accepted payment is stopped before it settles (it fails, `recalled`)."""
+    bank = _bank(request)
+    p = bank.state.payments.get(request.path_params["reference"])
+    if p is None:
+        return _error(404, "payment_not_found", "no payment with this reference")
+    if not await bank.fail(p, "recalled"):
+        return _error(409, "not_recallable", f"the payment is {p.status}")
+    return JSONResponse(p.public())
+
+
+async def list_bank_payments(request: Request) -> Response:
+    """The bank's payment report (what a statement or report API gives a client): payments accepted
+    at or after `since`, ordered by (accepted_at, reference); the cursor is the last row's pair."""
+    q = request.query_params
+    try:
+        since = datetime.fromisoformat(q["since"].replace("Z", "+00:00")) if q.get("since") else None
+        limit = int(q.get("limit") or 500)
+    except ValueError:
+        return _error(422, "invalid_query", "since must be ISO 8601 and limit an integer")
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    if not 1 <= limit <= 1000:
+        return _error(422, "invalid_query", "limit must be between 1 and 1000")
+    rails = {r for r in (q.get("rail") or "").split(",") if r}
+    after = tuple(q["cursor"].split("|", 1)) if q.get("cursor") else None
+
+    def accepted(p: Payment) -> datetime:
+        return datetime.fromisoformat(p.accepted_at.replace("Z", "+00:00"))
+
+    rows = sorted(
+        (p for p in list(_bank(request).state.payments.values())
+         if (since is None or accepted(p) >= since) and (not rails or p.rail in rails)),
+        key=lambda p: (accepted(p), p.reference),
+    )
+    if after is not None and len(after) == 2:
+        mark = (datetime.fromisoformat(after[0].replace("Z", "+00:00")), after[1])
+        rows = [p for p in rows if (accepted(p), p.reference) > mark]
+    page = rows[:limit]
+    next_cursor = f"{page[-1].accepted_at}|{page[-1].reference}" if len(rows) > limit else None
+    return JSONResponse({"payments": [p.public() for p in page], "next_cursor": next_cursor})
 
 
 async def health(request: Request) -> Response:
@@ -732,7 +852,12 @@ async def submit_pain001(request: Request) -> Response:
 
 
 async def get_file(request: Request) -> Response:
-    f = _bank(request).state.files.get(request.path_params["file_id"])
+    state = _bank(request).state
+    async with state.lock:
+        fault = state.take_fault(kind="file_inquiry")
+    if fault == "file_inquiry_5xx":
+        return _unavailable()
+    f = state.files.get(request.path_params["file_id"])
     if f is None:
         return _error(404, "file_not_found", "no file with this id")
     return JSONResponse(f["report"])
@@ -837,7 +962,8 @@ async def return_now(request: Request) -> Response:
     except ValueError:
         return _error(400, "invalid_json", "the request body must be a JSON object")
     code = data.get("return_code") or "R01"
-    if not await _bank(request).return_payment(p, str(code)):
+    notify = data.get("notify", True) is not False  # {"notify": false}: a return with no webhook
+    if not await _bank(request).return_payment(p, str(code), notify=notify):
         return _error(409, "invalid_state", f"payment is {p.status}, only a settled payment can be returned")
     return JSONResponse(p.public())
 
@@ -855,12 +981,15 @@ def create_bank_app(config: BankConfig | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bank.state.http = httpx.AsyncClient(timeout=bank.config.webhook_timeout)
+        bank.resume()
         try:
             yield
         finally:
             bank.state.stopping.set()
             await bank.state.cancel_background()
             await bank.state.http.aclose()
+            if bank.state.store is not None:
+                bank.state.store.close()
 
     app = Starlette(
         routes=[
@@ -874,6 +1003,8 @@ def create_bank_app(config: BankConfig | None = None) -> Starlette:
             Route("/_sandbox/files", list_files, methods=["GET"]),
             Route("/_sandbox/outages", set_outage, methods=["POST"]),
             Route("/v1/payments", create_payment, methods=["POST"]),
+            Route("/v1/payments", list_bank_payments, methods=["GET"]),
+            Route("/v1/payments/{reference:path}/recall", recall_payment, methods=["POST"]),
             Route("/v1/payments/{reference:path}", get_payment, methods=["GET"]),
             Route("/_sandbox/payments", list_payments, methods=["GET"]),
             Route("/_sandbox/webhooks", list_webhooks, methods=["GET"]),
@@ -932,6 +1063,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-secret", default=DEFAULT_WEBHOOK_SECRET)
     parser.add_argument("--settle-delay", type=float, default=2.0, help="seconds from acceptance to settlement")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="how long 'hanging' requests hang")
+    parser.add_argument("--store", default=None, help="SQLite file keeping the payment record across restarts")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
 
@@ -940,6 +1072,7 @@ def main(argv: list[str] | None = None) -> None:
         webhook_secret=args.webhook_secret,
         settle_delay=args.settle_delay,
         hang_seconds=args.hang_seconds,
+        store_path=args.store,
     )
     app = create_bank_app(config)
     serve_forever(

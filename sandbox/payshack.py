@@ -18,6 +18,11 @@ each row: order_id, transaction_id, utr, amount, paid_amount ("1,500.00"), statu
 (SUCCESS|FAILED|PENDING|REFUNDED), date ("YYYY-MM-DD HH:MM:SS", India time, no offset),
 customer_name, customer_vpa. ``from``/``to`` filter on the date (ISO date or datetime).
 
+Demo mode (``--world-seed N``): the rows are the demo's shared payments (sandbox/world.py), the
+same ones the Vima simulator started with the same seed serves, but for a realistic few
+discrepancies (missing, underpaid, settled differently, listed twice, order id re-typed); revealed
+as their time comes, settled when they settle.
+
 Test controls (``/_sandbox``): ``POST generate`` ``{"count", "days"?}``, ``POST update`` ``{"count"}``,
 ``POST expire_sessions``, ``POST expire_after`` ``{"api_calls"}`` (expire every session after
 that many more API calls), ``GET stats``.
@@ -55,6 +60,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from sandbox.serving import serve_forever, serve_in_background
+from sandbox.world import Payment, World
 
 STATIC = Path(__file__).parent / "static"
 IST = ZoneInfo("Asia/Kolkata")
@@ -77,6 +83,11 @@ class PayShackConfig:
     max_page_size: int = 500
     trickle_interval: float = 0.0
     trickle_new: int = 3
+    # the demo's shared payments (sandbox/world.py) from `world_since` on, instead of generated rows
+    world_seed: int | None = None
+    world_since: datetime | None = None  # default: the last `days` days
+    world_interval_seconds: float | None = None  # default: the world's
+    world_block: int | None = None  # default: the world's
 
 
 # --- CryptoJS-compatible AES ("Salted__" + EVP_BytesToKey MD5) ---------------------------------
@@ -102,6 +113,10 @@ def cryptojs_encrypt(plaintext: bytes, passphrase: str) -> str:
 # --- state -------------------------------------------------------------------------------------
 
 
+# the latest a payment's row can be dated after the payment: the portal's delay plus a duplicate's minute
+_LATEST_ROW = timedelta(seconds=120)
+
+
 def _inr(minor: int) -> str:
     return f"{minor // 100:,}.{minor % 100:02d}"
 
@@ -115,6 +130,74 @@ class PortalState:
         self.sessions: dict[str, float] = {}  # token -> expires at (monotonic)
         self.expire_after_calls: int | None = None
         self.stats = {"logins": 0, "failed_logins": 0, "api_calls": 0, "unauthorized": 0, "pages": 0}
+        self.world: World | None = None
+        self.world_until: datetime | None = None
+        self.world_start: datetime | None = None
+        self.unsettled: list[tuple[int, Payment]] = []  # (index into rows, payment) still pending
+        if config.world_seed is not None:
+            kwargs: dict[str, Any] = {}
+            if config.world_interval_seconds:
+                kwargs["interval_seconds"] = config.world_interval_seconds
+            if config.world_block:
+                kwargs["block"] = config.world_block
+            self.world = World(config.world_seed, **kwargs)
+            self.world_until = config.world_since or datetime.now(timezone.utc) - timedelta(days=config.days)
+            self.world_start = self.world_until
+
+    def _world_row(self, p: Payment, copy: int, when: datetime, status: str) -> dict[str, Any]:
+        row = {
+            "order_id": p.payshack_key,
+            "transaction_id": f"PSK{p.index * 2 + copy:010d}",  # stable: the same after a restart
+            "utr": "",
+            "amount": _inr(p.amount_minor),
+            "paid_amount": "0.00",
+            "status": "PENDING",
+            "date": when.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S"),
+            "customer_name": p.payer_name,
+            "customer_vpa": p.payer_vpa,
+        }
+        self._settle(row, p, status)
+        return row
+
+    @staticmethod
+    def _settle(row: dict[str, Any], p: Payment, status: str) -> None:
+        if status == "success":
+            row.update(status="SUCCESS", paid_amount=_inr(p.amount_minor - p.paid_short_minor), utr=p.utr)
+        elif status == "fail":
+            row.update(status="FAILED")
+
+    def reveal(self, until: datetime | None = None) -> int:
+        """The world's payments up to `until` (default now) become rows (newest last, as the
+        portal's order expects), and the pending ones whose time has come settle."""
+        assert self.world is not None and self.world_until is not None and self.world_start is not None, \
+            "no world_seed configured"
+        until = until or datetime.now(timezone.utc)
+        fresh: list[tuple[datetime, int, int, Payment]] = []
+        # A row is listed once its own time has come, never dated ahead of the portal's clock: the
+        # portal stamps a payment up to a few seconds after it happened, and a duplicate a minute
+        # later, so payments from just before the last reveal may still owe rows.
+        for p in self.world.between(max(self.world_start, self.world_until - _LATEST_ROW), until):
+            for copy in range(p.payshack_rows()):
+                # a duplicate: the payer's retry, listed again a minute later under a new transaction id
+                when = p.payshack_at + timedelta(seconds=60 * copy)
+                if self.world_until <= when < until:
+                    fresh.append((when, p.index, copy, p))
+        fresh.sort(key=lambda item: (item[0], item[1], item[2]))
+        for when, _, copy, p in fresh:
+            status = p.status_at("payshack", until)
+            self.rows.append(self._world_row(p, copy, when, status))
+            self.when.append(when.astimezone(IST))
+            if status == "pending" and p.settles_at is not None:
+                self.unsettled.append((len(self.rows) - 1, p))
+        self.world_until = max(self.world_until, until)
+        still: list[tuple[int, Payment]] = []
+        for index, p in self.unsettled:
+            if p.settles_at is not None and p.settles_at <= until:
+                self._settle(self.rows[index], p, p.payshack_status)
+            else:
+                still.append((index, p))
+        self.unsettled = still
+        return len(fresh)
 
     def generate(self, count: int, *, days: float | None = None) -> int:
         rng = self.rng
@@ -327,7 +410,9 @@ async def root(request: Request) -> Response:
 
 def create_payshack_app(config: PayShackConfig | None = None) -> Starlette:
     state = PortalState(config or PayShackConfig())
-    if state.config.initial_rows:
+    if state.world is not None:
+        state.reveal()
+    elif state.config.initial_rows:
         state.generate(state.config.initial_rows)
 
     @contextlib.asynccontextmanager
@@ -337,6 +422,9 @@ def create_payshack_app(config: PayShackConfig | None = None) -> Starlette:
             async def trickle() -> None:
                 while True:
                     await asyncio.sleep(state.config.trickle_interval)
+                    if state.world is not None:
+                        state.reveal()
+                        continue
                     state.generate(state.config.trickle_new, days=state.config.trickle_interval / 86400)
                     state.update(1)
 
@@ -396,10 +484,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=500, help="transactions generated at start")
     parser.add_argument("--session-ttl", type=float, default=1800.0)
     parser.add_argument("--trickle", type=float, default=10.0, help="seconds between new transactions; 0 = off")
+    parser.add_argument("--world-seed", type=int, default=None,
+                        help="list the demo's shared payments (sandbox/world.py) of this seed instead of generated rows")
+    parser.add_argument("--world-since", default=None,
+                        help="ISO time the shared payments start at (default: a day ago)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     config = PayShackConfig(email=args.email, password=args.password, seed=args.seed, initial_rows=args.rows,
-                            session_ttl=args.session_ttl, trickle_interval=args.trickle)
+                            session_ttl=args.session_ttl, trickle_interval=args.trickle, world_seed=args.world_seed,
+                            world_since=_bound(args.world_since, end=False) if args.world_since else None)
     serve_forever(create_payshack_app(config), host=args.host, port=args.port, log_level=args.log_level,
                   announce=lambda url: print(f"sandbox payshack listening on {url} (login {args.email})", flush=True))
 

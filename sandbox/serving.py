@@ -41,7 +41,7 @@ class _Server(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
 
-    def handle_exit(self, sig, frame) -> None:  # noqa: ANN001 - signal handler signature
+    def handle_exit(self, sig, frame) -> None:
         if self._on_stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_stop)
         super().handle_exit(sig, frame)

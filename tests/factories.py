@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core import ledger
-from core.crypto import FieldCipher
-from core.fees import payout_fee
-from core.payout_models import PayoutWorkflowInput
-from core.routing import choose_rail
-from core.settings import Settings
-from core.tables import merchants, payouts
+from core.ledger import service as ledger
+from core.platform.crypto import FieldCipher
+from core.rails.fees import payout_fee
+from core.payouts.models import PayoutWorkflowInput
+from core.payouts.routing import choose_rail
+from core.platform.settings import Settings
+from core.platform.tables import merchants, payouts
 
 GOOD_IBAN = "DE89370400440532013000"
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.webhook_signing import SignatureError, verify
+from core.webhooks.signing import SignatureError, verify
 
 
 @dataclass

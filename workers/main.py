@@ -19,31 +19,42 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
+from activities.bank_reconciliation import BankReconciliationActivities
 from activities.exports import ExportActivities
 from activities.health import HealthActivities
 from activities.ops_actions import OpsActionActivities
+from activities.payout_temporal_ops import PayoutTemporalOpsActivities
 from activities.payouts import PayoutActivities
 from activities.rails import RailActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
-from core.crypto import FieldCipher
-from core.db import create_engine, create_sessionmaker
-from core.schedules import ensure_schedules
-from core.settings import Settings, get_settings
-from core.temporal import connect_temporal
+from core.platform.crypto import FieldCipher
+from core.platform.db import create_engine, create_sessionmaker
+from workers.metrics import ActivityMetricsInterceptor, keep_queue_size_fresh
+from workers.schedules import ensure_schedules
+from core.platform.settings import Settings, get_settings
+from core.platform.temporal import connect_temporal
 from workflows.alerts import AlertCheckWorkflow
+from workflows.bank_reconciliation import BankReconciliationWorkflow
 from workflows.export import ExportWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.ops_action import OpsActionWorkflow
 from workflows.maintenance import PayoutSweepWorkflow
+from workflows.maintenance import BankNotificationSweepWorkflow
+from activities.bank_notifications import BankNotificationActivities
 from workflows.batch import BatchWorkflow
+from workflows.bulk_payouts import BulkPayoutIntakeWorkflow
+from activities.bulk_payouts import BulkPayoutActivities
 from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.reaper import WorkflowReaperWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
+from core.webhooks.service import ensure_dispatcher
+import workflows as workflow_package
 
 log = logging.getLogger("payops.worker")
 
@@ -83,14 +94,14 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
     health = HealthActivities(deps.sessionmaker, deps.redis)
     payouts = PayoutActivities(deps.sessionmaker, deps.redis, deps.connectors, deps.cipher, deps.settings)
     webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
-    ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis)
+    ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis, deps.settings)
     sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
     alerts = AlertActivities(deps.sessionmaker, deps.redis)
     return [
@@ -101,22 +112,39 @@ def activities(deps: WorkerDeps) -> list:
         payouts.record_payout_transition,
         payouts.submit_payout_to_connector,
         payouts.poll_payout_status,
+        payouts.inquire_payout,
         payouts.settle_payout,
         payouts.reverse_payout,
         payouts.sweep_unstarted_payouts,
+        *payout_temporal_ops_activities(deps),
         *rail_activities(deps),
         webhooks.dispatch_webhook_events,
         webhooks.attempt_webhook_delivery,
         ops_actions.record_ops_action_step,
         ops_actions.record_ops_action_vote,
         ops_actions.execute_ops_action,
+        ops_actions.verify_ops_grant,
+        ops_actions.record_ops_refusal,
         sync.start_sync_run,
         sync.fetch_sync_pages,
         sync.finish_sync_run,
         alerts.check_alert_rules,
         *reconciliation_activities(deps),
         *export_activities(deps),
+        BankNotificationActivities(deps.sessionmaker).redeliver_bank_notifications,
+        *bank_reconciliation_activities(deps),
+        BulkPayoutActivities(deps.sessionmaker, deps.settings).start_bulk_payout_chunk,
     ]
+
+
+def payout_temporal_ops_activities(deps: WorkerDeps) -> list:
+    ops = PayoutTemporalOpsActivities(deps.sessionmaker, deps.redis, deps.connectors)
+    return [ops.recall_payout_at_bank, ops.record_payout_note, ops.reap_closed_workflows]
+
+
+def bank_reconciliation_activities(deps: WorkerDeps) -> list:
+    bank = BankReconciliationActivities(deps.sessionmaker, deps.connectors)
+    return [bank.compare_payouts_with_bank, bank.confirm_bank_discrepancies]
 
 
 def export_activities(deps: WorkerDeps) -> list:
@@ -181,11 +209,10 @@ def cache_workflow_bytecode() -> None:
     import tempfile
     from pathlib import Path
 
-    import workflows
 
     if sys.pycache_prefix is None:
         sys.pycache_prefix = str(Path(tempfile.gettempdir()) / f"payops-pycache-{os.getuid()}")
-    for source in Path(workflows.__file__).parent.glob("*.py"):
+    for source in Path(workflow_package.__file__).parent.glob("*.py"):
         try:
             py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
         except (OSError, py_compile.PyCompileError) as exc:  # a slower start, not a broken worker
@@ -202,6 +229,7 @@ def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = N
             activities=activities(deps),
             max_concurrent_activities=200,
             max_cached_workflows=deps.settings.worker_max_cached_workflows,
+            interceptors=[ActivityMetricsInterceptor()],
         )
 
 
@@ -221,11 +249,13 @@ async def run_worker(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_address)
     async with worker:
-        from core.webhook_service import ensure_dispatcher
-
         await ensure_dispatcher(client, settings)  # idempotent: the first worker up starts it
         await ensure_schedules(client, settings)  # idempotent: sweeper, provider syncs
+        backlog = (asyncio.create_task(keep_queue_size_fresh(client, settings.temporal_task_queue))
+                   if settings.worker_metrics_port else None)
         await stop.wait()
+        if backlog is not None:
+            backlog.cancel()
     await deps.aclose()
 
 

@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import ALERT_CHECK_WORKFLOW
     from activities.alerts import AlertActivities, AlertCheckActivityInput
 
 
@@ -22,7 +23,7 @@ class AlertCheckResult(BaseModel):
     opened: int
 
 
-@workflow.defn(name="AlertCheckWorkflow")
+@workflow.defn(name=ALERT_CHECK_WORKFLOW)
 class AlertCheckWorkflow:
     @workflow.run
     async def run(self, params: AlertCheckInput) -> AlertCheckResult:

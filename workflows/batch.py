@@ -15,8 +15,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import BATCH_WORKFLOW
     from activities.rails import RailActivities
-    from core.rail_models import BatchIdInput, BatchInput, BatchResult
+    from core.rails.models import BatchIdInput, BatchInput, BatchResult
 
 DB = dict(start_to_close_timeout=timedelta(minutes=2),
           retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)))
@@ -29,7 +30,7 @@ SIGNALS = dict(start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=t
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 
-@workflow.defn(name="BatchWorkflow")
+@workflow.defn(name=BATCH_WORKFLOW)
 class BatchWorkflow:
     @workflow.run
     async def run(self, params: BatchInput) -> BatchResult:

@@ -8,11 +8,12 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import CONNECTOR_HEALTH_WORKFLOW
     from activities.rails import RailActivities
-    from core.rail_models import HealthRunInput, HealthRunResult
+    from core.rails.models import HealthRunInput, HealthRunResult
 
 
-@workflow.defn(name="ConnectorHealthWorkflow")
+@workflow.defn(name=CONNECTOR_HEALTH_WORKFLOW)
 class ConnectorHealthWorkflow:
     @workflow.run
     async def run(self, params: HealthRunInput) -> HealthRunResult:

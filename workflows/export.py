@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
@@ -24,21 +23,8 @@ with workflow.unsafe.imports_passed_through():
         ExportJobIdInput,
         ExportProgressSignal,
     )
-
-EXPORT_WORKFLOW = "ExportWorkflow"
-
-
-class ExportWorkflowInput(BaseModel):
-    job_id: str
-    retention_seconds: float
-
-
-class ExportProgress(BaseModel):
-    status: str  # running | succeeded | failed | expired
-    rows_written: int = 0
-    rows_total: int | None = None
-    bytes: int | None = None
-    error: str | None = None
+    from core.exports.models import ExportProgress, ExportWorkflowInput
+    from core.platform.names import EXPORT_WORKFLOW
 
 
 @workflow.defn(name=EXPORT_WORKFLOW)

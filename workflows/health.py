@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import HEALTH_CHECK_WORKFLOW
     from activities.health import DependencyReport, HealthActivities
 
 
@@ -20,7 +21,7 @@ class HealthCheckResult(BaseModel):
     report: DependencyReport
 
 
-@workflow.defn(name="HealthCheckWorkflow")
+@workflow.defn(name=HEALTH_CHECK_WORKFLOW)
 class HealthCheckWorkflow:
     @workflow.run
     async def run(self, params: HealthCheckInput) -> HealthCheckResult:

@@ -10,18 +10,22 @@ timer ends an undecided action; a rejection ends it. Deterministic: every side e
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.conditions import wait_until
+
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import OPS_ACTION_WORKFLOW
     from activities.ops_actions import OpsActionActivities
-    from core.names import search_attribute_keys
-    from core.ops_action_models import (
+    from core.platform.names import search_attribute_keys
+    from core.ops_actions.models import (
+        ERR_BAD_INPUT,
+        ERR_UNVERIFIED,
+        RefusalInput,
         ERR_ADMIN_REQUIRED,
         ERR_DECIDED,
         ERR_DUPLICATE_APPROVAL,
@@ -43,7 +47,15 @@ with workflow.unsafe.imports_passed_through():
         can_approve,
         can_execute,
     )
-    from core.roles import Role
+    from core.ops_actions.grants import VerifyGrantInput, normalize_subject
+    from core.platform.roles import Role
+    from temporalio.common import RawValue
+
+# From this patch on a vote counts only for the identity of a grant payops signed (the API signs
+# one for every vote; ops get one from POST /api/v1/ops/grants for the Temporal CLI/UI), verified
+# in a local activity; subjects compare normalised; every refused or unparsable vote leaves an
+# audit entry and an alert. Old histories replay the old path.
+IDENTITY_PATCH = "ops-verified-identity-v1"
 
 A = ActionStatus
 SA = search_attribute_keys()
@@ -64,16 +76,7 @@ EXECUTE_ACTIVITY = dict(
 )
 
 
-async def wait_until(condition: Callable[[], bool], timeout: timedelta) -> bool:
-    """True when `condition` became true, False when the (durable) timer ran out first."""
-    try:
-        await workflow.wait_condition(condition, timeout=timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
-
-
-@workflow.defn(name="OpsActionWorkflow")
+@workflow.defn(name=OPS_ACTION_WORKFLOW)
 class OpsActionWorkflow:
     @workflow.init
     def __init__(self, params: OpsActionInput) -> None:
@@ -93,6 +96,7 @@ class OpsActionWorkflow:
         self._execute: ExecuteRequest | None = None
         self._outcome_recorded = False  # the final status is in the database, not only here
         self._votes_in_flight = 0  # votes counted here whose rows are still being written
+        self._refusals = 0  # refused votes / signals (IDENTITY_PATCH), each audited once
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -102,6 +106,8 @@ class OpsActionWorkflow:
 
     @workflow.update(name="approve")
     async def approve(self, request: ApprovalRequest) -> ApprovalTally:
+        if workflow.patched(IDENTITY_PATCH):
+            return await self._verified_vote(request, "approve", "approve", raise_refusal=True)  # type: ignore[return-value]
         self._count(request, "approve")
         tally = self._tally()  # as this vote left it
         await self._record_vote(request, "approve")
@@ -109,10 +115,14 @@ class OpsActionWorkflow:
 
     @approve.validator
     def _validate_approve(self, request: ApprovalRequest) -> None:
-        self._check_vote(request, "approve")
+        # identity and the rules that depend on it are checked by the handler, which can verify
+        # the grant and audit a refusal; a validator can do neither
+        self._check_open()
 
     @workflow.update(name="reject")
     async def reject(self, request: ApprovalRequest) -> ApprovalTally:
+        if workflow.patched(IDENTITY_PATCH):
+            return await self._verified_vote(request, "reject", "reject", raise_refusal=True)  # type: ignore[return-value]
         self._count(request, "reject")
         tally = self._tally()  # as this vote left it
         await self._record_vote(request, "reject")
@@ -120,16 +130,72 @@ class OpsActionWorkflow:
 
     @reject.validator
     def _validate_reject(self, request: ApprovalRequest) -> None:
-        self._check_vote(request, "reject")
+        self._check_open()
 
     @workflow.signal(name="approve_signal")
-    async def approve_signal(self, request: ApprovalRequest) -> None:
-        """For the Temporal UI: the same rules; a vote they refuse is ignored (and logged)."""
-        await self._vote_by_signal(request, "approve")
+    async def approve_signal(self, raw: RawValue) -> None:
+        """For the Temporal UI: the same rules; a refused or unparsable vote is audited and alerted."""
+        await self._signal(raw, "approve")
 
     @workflow.signal(name="reject_signal")
-    async def reject_signal(self, request: ApprovalRequest) -> None:
-        await self._vote_by_signal(request, "reject")
+    async def reject_signal(self, raw: RawValue) -> None:
+        await self._signal(raw, "reject")
+
+    async def _signal(self, raw: RawValue, decision: str) -> None:
+        patched = workflow.patched(IDENTITY_PATCH)
+        try:
+            request = workflow.payload_converter().from_payload(raw.payload, ApprovalRequest)
+        except Exception as exc:  # noqa: BLE001 — any input that does not parse
+            if not patched:
+                workflow.logger.warning("%s signal dropped: %s", decision, exc)
+                return
+            text = (raw.payload.data or b"")[:500].decode("utf-8", "replace")
+            await self._refuse(f"{decision}_signal", None, None, ERR_BAD_INPUT, f"the input does not parse: {exc}"[:1000], raw=text)
+            return
+        if patched:
+            await self._verified_vote(request, decision, f"{decision}_signal", raise_refusal=False)
+        else:
+            await self._vote_by_signal(request, decision)
+
+    async def _verified_vote(self, request: ApprovalRequest, decision: str, via: str, *,
+                             raise_refusal: bool) -> ApprovalTally | None:
+        check = await workflow.execute_local_activity_method(
+            OpsActionActivities.verify_ops_grant,
+            VerifyGrantInput(token=request.grant, scope="ops_action", subject_id=self._p.action_id,
+                             decision=decision, now=workflow.now(), claimed_actor=request.actor),
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        if not check.ok or check.grant is None:
+            return await self._refused(via, request.actor, None, ERR_UNVERIFIED, check.reason or "unverified",
+                                       raise_refusal)
+        verified = ApprovalRequest(actor=check.grant.actor, roles=check.grant.roles, comment=request.comment)
+        try:
+            self._check_vote(verified, decision, normalised=True)  # synchronous with the count below
+        except ApplicationError as exc:
+            return await self._refused(via, request.actor, verified.actor, exc.type or ERR_DECIDED, exc.message,
+                                       raise_refusal)
+        self._count(verified, decision)
+        tally = self._tally()
+        await self._record_vote(verified, decision)
+        return tally
+
+    async def _refused(self, via: str, claimed: str | None, verified: str | None, error_type: str, reason: str,
+                       raise_refusal: bool) -> None:
+        await self._refuse(via, claimed, verified, error_type, reason)
+        if raise_refusal:
+            raise ApplicationError(reason, type=error_type)
+        workflow.logger.warning("%s from %s refused: %s", via, claimed, reason)
+        return None
+
+    async def _refuse(self, via: str, claimed: str | None, verified: str | None, error_type: str, reason: str, *,
+                      raw: str | None = None) -> None:
+        self._refusals += 1
+        await workflow.execute_activity_method(
+            OpsActionActivities.record_ops_refusal,
+            RefusalInput(action_id=self._p.action_id, event_key=f"refused:{self._refusals}", signal_or_update=via,
+                         claimed_actor=claimed, verified_actor=verified, error_type=error_type, reason=reason, raw=raw),
+            **DB_ACTIVITY,
+        )
 
     @workflow.update(name="execute")
     async def execute(self, request: ExecuteRequest) -> OpsActionState:
@@ -159,20 +225,25 @@ class OpsActionWorkflow:
         self._count(request, decision)
         await self._record_vote(request, decision)
 
-    def _check_vote(self, request: ApprovalRequest, decision: str) -> None:
+    def _check_open(self) -> None:
         s = self._state
         if s.status != A.PENDING_APPROVAL:
             raise ApplicationError(f"the action is already {s.status}: no more approvals or rejections",
                                    type=ERR_DECIDED)
         if s.expires_at is not None and workflow.now() >= s.expires_at:
             raise ApplicationError("the action has expired", type=ERR_DECIDED)
-        if request.actor == s.created_by:
+
+    def _check_vote(self, request: ApprovalRequest, decision: str, *, normalised: bool = False) -> None:
+        s = self._state
+        self._check_open()
+        same = (lambda a, b: normalize_subject(a) == normalize_subject(b)) if normalised else (lambda a, b: a == b)
+        if same(request.actor, s.created_by):
             raise ApplicationError(f"{request.actor} created this action and cannot {decision} it: "
                                    "approvals must come from someone else", type=ERR_SELF_APPROVAL)
         if not can_approve(request.roles):
             raise ApplicationError("only an approver role (ops_actions:approve) may approve or reject",
                                    type=ERR_NOT_APPROVER)
-        if any(v.actor == request.actor for v in s.approvals + s.rejections):
+        if any(same(v.actor, request.actor) for v in s.approvals + s.rejections):
             raise ApplicationError(f"{request.actor} has already voted on this action", type=ERR_DUPLICATE_APPROVAL)
         if (decision == "approve" and s.requires_admin and not self._admin_approved()
                 and Role.OPS_ADMIN.value not in request.roles and len(s.approvals) == s.required_approvals - 1):

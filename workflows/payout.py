@@ -14,11 +14,17 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.conditions import wait_until
+
 with workflow.unsafe.imports_passed_through():
+    from activities.ops_actions import OpsActionActivities
+    from core.platform.names import PAYOUT_WORKFLOW
+    from activities.payout_temporal_ops import PayoutTemporalOpsActivities
     from activities.payouts import PayoutActivities
     from activities.rails import ERR_NO_ROUTE, RailActivities
-    from core.names import search_attribute_keys
-    from core.payout_models import (
+    from connectors.base import UNKNOWN_OUTCOME_CODES
+    from core.platform.names import search_attribute_keys
+    from core.payouts.models import (
         CANCELLABLE_STATUSES,
         ERR_CONNECTOR_PERMANENT,
         BankNotificationSignal,
@@ -26,7 +32,10 @@ with workflow.unsafe.imports_passed_through():
         ControlsChanged,
         GateInput,
         HoldInput,
+        InquiryInput,
+        InquiryOutcome,
         OpsDecision,
+        PayoutResume,
         PayoutState,
         PayoutStatus,
         PayoutWorkflowInput,
@@ -36,10 +45,17 @@ with workflow.unsafe.imports_passed_through():
         RouteInput,
         SettleInput,
         StatusPollInput,
+        StatusPollResult,
         SubmitInput,
+        SubmitResult,
+        TERMINAL_STATUSES,
         TransitionInput,
     )
-    from core.rail_models import (
+    from core.ops_actions.models import RefusalInput
+    from core.ops_actions.grants import VerifyGrantInput, normalize_subject
+    from core.payouts.temporal_ops import TEMPORAL_ACTOR, PayoutNoteInput, RecallInput
+    from temporalio.common import RawValue
+    from core.rails.models import (
         BatchEnqueueInput,
         BatchOutcomeSignal,
         BatchWithdrawInput,
@@ -51,14 +67,54 @@ with workflow.unsafe.imports_passed_through():
 
 # Versioning: payouts started before the rails engine route with the simple rule through the one
 # sandbox connector; from this patch on they route by cost/SLA, wait for batches, fail over and
-# watch their settlement target. Old histories replay the old path (tests/test_replay.py).
+# watch their settlement target. Old histories replay the old path (tests/platform/test_replay.py).
 RAILS_PATCH = "rails-routing-v1"
 # From this patch on a `standard` payout on a rail with a cutoff (ACH, SEPA, Wire) waits with a
 # durable timer for the cutoff its routing computed, then submits on its own; and the SLA watch
 # runs through every wait (the submission gate, backoff, the cutoff, dlq), not only settlement.
 CUTOFF_PATCH = "standard-cutoff-v1"
+# From this patch on an unknown submission outcome (timeout, 5xx, connection error, a reference
+# conflict, a batch entry refused as a reference conflict) is never a refusal: the workflow asks
+# the connector it sent the payout to, by reference, with capped backoff, until the bank answers,
+# and follows the answer. Money is released, and the payout may go to another rail, only when the
+# bank refused it or confirms it has no payment for the reference.
+UNKNOWN_PATCH = "unknown-outcome-v1"
+# From this patch on the return watch after settlement also asks the bank (at the payout's
+# return_poll_intervals) until the window closes, so a return whose webhook was missed is caught.
+RETURN_POLL_PATCH = "return-poll-v1"
+# From this patch on a payout whose outcome stays unknown for a long time (the bank's inquiry
+# unanswered inquiry_continue_as_new_after times in one run) continues as new, carrying its state,
+# and goes on asking in the next run: one history per so many inquiries, never one without end.
+INQUIRY_CAN_PATCH = "inquiry-continue-as-new-v1"
+# From this patch on the settlement wait (a poll of the bank about every settlement_poll_seconds
+# until it settles) and the return watch after settlement continue as new after
+# inquiry_continue_as_new_after polls in one run, carrying the state (the webhooks seen and not yet
+# handled, the SLA alert, the return window's end and its polls): a bank that takes days to settle
+# never grows one history without end (issue 17). Asked only when a run reaches that many polls.
+SETTLEMENT_CAN_PATCH = "settlement-wait-continue-as-new-v1"
+# From this patch on, when the submission returns an acceptance recorded on another connector than
+# the one this run routed to (a Temporal Reset, or a restart, whose new run routed elsewhere: the
+# submit activity returns the recorded acceptance instead of sending it again), the workflow follows
+# the connector and rail the bank accepted it on: it asks that bank about settlement and returns,
+# and settles against that connector (issue 15). Asked only when they differ.
+RESET_CONNECTOR_PATCH = "reset-follows-accepted-connector-v1"
 # Priorities that wait for the rail's cutoff when they are not going out in a batch file.
 CUTOFF_PRIORITIES = frozenset({"standard", "batch"})
+# From this patch on Temporal's own cancel (the UI's Request Cancellation, `temporal workflow
+# cancel`) is an ops cancel: the payout's life runs shielded from it, and the request becomes a
+# cancel it handles at its next decision point (the bank is asked to recall a submitted payout;
+# a refusal is recorded and the payout stays in flight). Before it, such a cancel ended the
+# workflow as Canceled with the hold still active (issue 15); the workflow reaper finds those.
+TEMPORAL_CANCEL_PATCH = "payout-temporal-cancel-v1"
+# From this patch on every retry / cancel (Update or Signal) is attributed: verified when it
+# carries a payops-signed grant bound to this payout and decision (the API signs one for every
+# call; ops get one from POST /api/v1/ops/grants for the Temporal CLI/UI), checked in the
+# `verify_ops_grant` local activity; without a valid grant it is still performed (ops need it)
+# but audited as unverified, via Temporal, with the typed actor shown as claimed. A retry/cancel
+# Signal that is refused (wrong state) or whose input does not parse leaves an audit event and an
+# alert (`record_ops_refusal`) instead of a log line. Old histories replay the old path.
+VERIFIED_OPS_PATCH = "payout-verified-ops-v1"
+ERR_INVALID_STATE = "invalid_state"
 
 S = PayoutStatus
 SA = search_attribute_keys()
@@ -85,16 +141,7 @@ class _Cancelled(Exception):
     pass
 
 
-async def wait_until(condition: Callable[[], bool], timeout: timedelta) -> bool:
-    """True when `condition` became true, False when the (durable) timer ran out first."""
-    try:
-        await workflow.wait_condition(condition, timeout=timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
-
-
-@workflow.defn(name="PayoutWorkflow")
+@workflow.defn(name=PAYOUT_WORKFLOW)
 class PayoutWorkflow:
     @workflow.init
     def __init__(self, params: PayoutWorkflowInput) -> None:
@@ -113,6 +160,45 @@ class PayoutWorkflow:
         self._sla_alerted = False
         self._connector_attempts = 0
         self._sla_everywhere = False  # CUTOFF_PATCH: waits for the cutoff, SLA watch in every wait
+        self._unknown_safe = False  # UNKNOWN_PATCH: an unknown outcome is resolved by inquiry
+        # TEMPORAL_CANCEL_PATCH: a Temporal cancel request not yet answered, and how many came
+        self._temporal_cancel = False
+        self._temporal_cancels = 0
+        # INQUIRY_CAN_PATCH: unanswered inquiries in this run and over every run, and the backoff a
+        # resumed run goes on with
+        self._inquiries_this_run = 0
+        self._inquiries_total = 0
+        self._inquiry_delay: float | None = None
+        # SETTLEMENT_CAN_PATCH: polls of the bank (settlement wait, return watch) in this run and
+        # over every run; the return window's end and its polls so far
+        self._polls_this_run = 0
+        self._polls_total = 0
+        self._return_deadline = None
+        self._return_polls = 0
+        # VERIFIED_OPS_PATCH: how the pending retry / cancel was attributed (its audit data)
+        self._retry_audit: dict = {}
+        self._cancel_audit: dict = {}
+        self._signal_refusals = 0
+        if params.resume is not None:
+            self._restore(params.resume)
+
+    def _restore(self, r: PayoutResume) -> None:
+        """A run continued as new (mid-inquiry, waiting for settlement or watching for a return):
+        pick up where the last run was."""
+        self._state = r.state.model_copy(deep=True)
+        self._rails = r.rails
+        self._route = RailRouteDecision.model_validate(r.route) if r.route is not None else None
+        self._sla_everywhere, self._sla_alerted = r.sla_everywhere, r.sla_alerted
+        self._connector_attempts = r.connector_attempts
+        self._unknown_safe = r.unknown_safe
+        self._seen_events = set(r.seen_events)
+        self._notifications = list(r.notifications)
+        self._temporal_cancels = r.temporal_cancels
+        self._inquiries_total = r.inquiries
+        self._inquiry_delay = r.inquiry_delay_seconds
+        self._polls_total = r.settlement_polls
+        self._return_deadline = r.return_window_ends_at
+        self._return_polls = r.return_polls
 
     # --- queries, updates, signals -----------------------------------------------------
 
@@ -122,6 +208,10 @@ class PayoutWorkflow:
 
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelRequest) -> OpsDecision:
+        if self._verifying():
+            request, audit = await self._attribute(request, "cancel")
+            self._recheck(self._check_cancellable)  # the state may have moved while verifying
+            self._cancel_audit = audit
         self._cancel = request
         await workflow.wait_condition(lambda: self._cancel_result is not None)
         assert self._cancel_result is not None
@@ -133,6 +223,10 @@ class PayoutWorkflow:
 
     @workflow.update(name="retry")
     async def retry(self, request: RetryRequest) -> OpsDecision:
+        if self._verifying():
+            request, audit = await self._attribute(request, "retry")
+            self._recheck(self._check_retryable)
+            self._retry_audit = audit
         self._retry = request
         await workflow.wait_condition(lambda: self._state.status != S.DLQ)
         return OpsDecision(accepted=True, status=self._state.status, detail="retry scheduled")
@@ -142,23 +236,107 @@ class PayoutWorkflow:
         self._check_retryable()
 
     @workflow.signal(name="cancel_signal")
-    def cancel_signal(self, request: CancelRequest) -> None:
-        """For the Temporal UI: a cancel that is not allowed now is ignored (and logged)."""
-        try:
-            self._check_cancellable()
-        except ValueError as exc:
-            workflow.logger.warning("cancel signal ignored: %s", exc)
+    async def cancel_signal(self, raw: RawValue) -> None:
+        """For the Temporal UI. A cancel that is not allowed now, or whose input does not parse,
+        leaves an audit event and an alert (VERIFIED_OPS_PATCH; before it, only a log line)."""
+        request = await self._parse_ops_signal(raw, CancelRequest, "cancel_signal")
+        if request is None:
             return
+        if not await self._signal_allowed(request, self._check_cancellable, "cancel_signal"):
+            return
+        if self._verifying():
+            request, audit = await self._attribute(request, "cancel")
+            if not await self._signal_allowed(request, self._check_cancellable, "cancel_signal"):
+                return
+            self._cancel_audit = audit
         self._cancel = request
 
     @workflow.signal(name="retry_signal")
-    def retry_signal(self, request: RetryRequest) -> None:
-        try:
-            self._check_retryable()
-        except ValueError as exc:
-            workflow.logger.warning("retry signal ignored: %s", exc)
+    async def retry_signal(self, raw: RawValue) -> None:
+        request = await self._parse_ops_signal(raw, RetryRequest, "retry_signal")
+        if request is None:
             return
+        if not await self._signal_allowed(request, self._check_retryable, "retry_signal"):
+            return
+        if self._verifying():
+            request, audit = await self._attribute(request, "retry")
+            if not await self._signal_allowed(request, self._check_retryable, "retry_signal"):
+                return
+            self._retry_audit = audit
         self._retry = request
+
+    # --- attribution of ops decisions sent through Temporal (VERIFIED_OPS_PATCH) ---------
+
+    def _verifying(self) -> bool:
+        """Memoised by the SDK: run() asks first, so old histories keep the old path."""
+        return workflow.patched(VERIFIED_OPS_PATCH)
+
+    async def _attribute(self, request, decision: str):
+        """(the request with its actor as audited, the audit data). A valid grant names the
+        verified subject; without one the typed actor is kept as claimed, marked unverified."""
+        check = await workflow.execute_local_activity_method(
+            OpsActionActivities.verify_ops_grant,
+            VerifyGrantInput(token=request.grant, scope="payout", subject_id=self._p.payout_id,
+                             decision=decision, now=workflow.now(), claimed_actor=request.actor),
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        claimed = " ".join(str(request.actor or "").split())[:200] or "unknown"
+        if check.ok and check.grant is not None:
+            grant = check.grant
+            via = "api" if grant.via == "api" else ("ops_action" if grant.via == "ops_action" else "temporal")
+            audit = {"verified": True, "via": via, "actor": grant.actor, "roles": grant.roles,
+                     "grant_key": grant.key_id, "grant_expires_at": grant.expires_at.isoformat()}
+            if normalize_subject(claimed) != normalize_subject(grant.actor):
+                audit["claimed_actor"] = claimed
+            actor = grant.actor
+        else:
+            audit = {"verified": False, "via": "temporal", "claimed_actor": claimed,
+                     "why_unverified": check.reason or "no grant"}
+            actor = f"{claimed} (claimed; unverified, via Temporal)"
+        return request.model_copy(update={"actor": actor, "grant": None}), audit
+
+    @staticmethod
+    def _recheck(check: Callable[[], None]) -> None:
+        """A state check after an await, inside an Update handler: a clear failure, not a task failure."""
+        try:
+            check()
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=ERR_INVALID_STATE, non_retryable=True) from None
+
+    async def _parse_ops_signal(self, raw: RawValue, model, via: str):
+        try:
+            return workflow.payload_converter().from_payload(raw.payload, model)
+        except Exception as exc:  # noqa: BLE001 — any input that does not parse
+            if not self._verifying():
+                workflow.logger.warning("%s dropped: its input does not parse: %s", via, exc)
+                return None
+            text = (raw.payload.data or b"")[:500].decode("utf-8", "replace")
+            await self._refuse_signal(via, None, "bad_input", f"the input does not parse: {exc}"[:1000], raw=text)
+            return None
+
+    async def _signal_allowed(self, request, check: Callable[[], None], via: str) -> bool:
+        try:
+            check()
+            return True
+        except ValueError as exc:
+            if not self._verifying():
+                workflow.logger.warning("%s ignored: %s", via, exc)
+                return False
+            await self._refuse_signal(via, request.actor, ERR_INVALID_STATE, str(exc))
+            return False
+
+    async def _refuse_signal(self, via: str, claimed: str | None, error_type: str, reason: str, *,
+                             raw: str | None = None) -> None:
+        """The audit event on the payout and an alert (once per refusal)."""
+        self._signal_refusals += 1
+        workflow.logger.warning("%s to payout %s refused (%s): %s", via, self._p.payout_id, error_type, reason)
+        await workflow.execute_activity_method(
+            OpsActionActivities.record_ops_refusal,
+            RefusalInput(payout_id=self._p.payout_id, event_key=f"signal-refused:{self._signal_refusals}",
+                         signal_or_update=via, claimed_actor=claimed, error_type=error_type, reason=reason,
+                         raw=raw),
+            **DB_ACTIVITY,
+        )
 
     @workflow.signal(name="controls_changed")
     def controls_changed(self, change: ControlsChanged) -> None:
@@ -197,12 +375,39 @@ class PayoutWorkflow:
 
     @workflow.run
     async def run(self, params: PayoutWorkflowInput) -> PayoutWorkflowResult:
+        temporal_cancel_as_ops_cancel = workflow.patched(TEMPORAL_CANCEL_PATCH)
+        self._verifying()  # decided (and its marker written) here, before any later decision
+        if temporal_cancel_as_ops_cancel:
+            return await self._run_with_temporal_cancel_as_ops_cancel()
+        return await self._run_to_the_end()
+
+    async def _run_to_the_end(self) -> PayoutWorkflowResult:
         try:
-            result = await self._run()
+            result = await (self._run_resumed() if self._p.resume is not None else self._run())
         except _Cancelled:
             result = self._finish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    async def _run_with_temporal_cancel_as_ops_cancel(self) -> PayoutWorkflowResult:
+        """Temporal delivers its cancel to the run coroutine only. The payout's life runs in its
+        own task behind a shield, so no activity is abandoned half-way (a submission may still
+        reach the bank); each cancel request becomes an ops cancel the life handles itself. The
+        workflow then completes normally, with the payout's real outcome as its result."""
+        life = asyncio.create_task(self._run_to_the_end())
+        while True:
+            try:
+                return await asyncio.shield(life)
+            except asyncio.CancelledError:
+                if not life.done():
+                    self._on_temporal_cancel()
+
+    def _on_temporal_cancel(self) -> None:
+        self._temporal_cancels += 1
+        self._temporal_cancel = True
+        if self._cancel is None and self._state.status not in TERMINAL_STATUSES:
+            self._cancel = CancelRequest(actor=TEMPORAL_ACTOR,
+                                         reason="cancel requested through Temporal (workflow cancel)")
 
     async def _run(self) -> PayoutWorkflowResult:
         p = self._p
@@ -259,6 +464,7 @@ class PayoutWorkflow:
                 and p.priority in CUTOFF_PRIORITIES):
             if not await self._await_cutoff(route.cutoff_at):
                 return self._finish()
+        self._unknown_safe = workflow.patched(UNKNOWN_PATCH)
         if not await self._pass_submission_gate():
             return self._finish()
 
@@ -268,6 +474,33 @@ class PayoutWorkflow:
                 return self._finish()
             if outcome == "submitted":
                 return await self._await_settlement()
+        if not await self._submit_until_accepted():
+            return self._finish()
+        return await self._await_settlement()
+
+    async def _run_resumed(self) -> PayoutWorkflowResult:
+        """The rest of a payout's life after a run continued as new while its outcome was unknown:
+        go on asking the bank, then follow its answer as the last run would have."""
+        r = self._p.resume
+        assert r is not None
+        if r.stage == "settlement":  # SETTLEMENT_CAN_PATCH: go on waiting for the bank to settle
+            return await self._await_settlement()
+        if r.stage == "return_watch":  # settled: go on watching for a return until the window closes
+            return await self._after_return_watch()
+        found = await self._resolve_unknown(r.why, stage=r.stage, code=r.code)
+        if r.stage == "dlq":
+            await self._end_dlq_after_inquiry(found)
+            return self._finish()
+        if found is not None:
+            self._state.bank_payment_id = found.bank_payment_id
+            self._state.last_error = None
+            self._set_status(S.SUBMITTED)
+            return await self._await_settlement()
+        # the bank confirms it has no payment for this reference: sending it cannot pay twice
+        if r.stage == "submit" and self._rails:
+            await self._fail_over(r.code)
+        elif r.stage == "batch":
+            self._step("the bank has no payment for it; submitting on its own")
         if not await self._submit_until_accepted():
             return self._finish()
         return await self._await_settlement()
@@ -329,6 +562,17 @@ class PayoutWorkflow:
             await self._record(S.SUBMITTED, "submitted", reason=f"in batch file {outcome.batch_id}",
                                data={"bank_payment_id": outcome.bank_payment_id, "batch_id": outcome.batch_id})
             return "submitted"
+        if outcome.outcome == "rejected" and self._unknown_safe and outcome.error in UNKNOWN_OUTCOME_CODES:
+            # "the bank has a payment with this reference" is not a refusal: ask the bank
+            self._state.last_error = f"{outcome.error}: in batch {outcome.batch_id}"
+            found = await self._resolve_unknown(outcome.error or "reference_conflict", stage="batch")
+            if found is not None:
+                self._state.bank_payment_id = found.bank_payment_id
+                self._state.last_error = None
+                self._set_status(S.SUBMITTED)
+                return "submitted"
+            self._step("the bank has no payment for it; submitting on its own")
+            return "single"
         if outcome.outcome == "rejected":
             await self._reverse(S.FAILED, failure_code=outcome.error or "rejected_by_bank",
                                 reason=f"the bank rejected its entry in batch {outcome.batch_id}: {outcome.error}")
@@ -456,6 +700,16 @@ class PayoutWorkflow:
                 if isinstance(cause, ApplicationError) and cause.type == ERR_CONNECTOR_PERMANENT:
                     await self._reverse(S.FAILED, failure_code=code, reason=f"the bank refused it: {code}")
                     return False
+                if self._unknown_safe:
+                    # Not a refusal: the bank may have it. Ask before any retry, failover or release.
+                    found = await self._resolve_unknown(code, stage="submit", code=code)
+                    if found is not None:
+                        self._state.bank_payment_id = found.bank_payment_id
+                        self._state.last_error = None
+                        self._set_status(S.SUBMITTED)
+                        return True
+                    # the bank confirms it has no payment for this reference: retrying or failing
+                    # over cannot pay twice
                 if self._rails and await self._fail_over(code):
                     attempts_in_budget = 0
                     continue
@@ -480,6 +734,7 @@ class PayoutWorkflow:
                 continue
             self._state.bank_payment_id = submitted.bank_payment_id
             self._state.last_error = None
+            await self._follow_accepted_connector(submitted)
             self._set_status(S.SUBMITTED)
             return True
 
@@ -494,15 +749,29 @@ class PayoutWorkflow:
         )
         if decided and self._retry is not None:
             retry, self._retry = self._retry, None
+            audit, self._retry_audit = self._retry_audit, {}
             await self._record(S.RETRYING, f"ops-retry:{self._state.attempts}", actor=retry.actor,
-                               reason=retry.reason or "ops retry")
+                               reason=retry.reason or "ops retry", data=audit)
             return "retry"
         # Cancel or expiry: a timed-out attempt may still have reached the bank, so ask it first.
+        if self._unknown_safe:  # until it answers: an unanswered inquiry is not a "no"
+            found = await self._resolve_unknown("dlq " + ("cancel" if self._cancel is not None else "expiry"),
+                                                stage="dlq")
+            return await self._end_dlq_after_inquiry(found)
         poll = await workflow.execute_activity_method(
             PayoutActivities.poll_payout_status,
             StatusPollInput(payout_id=p.payout_id, connector=self._state.connector or ""),
             **POLL_ACTIVITY,
         )
+        return await self._end_dlq(poll)
+
+    async def _end_dlq_after_inquiry(self, found: InquiryOutcome | None) -> str:
+        return await self._end_dlq(StatusPollResult(known=False) if found is None else StatusPollResult(
+            known=True, status=found.status, bank_payment_id=found.bank_payment_id))
+
+    async def _end_dlq(self, poll: StatusPollResult) -> str:
+        """A dlq cancel or expiry once the bank has answered: follow its payment if it has one,
+        else cancel or reverse. Always "ended"."""
         if poll.known and poll.status in ("accepted", "settled", "returned"):
             if self._cancel is not None:
                 self._cancel_result = OpsDecision(
@@ -511,8 +780,11 @@ class PayoutWorkflow:
                 )
                 self._cancel = None
             self._state.bank_payment_id = poll.bank_payment_id
-            await self._record(S.SUBMITTED, "submitted", reason="the bank reports it accepted an earlier attempt",
-                               data={"bank_payment_id": poll.bank_payment_id})
+            if self._unknown_safe:  # the inquiry recorded it
+                self._set_status(S.SUBMITTED)
+            else:
+                await self._record(S.SUBMITTED, "submitted", reason="the bank reports it accepted an earlier attempt",
+                                   data={"bank_payment_id": poll.bank_payment_id})
             await self._await_settlement()
             return "ended"
         if self._cancel is not None:
@@ -522,23 +794,72 @@ class PayoutWorkflow:
                                 reason="no ops decision before the dlq expiry; hold reversed")
         return "ended"
 
+    async def _follow_accepted_connector(self, submitted: SubmitResult) -> None:
+        """The acceptance came from another connector than this run routed to (a Reset's new run
+        routed elsewhere; the submission returned the acceptance recorded on the payout): from
+        now on the payout asks, settles and watches for returns where the bank accepted it."""
+        connector = submitted.connector
+        if not connector or connector == self._state.connector or not workflow.patched(RESET_CONNECTOR_PATCH):
+            return
+        previous = f"{self._state.connector} ({self._state.rail})"
+        self._state.connector = connector
+        self._state.rail = submitted.rail or self._state.rail
+        await workflow.execute_activity_method(
+            PayoutTemporalOpsActivities.record_payout_note,
+            PayoutNoteInput(
+                payout_id=self._p.payout_id, event_key=f"follows-accepted-connector:{connector}", actor="workflow",
+                reason=(f"the bank accepted it on {connector} ({self._state.rail}) before this run routed it to "
+                        f"{previous}: following {connector} (a Reset or restart replayed the submission)"),
+                data={"connector": connector, "rail": self._state.rail, "routed_to": previous,
+                      "bank_payment_id": submitted.bank_payment_id},
+            ),
+            **DB_ACTIVITY,
+        )
+
+    def _continue_waiting_as_new(self, stage: str) -> None:
+        """SETTLEMENT_CAN_PATCH: after inquiry_continue_as_new_after polls in this run, continue as
+        new (when nothing in flight prevents it) and go on waiting in the next run."""
+        if (self._polls_this_run >= self._p.inquiry_continue_as_new_after and not self._notifications
+                and self._may_continue_as_new(SETTLEMENT_CAN_PATCH)):
+            self._continue_as_new(stage=stage, why=f"{self._polls_this_run} polls of the bank", code="",
+                                  delay=self._inquiry_delay)
+
+    def _count_poll(self) -> None:
+        self._polls_this_run += 1
+        self._polls_total += 1
+
     async def _await_settlement(self) -> PayoutWorkflowResult:
         p = self._p
         self._step("waiting for the bank to settle")
         while True:
+            self._continue_waiting_as_new("settlement")
             if self._rails:
                 got = await self._wait_with_sla(
-                    lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
+                    lambda: bool(self._notifications) or self._temporal_cancel,
+                    timedelta(seconds=p.settlement_poll_seconds),
                 )
             else:
                 got = await wait_until(
-                    lambda: bool(self._notifications), timedelta(seconds=p.settlement_poll_seconds)
+                    lambda: bool(self._notifications) or self._temporal_cancel,
+                    timedelta(seconds=p.settlement_poll_seconds),
                 )
+            if self._temporal_cancel and not self._notifications:
+                if await self._recall_for_temporal_cancel():
+                    return self._finish()
+                got = False  # refused (settled, failed, no recall): ask the bank where it is now
             if got:
                 note = self._notifications.pop(0)
                 kind = note.type
                 failure_code, return_code = note.failure_code, note.return_code
+            elif self._unknown_safe:  # an inquiry that fails is asked again, never fails the payout
+                self._count_poll()
+                asked = await self._inquire("settlement poll", record=False)
+                if asked.answer != "found" or asked.status == "accepted":
+                    continue
+                kind = f"payment.{asked.status}"
+                failure_code, return_code = asked.failure_code, asked.return_code
             else:
+                self._count_poll()
                 poll = await workflow.execute_activity_method(
                     PayoutActivities.poll_payout_status,
                     StatusPollInput(payout_id=p.payout_id, connector=self._state.connector or ""),
@@ -560,14 +881,129 @@ class PayoutWorkflow:
                 return self._finish()
         await self._settle()
         self._step("settled; watching for a return")
-        returned = await wait_until(
-            lambda: any(n.type == "payment.returned" for n in self._notifications),
-            timedelta(seconds=p.return_window_seconds),
-        )
+        if workflow.patched(RETURN_POLL_PATCH) and p.return_poll_intervals:
+            return await self._after_return_watch()
+        def is_returned() -> bool:
+            return any(n.type == "payment.returned" for n in self._notifications)
+
+        window_ends = workflow.now() + timedelta(seconds=p.return_window_seconds)
+        returned = await wait_until(lambda: is_returned() or self._temporal_cancel,
+                                    timedelta(seconds=p.return_window_seconds))
+        while self._temporal_cancel and not is_returned():
+            await self._refuse_temporal_cancel("the payout has settled: a settled payout cannot be cancelled")
+            remaining = window_ends - workflow.now()
+            returned = remaining > timedelta(0) and await wait_until(
+                lambda: is_returned() or self._temporal_cancel, remaining)
         if returned:
             note = next(n for n in self._notifications if n.type == "payment.returned")
             await self._return(note.return_code)
         return self._finish()
+
+    async def _after_return_watch(self) -> PayoutWorkflowResult:
+        self._step("settled; watching for a return")
+        returned, return_code, how = await self._watch_for_return()
+        if returned:
+            await self._return(return_code, how=how)
+        return self._finish()
+
+    async def _watch_for_return(self) -> tuple[bool, str | None, str]:
+        """Until the return window closes: a return webhook, or the bank's status asked after each
+        of the return poll intervals (the last repeats) and once more as the window closes. A run
+        continued as new (SETTLEMENT_CAN_PATCH) goes on with the window and polls carried."""
+        p = self._p
+        if self._return_deadline is None:
+            self._return_deadline = workflow.now() + timedelta(seconds=p.return_window_seconds)
+        deadline = self._return_deadline
+        gaps = p.return_poll_intervals
+
+        def notified() -> bool:
+            return any(n.type == "payment.returned" for n in self._notifications)
+
+        while workflow.now() < deadline:
+            if not notified():
+                self._continue_waiting_as_new("return_watch")
+            gap = timedelta(seconds=max(gaps[min(self._return_polls, len(gaps) - 1)], 1.0))
+            self._return_polls += 1
+            polls = self._return_polls
+            gap_ends = workflow.now() + min(gap, deadline - workflow.now())
+            while await wait_until(lambda: notified() or self._temporal_cancel, gap_ends - workflow.now()):
+                if notified():
+                    note = next(n for n in self._notifications if n.type == "payment.returned")
+                    return True, note.return_code, "webhook"
+                await self._refuse_temporal_cancel("the payout has settled: a settled payout cannot be cancelled")
+                if gap_ends <= workflow.now():
+                    break
+            self._count_poll()
+            asked = await self._inquire("return watch", record=False)
+            if asked.answer == "found" and asked.status == "returned":
+                return True, asked.return_code, f"status poll {polls}: no webhook told us"
+        return False, None, ""
+
+    async def _inquire(self, why: str, *, record: bool = True) -> InquiryOutcome:
+        return await workflow.execute_activity_method(
+            PayoutActivities.inquire_payout,
+            InquiryInput(payout_id=self._p.payout_id, connector=self._state.connector or "", why=why, record=record),
+            **DB_ACTIVITY,
+        )
+
+    async def _resolve_unknown(self, why: str, *, stage: str = "submit", code: str = "") -> InquiryOutcome | None:
+        """After an unknown outcome, ask the connector the payout was sent to about its reference,
+        with capped exponential backoff, for as long as it takes. The payment found (recorded as
+        submitted), or None when the bank confirms it has no payment for the reference.
+
+        From INQUIRY_CAN_PATCH on, a run that has asked inquiry_continue_as_new_after times without
+        an answer continues as new (`stage` says where the payout was, `code` why), so the history
+        stays bounded however long the bank takes."""
+        p = self._p
+        delay = max(p.retry_initial_seconds, 1.0) if self._inquiry_delay is None else self._inquiry_delay
+        self._inquiry_delay = None
+        asked = 0
+        while True:
+            asked += 1
+            self._step(f"outcome unknown ({why}): asking {self._state.connector} about it "
+                       f"(inquiry {self._inquiries_total + 1})")
+            answer = await self._inquire(self._state.last_error or why)
+            if answer.answer == "found":
+                return answer
+            if answer.answer == "not_found":
+                return None
+            self._state.last_error = f"inquiry_unknown: {answer.detail}"
+            self._inquiries_this_run += 1
+            self._inquiries_total += 1
+            self._state.next_attempt_at = workflow.now() + timedelta(seconds=delay)
+            if self._sla_everywhere:
+                await self._wait_with_sla(lambda: False, timedelta(seconds=delay))
+            else:
+                await workflow.sleep(timedelta(seconds=delay))
+            self._state.next_attempt_at = None
+            delay = min(delay * p.retry_backoff, max(p.retry_max_interval_seconds, 1.0))
+            if self._inquiries_this_run >= p.inquiry_continue_as_new_after and self._may_continue_as_new():
+                self._continue_as_new(stage=stage, why=why, code=code, delay=delay)
+
+    def _may_continue_as_new(self, patch: str = INQUIRY_CAN_PATCH) -> bool:
+        """Nothing in flight that a new run could not take over (an ops decision waiting for its
+        answer, a Temporal cancel), and the patch (asked last: its marker only when it happens)."""
+        return (self._cancel is None and self._retry is None and not self._temporal_cancel
+                and workflow.all_handlers_finished() and workflow.patched(patch))
+
+    def _continue_as_new(self, *, stage: str, why: str, code: str, delay: float | None) -> None:
+        p = self._p
+        runs = (p.resume.runs if p.resume is not None else 0) + 1
+        if stage in ("settlement", "return_watch"):
+            self._step(f"continuing as new after {self._polls_this_run} polls of the bank (run {runs + 1})")
+        else:
+            self._step(f"continuing as new after {self._inquiries_this_run} unanswered inquiries (run {runs + 1})")
+        resume = PayoutResume(
+            stage=stage, why=why, code=code, state=self._state, rails=self._rails,
+            route=self._route.model_dump(mode="json") if self._route is not None else None,
+            sla_everywhere=self._sla_everywhere, sla_alerted=self._sla_alerted, unknown_safe=self._unknown_safe,
+            connector_attempts=self._connector_attempts, inquiry_delay_seconds=delay,
+            inquiries=self._inquiries_total, settlement_polls=self._polls_total, runs=runs,
+            seen_events=sorted(self._seen_events), notifications=list(self._notifications),
+            temporal_cancels=self._temporal_cancels, return_window_ends_at=self._return_deadline,
+            return_polls=self._return_polls,
+        )
+        workflow.continue_as_new(p.model_copy(update={"resume": resume}))
 
     # --- steps ------------------------------------------------------------------------
 
@@ -581,21 +1017,23 @@ class PayoutWorkflow:
         self._state.hold_status = "released"
         self._set_status(S.SETTLED)
 
-    async def _return(self, return_code: str | None) -> None:
+    async def _return(self, return_code: str | None, how: str | None = None) -> None:
+        reason = f"returned by the bank ({return_code})" + (f", found by {how}" if how and how != "webhook" else "")
         await workflow.execute_activity_method(
             PayoutActivities.reverse_payout,
             ReverseInput(payout_id=self._p.payout_id, to_status=S.RETURNED, return_code=return_code or "R00",
-                         connector=self._state.connector, reason=f"returned by the bank ({return_code})"),
+                         connector=self._state.connector, reason=reason),
             **DB_ACTIVITY,
         )
         self._state.failure_code = return_code
         self._set_status(S.RETURNED)
 
-    async def _reverse(self, to_status: str, *, failure_code: str | None, reason: str, actor: str = "workflow") -> None:
+    async def _reverse(self, to_status: str, *, failure_code: str | None, reason: str, actor: str = "workflow",
+                       data: dict | None = None) -> None:
         await workflow.execute_activity_method(
             PayoutActivities.reverse_payout,
             ReverseInput(payout_id=self._p.payout_id, to_status=to_status, failure_code=failure_code,
-                         reason=reason, actor=actor),
+                         reason=reason, actor=actor, data=data or {}),
             **DB_ACTIVITY,
         )
         if self._state.hold_status == "active":
@@ -604,14 +1042,62 @@ class PayoutWorkflow:
         self._set_status(to_status)
 
     async def _cancel_if_requested(self) -> None:
-        if self._cancel is not None:
-            await self._do_cancel()
-            raise _Cancelled()
+        if self._cancel is None:
+            return
+        if self._temporal_cancel and self._state.attempts > 0:
+            # a Temporal cancel can arrive after an attempt that may have reached the bank (a
+            # timeout, a retry): ask the bank before reversing the hold
+            poll = await workflow.execute_activity_method(
+                PayoutActivities.poll_payout_status,
+                StatusPollInput(payout_id=self._p.payout_id, connector=self._state.connector or ""),
+                **POLL_ACTIVITY,
+            )
+            if poll.known and poll.status in ("accepted", "settled", "returned"):
+                self._cancel = None
+                self._state.bank_payment_id = poll.bank_payment_id
+                await self._record(S.SUBMITTED, "submitted", reason="the bank reports it accepted an earlier attempt",
+                                   data={"bank_payment_id": poll.bank_payment_id})
+                await self._await_settlement()  # asks the bank to recall it (the cancel is pending)
+                raise _Cancelled()  # ended: the result is the state's
+        await self._do_cancel()
+        raise _Cancelled()
+
+    async def _recall_for_temporal_cancel(self) -> bool:
+        """A submitted payout whose workflow was cancelled through Temporal: the bank is asked
+        first. True = recalled and cancelled (hold reversed); False = it stays in flight."""
+        recall = await workflow.execute_activity_method(
+            PayoutTemporalOpsActivities.recall_payout_at_bank,
+            RecallInput(payout_id=self._p.payout_id, connector=self._state.connector or "",
+                        bank_payment_id=self._state.bank_payment_id),
+            **POLL_ACTIVITY,
+        )
+        if not recall.recalled:
+            await self._refuse_temporal_cancel(f"the bank did not recall the payment: {recall.detail}")
+            return False
+        if self._cancel is None:
+            self._cancel = CancelRequest(actor=TEMPORAL_ACTOR, reason="cancel requested through Temporal (workflow cancel)")
+        self._temporal_cancel = False
+        await self._do_cancel()
+        return True
+
+    async def _refuse_temporal_cancel(self, detail: str) -> None:
+        """The payout stays as it is; the refused cancel is an audit event."""
+        self._temporal_cancel = False
+        if self._cancel is not None and self._cancel.actor == TEMPORAL_ACTOR:
+            self._cancel = None
+        await workflow.execute_activity_method(
+            PayoutTemporalOpsActivities.record_payout_note,
+            PayoutNoteInput(payout_id=self._p.payout_id, event_key=f"temporal-cancel-refused:{self._temporal_cancels}",
+                            actor=TEMPORAL_ACTOR, reason=f"cancel refused: {detail}",
+                            data={"refused": "cancel", "via": "temporal"}),
+            **DB_ACTIVITY,
+        )
 
     async def _do_cancel(self) -> None:
         assert self._cancel is not None
         request = self._cancel
-        await self._reverse(S.CANCELLED, failure_code="cancelled", reason=request.reason, actor=request.actor)
+        await self._reverse(S.CANCELLED, failure_code="cancelled", reason=request.reason, actor=request.actor,
+                            data=self._cancel_audit)
         self._cancel_result = OpsDecision(accepted=True, status=S.CANCELLED, detail="cancelled; hold reversed")
 
     async def _record(self, status: str, event_key: str, *, reason: str | None = None, actor: str = "workflow",

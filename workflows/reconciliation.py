@@ -16,8 +16,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import RECONCILIATION_WORKFLOW
     from activities.reconciliation import ReconciliationActivities
-    from core.reconciliation_models import (
+    from core.reconciliation.models import (
         ERR_BAD_RUN,
         FailRunInput,
         FinalizeRunInput,
@@ -51,7 +52,7 @@ def _describe(exc: ActivityError) -> str:
     return str(cause or exc)
 
 
-@workflow.defn(name="ReconciliationWorkflow")
+@workflow.defn(name=RECONCILIATION_WORKFLOW)
 class ReconciliationWorkflow:
     @workflow.init
     def __init__(self, params: ReconciliationWorkflowInput) -> None:

@@ -17,8 +17,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import SYNC_WORKFLOW
     from activities.sync import SyncActivities
-    from core.sync_models import (
+    from core.sync.models import (
         ERR_AUTH_FAILED,
         ERR_BAD_REQUEST,
         ERR_NOT_CONFIGURED,
@@ -61,7 +62,7 @@ def _describe(exc: ActivityError) -> tuple[str, str | None]:
     return str(cause or exc), None
 
 
-@workflow.defn(name="SyncWorkflow")
+@workflow.defn(name=SYNC_WORKFLOW)
 class SyncWorkflow:
     @workflow.init
     def __init__(self, params: SyncWorkflowInput) -> None:

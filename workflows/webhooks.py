@@ -19,8 +19,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from core.platform.names import WEBHOOK_DELIVERY_WORKFLOW, WEBHOOK_DISPATCH_WORKFLOW
     from activities.webhooks import WebhookActivities
-    from core.webhook_models import (
+    from core.webhooks.models import (
         DeliveryAttemptInput,
         DeliveryAttemptResult,
         DispatchInput,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
 ATTEMPT_ACTIVITY = dict(start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=1))
 
 
-@workflow.defn(name="WebhookDeliveryWorkflow")
+@workflow.defn(name=WEBHOOK_DELIVERY_WORKFLOW)
 class WebhookDeliveryWorkflow:
     @workflow.init
     def __init__(self, params: WebhookDeliveryInput) -> None:
@@ -83,7 +84,7 @@ class WebhookDeliveryWorkflow:
         return self._result
 
 
-@workflow.defn(name="WebhookDispatchWorkflow")
+@workflow.defn(name=WEBHOOK_DISPATCH_WORKFLOW)
 class WebhookDispatchWorkflow:
     @workflow.run
     async def run(self, params: WebhookDispatcherInput) -> None:

@@ -8,6 +8,7 @@ from api.routers import payout_batches, rails  # noqa: E402
 
 # payout_batches before payouts: /payouts/batches must not be read as a payout id
 ROUTERS += [merchants.router, balances.router, payout_batches.router, payouts.router, bank_webhooks.router]
+ROUTERS.append(bank_webhooks.ops_router)
 ROUTERS += [rails.router, rails.connectors_router]
 from api.routers import ops_actions; ROUTERS.append(ops_actions.router)  # noqa: E402, E702
 
@@ -26,3 +27,11 @@ ROUTERS += [dashboard.router, transactions.router, exports.router, alerts.router
 from api.routers import reconciliation  # noqa: E402
 
 ROUTERS.append(reconciliation.router)
+
+from api.routers import bulk_payouts  # noqa: E402
+
+ROUTERS.append(bulk_payouts.router)
+
+from api.routers import sla  # noqa: E402
+
+ROUTERS.append(sla.router)

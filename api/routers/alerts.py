@@ -11,7 +11,7 @@ from api.deps import Session, merchant_scope
 from api.routers.dashboard import DashboardRead
 from api.schemas.common import problems
 from api.schemas.dashboard import AlertOut, AlertPage, AlertRuleOut
-from core import alert_service
+from core.alerts import service as alert_service
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 

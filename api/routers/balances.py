@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query
 
 from api.deps import BalancesRead, Session, merchant_scope
 from api.schemas.common import BalanceOut, problems
-from core import merchant_service
-from core.errors import Unprocessable
+from core.merchants import service as merchant_service
+from core.platform.errors import Unprocessable
 
 router = APIRouter(prefix="/balances", tags=["balances"])
 

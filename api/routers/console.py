@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import case, select
 
 from api.deps import Authenticated, Session, SettingsDep
 from api.schemas.common import problems
-from core.auth_tokens import mint_dev_token
-from core.errors import NotFound
-from core.roles import Role
-from core.tables import merchants
+from core.platform.auth_tokens import mint_dev_token
+from core.platform.errors import NotFound
+from core.platform.roles import Role
+from core.merchants.service import merchants_first_with_prefix
 
 router = APIRouter(tags=["console"])
 
@@ -76,12 +75,7 @@ async def demo_users(settings: SettingsDep, session: Session):
     admin per merchant (demo merchants first), each with a dev token valid 12 hours."""
     if settings.env != "dev":
         raise NotFound("not found")
-    is_demo = merchants.c.id.startswith(DEMO_MERCHANT_PREFIX)
-    rows = (await session.execute(
-        select(merchants.c.id, merchants.c.name)
-        .order_by(case((is_demo, 0), else_=1), merchants.c.created_at, merchants.c.id)
-        .limit(MAX_DEMO_MERCHANTS)
-    )).all()
+    rows = await merchants_first_with_prefix(session, DEMO_MERCHANT_PREFIX, MAX_DEMO_MERCHANTS)
 
     def user(label: str, role: Role, sub: str, merchant_id: str | None = None) -> DemoUser:
         token = mint_dev_token(settings, role=role.value, sub=sub, merchant_id=merchant_id,

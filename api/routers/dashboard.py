@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from api.deps import Session, merchant_scope, require
 from api.schemas.common import problems
 from api.schemas.dashboard import Breakdown, Heatmap, Overview, Trends
-from core import dashboard_metrics as dm
-from core.auth_tokens import Principal
-from core.roles import Permission
+from core.dashboards import metrics as dm
+from core.platform.auth_tokens import Principal
+from core.platform.roles import Permission
 
 router = APIRouter(tags=["dashboard"])
 

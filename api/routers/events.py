@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from api.deps import PayoutRead, PayoutWrite, Session, SettingsDep, TemporalDep, merchant_scope
 from api.schemas.common import problems
 from api.schemas.webhooks import EventDetail, EventPage, RedeliverBody, RedeliverResult
-from core import webhook_events, webhook_service
-from core.tables import webhook_attempts
-from core.webhook_models import EventType
+from core.webhooks import events as webhook_events
+from core.webhooks import service as webhook_service
+from core.webhooks.models import EventType
 
 router = APIRouter(prefix="/events", tags=["webhooks"])
 
@@ -20,7 +19,7 @@ async def list_events(
     principal: PayoutRead,
     session: Session,
     merchant_id: str | None = None,
-    type: EventType | None = Query(default=None, description="only this event type"),  # noqa: A002
+    type: EventType | None = Query(default=None, description="only this event type"),
     payout_id: str | None = None,
     limit: int = Query(default=50, ge=1, le=200),
     cursor: str | None = Query(default=None, description="`next_cursor` of the previous page"),
@@ -37,11 +36,8 @@ async def list_events(
 async def get_event(event_id: str, principal: PayoutRead, session: Session):
     """One event, with every delivery attempt made for it."""
     row = await webhook_events.get_event(session, event_id, merchant_scope(principal, None))
-    attempts = (await session.execute(
-        select(webhook_attempts).where(webhook_attempts.c.event_id == event_id)
-        .order_by(webhook_attempts.c.created_at, webhook_attempts.c.id)
-    )).mappings().all()
-    return {**webhook_events.envelope(row), "attempts": [dict(a) for a in attempts]}
+    attempts = await webhook_events.event_attempts(session, event_id)
+    return {**webhook_events.envelope(row), "attempts": attempts}
 
 
 @router.post("/{event_id}/redeliver", response_model=RedeliverResult, status_code=202,

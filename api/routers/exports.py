@@ -1,6 +1,6 @@
 """Exports as CSV or XLSX with the list endpoints' filters, streamed with bounded memory
-(see core/exports.py), and export jobs for very large ones: an ExportWorkflow writes the file,
-the job shows its progress and a download link until the file expires (core/export_jobs.py).
+(see core/exports/files.py), and export jobs for very large ones: an ExportWorkflow writes the file,
+the job shows its progress and a download link until the file expires (core/exports/jobs.py).
 Tenant-scoped like the lists. docs/exports.md says which to use when."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from api.routers.dashboard import CurrencyQ, DashboardRead
 from api.routers.transactions import TransactionFiltersDep
 from api.deps import Session, TemporalDep, merchant_scope
 from api.schemas.common import problems
-from core import export_jobs, exports
-from core.auth_tokens import Principal
-from core.errors import Forbidden, Unprocessable, typed
+from core.exports import jobs as export_jobs
+from core.exports import files as exports
+from core.platform.auth_tokens import Principal
+from core.platform.errors import Forbidden, Unprocessable, typed
 
 ExportTooLarge = typed(Unprocessable, "export_too_large", "Export too large to stream")
 

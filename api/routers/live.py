@@ -22,11 +22,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from core.auth_tokens import Principal, verify_token
-from core.dashboard_cache import SnapshotCache
-from core.errors import Forbidden, PayopsError, ServiceUnavailable, Unauthorized
-from core.live_hub import CHANNELS, LiveHub, allowed_channels
-from core.settings import Settings
+from core.platform.auth_tokens import Principal, verify_token
+from core.dashboards.cache import SnapshotCache
+from core.platform.errors import Forbidden, PayopsError, ServiceUnavailable, Unauthorized
+from core.platform.live_hub import CHANNELS, LiveHub, allowed_channels
+from core.platform.settings import Settings
 
 router = APIRouter(tags=["live"])
 

@@ -8,9 +8,9 @@ from api.deps import Authenticated, MerchantsManage, Session, SettingsDep
 from api.routers.payouts import IdempotencyKey
 from api.schemas.common import problems
 from api.schemas.merchants import FundingCreate, FundingOut, MerchantCreate, MerchantOut
-from core import merchant_service
-from core.errors import NotFound
-from core.money import parse_amount
+from core.merchants import service as merchant_service
+from core.platform.errors import NotFound
+from core.platform.money import parse_amount
 
 router = APIRouter(prefix="/merchants", tags=["merchants"])
 

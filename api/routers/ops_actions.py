@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from temporalio.client import Client
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import RedisDep, Session, SettingsDep, TemporalDep, require
+from api.deps import Authenticated, OptionalTemporal, RedisDep, Session, SettingsDep, TemporalDep, require
 from api.schemas.common import problems
 from api.schemas.ops_actions import (
     ActionTypeOut,
+    GrantOut,
+    GrantRequest,
     OpsActionCreate,
     OpsActionDetail,
     OpsActionOut,
@@ -19,24 +21,18 @@ from api.schemas.ops_actions import (
     TallyOut,
     VoteBody,
 )
-from core import ops_action_service as service
-from core.auth_tokens import Principal
-from core.ops_action_models import ActionStatus, ActionType, OpsActionState
-from core.roles import Permission as P
+from core.ops_actions import service
+from core.ops_actions import grant_service as ops_grant_service
+from core.platform.auth_tokens import Principal
+from core.ops_actions.models import ActionStatus, ActionType, OpsActionState
+from core.payouts.reaper import repair_ops_action
+from core.platform.roles import Permission as P
 
 router = APIRouter(prefix="/ops", tags=["ops actions"])
 
 OpsCreate = Annotated[Principal, Depends(require(P.OPS_ACTIONS_CREATE))]
 OpsApprove = Annotated[Principal, Depends(require(P.OPS_ACTIONS_APPROVE))]
 OpsRead = Annotated[Principal, Depends(require(P.OPS_ACTIONS_READ))]
-
-
-async def optional_temporal(request: Request) -> Client | None:
-    """None while Temporal is unreachable: an action is still created; its first vote starts it."""
-    return await request.app.state.temporal_holder.get()
-
-
-OptionalTemporal = Annotated[Client | None, Depends(optional_temporal)]
 
 
 @router.get("/action-types", response_model=list[ActionTypeOut], responses=problems(401, 403))
@@ -137,3 +133,32 @@ async def rollback_action(
         reason=body.reason if body else None,
         risk_level=body.risk_level.value if body and body.risk_level else None,
     )
+
+
+@router.post("/grants", response_model=GrantOut, status_code=201, responses=problems(401, 403, 404, 409, 422))
+async def issue_grant(body: GrantRequest, principal: Authenticated, session: Session, settings: SettingsDep):
+    """A short-lived grant signed by payops for a retry/cancel of one payout, or an approve/reject
+    of one ops action, sent through Temporal's CLI or UI (docs/operations.md, section 7).
+
+    It names your verified subject and roles; the workflow verifies it, so the audit trail names
+    you, not whatever `actor` is typed. Payout grants need `payouts:operate`, ops-action grants
+    `ops_actions:approve` (and never go to the action's creator). Each issue is audited."""
+    return await ops_grant_service.issue_grant(session, settings, principal, scope=body.scope, subject_id=body.id,
+                                               decision=body.decision, ttl_seconds=body.ttl_seconds)
+
+
+class RepairBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/actions/{action_id}/repair", responses=problems(401, 403, 404, 409, 422, 503))
+async def repair_action(action_id: str, body: RepairBody, principal: OpsCreate, settings: SettingsDep,
+                        temporal: TemporalDep, request: Request) -> dict:
+    """Close an ops action whose workflow was closed under it (Terminate): the workflow reaper's
+    critical alert names this. pending_approval / approved -> `expired`, executing -> `failed`
+    (its effects may be partial: check them), audited; the alert is resolved. 409 while its
+    workflow runs or when it is already closed. Moves no money."""
+    return await repair_ops_action(request.app.state.sessionmaker, temporal, action_id=action_id,
+                                   actor=principal.sub, reason=body.reason)

@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from api.deps import Session, require
 from api.schemas.common import problems
 from api.schemas.rails import BatchDetail, BatchPage
-from core import rail_service
-from core.auth_tokens import Principal
-from core.roles import Permission
+from core.rails import service as rail_service
+from core.platform.auth_tokens import Principal
+from core.platform.roles import Permission
 
 router = APIRouter(prefix="/payouts/batches", tags=["payout batches"])
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from temporalio.client import Client
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import WorkflowExecutionStatus
 
-from api.deps import PayoutOperate, PayoutRead, PayoutWrite, Session, SettingsDep, TemporalDep, merchant_scope
+from api.deps import (
+    OptionalTemporal, PayoutOperate, PayoutRead, PayoutWrite, RedisDep, Session, SettingsDep, TemporalDep,
+    merchant_scope, require,
+)
 from api.schemas.common import problems
+from api.schemas.ops_actions import OpsActionOut
 from api.schemas.payouts import (
     CancelBody,
     OpsResult,
@@ -21,22 +27,17 @@ from api.schemas.payouts import (
     PayoutStats,
     RetryBody,
 )
-from core import payout_service
-from core.auth_tokens import Principal
-from core.errors import Forbidden, Unprocessable
-from core.idempotency import require_key
-from core.payout_models import Method, PayoutStatus
+from core.ops_actions import service as ops_action_service
+from core.ops_actions import grants as ops_grants
+from core.payouts import reaper
+from core.payouts import service as payout_service
+from core.platform.auth_tokens import Principal
+from core.platform.errors import Forbidden, Unprocessable
+from core.platform.idempotency import require_key
+from core.payouts.models import TERMINAL_STATUSES, Method, PayoutStatus
+from core.platform.roles import Permission as P
 
 router = APIRouter(prefix="/payouts", tags=["payouts"])
-
-
-async def optional_temporal(request: Request) -> Client | None:
-    """The Temporal client, or None while Temporal is unreachable: a payout is still accepted
-    then, and its workflow is started by a replay of the request or by the sweeper."""
-    return await request.app.state.temporal_holder.get()
-
-
-OptionalTemporal = Annotated[Client | None, Depends(optional_temporal)]
 
 
 async def idempotency_key(
@@ -147,17 +148,30 @@ async def get_payout(
     payout_id: str, principal: PayoutRead, session: Session, temporal: OptionalTemporal, settings: SettingsDep
 ):
     """The stored payout plus its workflow's live state (step, attempts, last error, hold, rail,
-    timestamps). When the workflow cannot answer, `workflow` is null and `workflow_error` says why."""
+    timestamps). When the workflow cannot answer, `workflow` is null and `workflow_error` says why.
+    `workflow_status` is Temporal's status of the workflow; when it is closed under a payout that is
+    not terminal, `repair_modes` lists what `POST /api/v1/payouts/{id}/repair` may do."""
     row = await payout_service.get_payout(session, payout_id, merchant_scope(principal, None))
     await session.commit()
-    state, error = await payout_service.live_state(temporal, payout_id)
-    return {**payout_service.payout_view(row, settings), "workflow": state, "workflow_error": error}
+    (state, error), status = await asyncio.gather(
+        payout_service.live_state(temporal, payout_id), payout_service.workflow_status(temporal, payout_id))
+    closed_under_row = (status is not None and status != WorkflowExecutionStatus.RUNNING.name
+                        and row["status"] not in TERMINAL_STATUSES)
+    return {**payout_service.payout_view(row, settings), "workflow": state, "workflow_error": error,
+            "workflow_status": status, "repair_modes": reaper.repair_modes(row["status"]) if closed_under_row else None}
 
 
 @router.get("/{payout_id}/events", response_model=list[PayoutEventOut], responses=problems(401, 403, 404))
 async def list_payout_events(payout_id: str, principal: PayoutRead, session: Session):
     """The payout's audit trail: every status change with its actor and reason, in order."""
     return await payout_service.list_events(session, payout_id, merchant_scope(principal, None))
+
+
+def _api_grant(settings, principal, payout_id: str, decision: str) -> str:
+    """The JWT was verified here: payops signs the caller's identity for the workflow to verify."""
+    token, _ = ops_grants.issue(settings, scope="payout", subject_id=payout_id, decision=decision,
+                                actor=principal.sub, roles=sorted(r.value for r in principal.roles), via="api")
+    return token
 
 
 async def _ops_result(session, settings, payout_id, decision, scope) -> dict:
@@ -175,7 +189,8 @@ async def cancel_payout(
     409 `invalid_state` once it has been submitted (the message says why)."""
     scope = merchant_scope(principal, None)
     decision = await payout_service.cancel_payout(
-        session, temporal, payout_id, actor=principal.sub, reason=body.reason, scope_merchant_id=scope
+        session, temporal, payout_id, actor=principal.sub, reason=body.reason, scope_merchant_id=scope,
+        grant=_api_grant(settings, principal, payout_id, "cancel"),
     )
     return await _ops_result(session, settings, payout_id, decision, scope)
 
@@ -191,6 +206,34 @@ async def retry_payout(
     scope = merchant_scope(principal, None)
     decision = await payout_service.retry_payout(
         session, temporal, payout_id, actor=principal.sub, reason=body.reason if body else None,
-        scope_merchant_id=scope,
+        scope_merchant_id=scope, grant=_api_grant(settings, principal, payout_id, "retry"),
     )
     return await _ops_result(session, settings, payout_id, decision, scope)
+
+
+class RepairPayoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["compensate", "restart"] = Field(
+        description="compensate: reverse its active hold and mark it failed; restart: a new run of its workflow")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+PayoutRepairer = Annotated[Principal, Depends(require(P.PAYOUTS_OPERATE, P.OPS_ACTIONS_CREATE))]
+
+
+@router.post("/{payout_id}/repair", response_model=OpsActionOut, status_code=201,
+             responses=problems(401, 403, 404, 409, 422))
+async def repair_payout(
+    payout_id: str, body: RepairPayoutBody, principal: PayoutRepairer, session: Session, temporal: TemporalDep,
+    settings: SettingsDep, redis: RedisDep,
+):
+    """The repair of a payout whose workflow was closed under it (the workflow reaper's critical
+    alert): creates the REPAIR_PAYOUT ops action, which runs once approved like any other (four-eyes).
+    Same as `POST /api/v1/ops/actions` with type REPAIR_PAYOUT; 409 while another action on it is open."""
+    await payout_service.get_payout(session, payout_id, merchant_scope(principal, None))  # 404 first
+    return await ops_action_service.create_action(
+        session, temporal, settings, redis, actor=principal.sub, action_type="REPAIR_PAYOUT",
+        params={"payout_id": payout_id, "mode": body.mode, "reason": body.reason},
+        reason=f"repair payout {payout_id} ({body.mode}): {body.reason}",
+    )

@@ -7,14 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.deps import PayoutOperate, PayoutRead, Session, SettingsDep, require
+from api.deps import OptionalTemporal, PayoutOperate, PayoutRead, Session, SettingsDep, require
 from api.schemas.common import problems
 from api.schemas.rails import CalendarDayIn, CalendarDayOut, ConnectorHealthOut, RailRuleOut, RailRuleUpdate
-from core import rail_service, rail_store
-from core.auth_tokens import Principal
-from core.errors import Forbidden, NotFound
-from core.rails import RailRule, next_cutoff
-from core.roles import Permission
+from core.rails import service as rail_service
+from core.rails import store as rail_store
+from core.platform.auth_tokens import Principal
+from core.platform.errors import Forbidden, NotFound
+from core.rails.rules import RailRule, next_cutoff
+from core.platform.roles import Permission
+from connectors.registry import build_registry
 
 router = APIRouter(prefix="/rails", tags=["rails"])
 connectors_router = APIRouter(prefix="/connectors", tags=["rails"])
@@ -71,17 +73,11 @@ async def get_rail(rail: str, principal: PayoutRead, session: Session):
 
 @router.put("/{rail}", response_model=RailRuleOut, responses=problems(401, 403, 404, 422))
 async def update_rail(rail: str, body: RailRuleUpdate, principal: PayoutOperate, session: Session,
-                      request: Request, settings: SettingsDep):
+                      temporal: OptionalTemporal, settings: SettingsDep):
     """Change a rail's SLA or fee rule. New payouts use it at once (fees at creation, cutoffs and
     targets at routing); a batch rail's Schedule moves to the new cutoff."""
-    row = await rail_store.update_rule(session, rail, body.model_dump(exclude_unset=True), principal.sub)
-    await session.commit()
-    temporal = await request.app.state.temporal_holder.get()
-    if temporal is not None:
-        from core.rail_schedules import ensure_rail_schedules
-
-        rule = RailRule.model_validate({k: row[k] for k in RailRule.model_fields})
-        await ensure_rail_schedules(temporal, settings, rules=[rule])
+    row = await rail_service.update_rule(session, temporal, settings, rail, body.model_dump(exclude_unset=True),
+                                         principal.sub)
     return await _rule_view(session, row)
 
 
@@ -89,8 +85,6 @@ async def update_rail(rail: str, body: RailRuleUpdate, principal: PayoutOperate,
 async def connectors_health(principal: PlatformRead, session: Session, request: Request):
     """Each connector's circuit breaker (closed = routable, open = avoided), its last health check
     and its recent submission error rate."""
-    from connectors.registry import build_registry
-
     registry = getattr(request.app.state, "connectors", None)
     if registry is None:
         registry = request.app.state.connectors = build_registry(request.app.state.settings)

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from temporalio.client import Client
 
-from api.deps import Session, SettingsDep, TemporalDep, require
+from api.deps import OptionalTemporal, Session, SettingsDep, TemporalDep, require
 from api.schemas.common import problems
 from api.schemas.reconciliation import (
     DiscrepancyOut,
@@ -23,13 +22,14 @@ from api.schemas.reconciliation import (
     RunBody,
     RunOut,
     RunStarted,
+    ScheduleOut,
     StatementOut,
     SummaryOut,
 )
-from core import reconciliation_service as service
-from core.auth_tokens import Principal
-from core.errors import Forbidden, Unprocessable
-from core.roles import Permission
+from core.reconciliation import service
+from core.platform.auth_tokens import Principal
+from core.platform.errors import Forbidden, Unprocessable
+from core.platform.roles import Permission
 
 router = APIRouter(prefix="/reconciliation", tags=["reconciliation"])
 
@@ -44,10 +44,6 @@ def _reader(principal: Annotated[Principal, Depends(require(Permission.LEDGER_RE
 
 
 ReconRead = Annotated[Principal, Depends(_reader)]
-
-
-async def _optional_temporal(request: Request) -> Client | None:
-    return await request.app.state.temporal_holder.get()
 
 
 def _filters(run_id: str | None = None, date_: Annotated[date | None, Query(alias="date")] = None,
@@ -75,7 +71,7 @@ async def start_run(body: RunBody, principal: ReconManage, session: Session, tem
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=problems(401, 403, 404))
 async def get_run(run_id: str, principal: ReconRead, session: Session,
-                  temporal: Annotated[Client | None, Depends(_optional_temporal)]):
+                  temporal: OptionalTemporal):
     """A run: status, progress (row and live query), shards, and its summary (counts per category,
     match rate, carried-in discrepancies, alert)."""
     return await service.get_run(session, temporal, run_id)
@@ -86,6 +82,13 @@ async def get_summary(principal: ReconRead, session: Session, date_: Annotated[d
     """Every run covering `date` (provider pairs and bank statements), the day's totals per
     category, its match rate and how many discrepancies are still open."""
     return await service.summary_for_day(session, date_)
+
+
+@router.get("/schedule", response_model=ScheduleOut, responses=problems(401, 403, 503))
+async def get_schedule(principal: ReconRead, temporal: OptionalTemporal, settings: SettingsDep):
+    """The daily reconciliation Schedule of the default pair, from Temporal: paused or not, and when
+    its next runs start (each reconciles the day before, in the reporting time zone)."""
+    return await service.schedule_info(temporal, settings)
 
 
 @router.get("/discrepancies", response_model=DiscrepancyPage, responses=problems(401, 403, 422))
@@ -164,18 +167,41 @@ async def resolve_discrepancy(result_id: int, body: ResolveBody, principal: Reco
                                              resolution=body.resolution, note=body.note)
 
 
-@router.post("/statements", response_model=StatementOut, status_code=201, responses=problems(401, 403, 413, 422))
+_STATEMENT_BODY = {"requestBody": {"required": True, "description": "the statement file, as the bank sent it", "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/xml": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}, "description": "SWIFT MT940"},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+@router.post("/statements", response_model=StatementOut, status_code=201, responses=problems(401, 403, 413, 422),
+             openapi_extra=_STATEMENT_BODY)
 async def upload_statement(request: Request, principal: ReconManage, session: Session, settings: SettingsDep,
                            format: Annotated[str | None, Query(pattern="^(csv|camt053|mt940)$")] = None,
-                           filename: str | None = None):
-    """Upload a bank statement as the request body (`text/csv`, camt.053 `application/xml`, or a
-    SWIFT MT940 file, recognised by its leading `:20:`/`{1:` block; `format` overrides the guess;
-    MT940's end-to-end reference is the EREF in `:86:`, else the `:61:` customer reference). Debit lines are matched to payouts by end-to-end reference (the
-    payout id), then by amount and date; matched payouts get `reconciled_at`. Unmatched lines and
-    settled payouts missing from the statement are reported as discrepancies. The same file again
+                           filename: Annotated[str | None, Query(max_length=255)] = None,
+                           decimal_separator: Annotated[str | None, Query(
+                               pattern="^[.,]$", description="a CSV statement's decimal separator; without it (or "
+                               "its account's setting) a CSV amount with a comma is refused as ambiguous")] = None,
+                           account: Annotated[str | None, Query(
+                               max_length=64, description="the statement's account (a CSV file does not say it; "
+                               "camt.053 and MT940 must agree)")] = None):
+    """Upload a bank statement as the request body (`text/csv` separated by `,` or `;`, camt.053
+    `application/xml`, or a SWIFT MT940 file, recognised by its leading `:20:`/`{1:` block; `format`
+    overrides the guess). Every statement of the file is read (several camt.053 `<Stmt>`, several
+    MT940 messages); its control totals and balances (camt.053 `TxsSummry`, `OPBD`/`CLBD`; MT940
+    `:60F:`/`:62F:`) must agree with its entries, else 422 `statement_totals_mismatch`. A CSV amount
+    with a comma needs `decimal_separator` (422 `statement_amount_ambiguous` otherwise).
+    Debit lines are matched one to one to payouts: by end-to-end reference (the payout id, trimmed
+    and case-insensitive; MT940's is the EREF in `:86:`, else the `:61:` customer reference), then
+    by amount and date. A second line for the same payout is a `duplicate_key`; a line for a failed,
+    cancelled or returned payout a `status_mismatch` (not reconciled). Matched payouts get
+    `reconciled_at`. Unmatched lines, and settled payouts of the statement's period, currencies and
+    account (its connectors) missing from it, are reported as discrepancies. The same file again
     returns the stored result."""
     content = await request.body()
     if not content:
         raise Unprocessable("empty statement")
     return await service.upload_statement(session, settings, content, fmt=format, filename=filename,
-                                          uploaded_by=principal.sub)
+                                          uploaded_by=principal.sub, decimal_separator=decimal_separator,
+                                          account=account)

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
-from temporalio.client import Client
+from fastapi import APIRouter, Body, Depends, Query
 
-from api.deps import Session, SettingsDep, TemporalDep, require
+from api.deps import OptionalTemporal, Session, SettingsDep, TemporalDep, require
 from api.schemas.common import problems
-from api.schemas.sync import BackfillBody, ScheduleNote, ScheduleOut, SourceStatus, SyncProgress, SyncStarted, TriggerBody
-from core import sync_service
-from core.auth_tokens import Principal
-from core.errors import Forbidden
-from core.roles import Permission
+from api.schemas.sync import (
+    BackfillBody,
+    QuarantinedRecord,
+    ScheduleNote,
+    ScheduleOut,
+    Source,
+    SourceStatus,
+    SyncProgress,
+    SyncStarted,
+    TriggerBody,
+)
+from core.sync import service as sync_service
+from core.platform.auth_tokens import Principal
+from core.platform.errors import Forbidden
+from core.platform.roles import Permission
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 
@@ -28,17 +37,26 @@ SyncRead = Annotated[Principal, Depends(_platform_reader)]
 SyncManage = Annotated[Principal, Depends(require(Permission.SYNC_MANAGE))]
 
 
-async def _optional_temporal(request: Request) -> Client | None:
-    return await request.app.state.temporal_holder.get()
-
-
 @router.get("/status", response_model=list[SourceStatus], responses=problems(401, 403))
 async def get_sync_status(principal: SyncRead, session: Session,
-                          temporal: Annotated[Client | None, Depends(_optional_temporal)]):
+                          temporal: OptionalTemporal):
     """Every source: state (idle/running/error and the last error), cursors, records synced and
     quarantined, its schedule (paused, interval, next run) and its recent runs. Works while
     Temporal is unreachable (schedule is then null)."""
     return await sync_service.sync_status(session, temporal)
+
+
+@router.get("/quarantine", response_model=list[QuarantinedRecord], responses=problems(401, 403, 422))
+async def get_sync_quarantine(
+    principal: SyncRead, session: Session,
+    source: Annotated[Source | None, Query(description="only this source's records")] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="records older than this id (paging)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+):
+    """Provider records a sync could not store, newest first, each with the reason (bad amount,
+    unknown status, a NUL character, a text too long to keep whole, what the database refused)
+    and the record as received. The rest of their pages was stored."""
+    return await sync_service.list_quarantine(session, source=source, before_id=before_id, limit=limit)
 
 
 @router.post("/trigger", response_model=SyncStarted, status_code=202, responses=problems(401, 403, 422, 503))

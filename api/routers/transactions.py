@@ -12,7 +12,7 @@ from api.routers.dashboard import CurrencyQ, DashboardRead
 from api.deps import Session, merchant_scope
 from api.schemas.common import problems
 from api.schemas.dashboard import TransactionDetail, TransactionPage
-from core import transaction_queries as tq
+from core.transactions import queries as tq
 
 router = APIRouter(prefix="/transactions", tags=["transactions"])
 

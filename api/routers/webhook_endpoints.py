@@ -15,8 +15,8 @@ from api.schemas.webhooks import (
     WebhookEndpointUpdate,
     WebhookEndpointWithSecret,
 )
-from core import webhook_service
-from core.webhook_service import cipher_for, endpoint_view
+from core.webhooks import service as webhook_service
+from core.webhooks.service import cipher_for, endpoint_view
 
 router = APIRouter(prefix="/webhook-endpoints", tags=["webhooks"])
 

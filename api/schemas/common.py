@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.money import CURRENCY_EXPONENTS
-
-
-def _known_currency(value: str) -> str:
-    if value not in CURRENCY_EXPONENTS:
-        raise ValueError(f"unsupported currency {value!r}; supported: {', '.join(sorted(CURRENCY_EXPONENTS))}")
-    return value
-
-
-Currency = Annotated[
-    str,
-    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"]),
-    AfterValidator(_known_currency),
-]
-
-DecimalAmount = Annotated[
-    str,
-    Field(
-        description="A positive decimal string in major units, with at most the currency's decimals "
-        "(USD 2, XOF 0, BHD 3). Never a float.",
-        examples=["1000.50"],
-        max_length=40,
-    ),
-]
+from core.platform.schema_types import Currency as Currency, DecimalAmount as DecimalAmount  # re-exported
 
 
 class Problem(BaseModel):

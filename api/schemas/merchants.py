@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.schemas.common import BalanceOut, Currency, DecimalAmount
-from core.money import MoneyError, parse_amount
+from core.platform.money import MoneyError, parse_amount
 
 
 class MerchantCreate(BaseModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.ops_action_models import ActionType, OpsActionState, RiskLevel
+from core.ops_actions.models import ActionType, ApprovalTally, OpsActionState, RiskLevel
 
 
 class OpsActionCreate(BaseModel):
@@ -77,15 +77,10 @@ class OpsActionPage(BaseModel):
     data: list[OpsActionOut]
 
 
-class TallyOut(BaseModel):
-    action_id: str
-    status: str
-    approvals: int
-    required: int
-    remaining: int
-    admin_approved: bool
-    approvers: list[str]
-    rejections: int
+# the running tally `approve` / `reject` return: the workflow's ApprovalTally, published under
+# this schema name (no docstring: the OpenAPI document stays as it was)
+class TallyOut(ApprovalTally):
+    pass
 
 
 class ActionTypeOut(BaseModel):
@@ -96,3 +91,29 @@ class ActionTypeOut(BaseModel):
     execution: str = Field(description="automatic once approved, or explicit (POST .../execute)")
     inverse: str | None = Field(description="the action type a rollback creates; null: cannot be rolled back")
     params_schema: dict
+
+
+class GrantRequest(BaseModel):
+    """Ask payops for a grant: proof of your verified identity for ONE decision on ONE workflow,
+    to paste into an Update or Signal sent with Temporal's CLI or UI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["payout", "ops_action"]
+    id: str = Field(min_length=1, max_length=64, description="the payout id or ops action id")
+    decision: Literal["retry", "cancel", "approve", "reject"] = Field(
+        description="payout: retry | cancel; ops_action: approve | reject")
+    ttl_seconds: int | None = Field(default=None, ge=10, le=3600,
+                                    description="capped at PAYOPS_OPS_GRANT_TTL_SECONDS (default 300)")
+
+
+class GrantOut(BaseModel):
+    grant: str = Field(description='put it in the Update/Signal input as "grant"')
+    expires_at: datetime
+    scope: str
+    id: str
+    decision: str
+    actor: str = Field(description="your verified subject: the one the audit trail will name")
+    roles: list[str]
+    workflow_id: str
+    example: str = Field(description="a copy-paste `temporal workflow update execute` command using it")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.reconciliation_service import RESOLUTIONS
+from core.reconciliation.service import RESOLUTIONS
 
 
 class RunBody(BaseModel):
@@ -46,6 +46,18 @@ class RunOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     live: dict[str, Any] | None = Field(default=None, description="the workflow's progress query while it runs")
+
+
+class ScheduleOut(BaseModel):
+    schedule_id: str
+    exists: bool = Field(description="false: no daily schedule of the pair in Temporal (the worker creates it)")
+    paused: bool = False
+    note: str | None = None
+    next_run_at: datetime | None = Field(default=None, description="when the next scheduled run starts (UTC); "
+                                         "it reconciles the day before, in time_zone")
+    next_runs: list[datetime] = []
+    recent_runs: list[datetime] = []
+    time_zone: str
 
 
 class SummaryOut(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.sync_models import SyncProgress
+from core.sync.models import SyncProgress
 
 Source = Literal["vima", "payshack"]
 
@@ -72,9 +72,20 @@ class SyncStarted(BaseModel):
     date_to: str | None = None
 
 
+class QuarantinedRecord(BaseModel):
+    id: int
+    source: str
+    source_id: str | None = Field(default=None, description="the provider's id, when the record had one")
+    reason: str = Field(description="why the record was not stored")
+    raw: Any = Field(description="the record as received (NUL characters shown as \\u0000)")
+    data_hash: str
+    run_id: str | None = None
+    created_at: datetime
+
+
 class ScheduleNote(BaseModel):
     note: str | None = Field(default=None, max_length=500)
 
 
-__all__ = ["BackfillBody", "ScheduleNote", "ScheduleOut", "SourceStatus", "SyncProgress", "SyncRunOut",
+__all__ = ["BackfillBody", "QuarantinedRecord", "ScheduleNote", "ScheduleOut", "SourceStatus", "SyncProgress", "SyncRunOut",
            "SyncStarted", "TriggerBody"]

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.payouts import PayoutOut
-from core.webhook_models import EventType
+from core.webhooks.models import EventType
 
 
 class WebhookEndpointCreate(BaseModel):

@@ -7,7 +7,7 @@ Revises: 0006_recon, 0007_dashboards
 status on its detail page). A provider-pair run writes a row per key, ~1M a day, nearly all
 'matched', in hash order: two full b-trees fed in random order cost more than the matching itself.
 Discrepancies (the rows a detail page is really about) keep a b-tree each; a matched row is found
-through the transaction's candidate runs (BRIN on run_id), see core/transaction_queries.py.
+through the transaction's candidate runs (BRIN on run_id), see core/transactions/queries.py.
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 import { api, auth } from "./api.js";
 import { clear, closeDrawer, errorBox, h, toast } from "./dom.js";
 import { prefs, timeZones } from "./format.js";
+import { merchantName } from "./links.js";
 import * as live from "./live.js";
 
 const PAGES = [
@@ -11,6 +12,10 @@ const PAGES = [
   { id: "payouts", label: "Payouts", load: () => import("./pages/payouts.js"), allowed: (me) => can(me, "payouts:read") },
   { id: "approvals", label: "Approvals", load: () => import("./pages/approvals.js"), allowed: (me) => !me.is_merchant_user && can(me, "ops_actions:read") },
   { id: "reconciliation", label: "Reconciliation", load: () => import("./pages/reconciliation.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
+  { id: "connectors", label: "Connectors", load: () => import("./pages/connectors.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
+  { id: "rails", label: "Rails", load: () => import("./pages/rails.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
+  { id: "batches", label: "Batches", load: () => import("./pages/batches.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
+  { id: "sla", label: "SLA", load: () => import("./pages/sla.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
   { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
   { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
 ];
@@ -54,6 +59,11 @@ function buildNav() {
   const who = state.me.merchant_id ? `${state.me.sub} · ${state.me.roles.join(", ")} · ${state.me.merchant_id}`
     : `${state.me.sub} · ${state.me.roles.join(", ")}`;
   document.getElementById("who").textContent = who;
+  if (state.me.merchant_id) {
+    merchantName(state.me.merchant_id).then((name) => {
+      if (name) document.getElementById("who").textContent = `${state.me.sub} · ${state.me.roles.join(", ")} · ${name}`;
+    });
+  }
 }
 
 function hideChrome() {
@@ -118,13 +128,14 @@ async function renderSignIn(main) {
       panel.append(h("h2", {}, "Demo users (dev only)"),
         h("div", { class: "users", role: "list", "data-testid": "demo-users" }, users.map((u) =>
           h("button", { type: "button", role: "listitem", "data-role": u.role, "data-merchant": u.merchant_id || "",
-            onclick: () => signIn(u.token) }, u.label, h("span", { class: "role" }, u.merchant_id ? `${u.role} · ${u.merchant_id}` : u.role)))));
+            onclick: () => signIn(u.token) }, h("span", { class: "label" }, u.label),
+            u.merchant_id ? h("span", { class: "role mono", title: u.merchant_id }, u.merchant_id) : null))));
     } catch (err) {
       panel.append(errorBox(err));
     }
   }
   panel.append(form);
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 function setupTimeZone() {

@@ -27,8 +27,23 @@ export function clear(el) {
   return el;
 }
 
-export function badge(status) {
-  return h("span", { class: `badge ${String(status || "").replace(/[^a-z_]/gi, "")}`, "data-status": status }, status || "—");
+// What a status key reads as: "in_flight" -> "In flight", with the few that need their own words.
+const LABELS = {
+  dlq: "DLQ", pending_approval: "Awaiting approval", in_flight: "In flight", float_low: "Float low",
+  half_open: "Half open", closed: "Closed (routable)", open: "Open", written_off: "Written off",
+  payout_sla_breach: "Payout SLA breach", payouts_sla_breached: "Payouts past SLA", sla: "SLA",
+};
+export function statusLabel(key) {
+  if (key === null || key === undefined || key === "") return "—";
+  const k = String(key);
+  if (LABELS[k]) return LABELS[k];
+  const words = k.replace(/[_-]+/g, " ").trim().toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+export function badge(status, label) {
+  return h("span", { class: `badge ${String(status || "").replace(/[^a-z_]/gi, "")}`, "data-status": status, title: status || null },
+    label ?? statusLabel(status));
 }
 
 export function toast(message, kind = "info") {
@@ -85,6 +100,41 @@ export function closeDrawer() {
 
 export function drawerBody() {
   return document.getElementById("drawer-body");
+}
+
+// A modal dialog (<dialog>, focus trapped by the browser): fields in, a promise of the values out
+// (null when cancelled). Replaces prompt(): labelled fields, required ones checked before submit.
+// A field is a text input, a textarea, or a select ({ type: "select", options: [{ value, label }] });
+// `help` is a line under it.
+export function modal(title, fields, { submit = "OK", danger = false, intro } = {}) {
+  return new Promise((resolve) => {
+    const inputs = {};
+    const rows = fields.map((f) => {
+      const id = `modal-${f.name}`;
+      const input = f.type === "textarea"
+        ? h("textarea", { id, name: f.name, rows: "3", required: f.required, maxlength: f.maxlength || null })
+        : f.type === "select"
+          ? h("select", { id, name: f.name, required: f.required }, (f.options || []).map((o) => h("option", { value: o.value }, o.label)))
+          : h("input", { id, name: f.name, type: f.type || "text", required: f.required, maxlength: f.maxlength || null });
+      if (f.value !== undefined) input.value = f.value;
+      inputs[f.name] = input;
+      return h("label", { for: id }, f.label, input, f.help ? h("small", { class: "muted" }, f.help) : null);
+    });
+    const form = h("form", { method: "dialog", class: "stack" },
+      h("h2", { id: "modal-title" }, title), intro ? h("p", { class: "muted" }, intro) : null, rows,
+      h("div", { class: "row modal-buttons" }, h("span", { class: "spacer" }),
+        h("button", { type: "button", "data-modal": "cancel", onclick: () => dialog.close("") }, "Cancel"),
+        h("button", { type: "submit", class: danger ? "danger" : "primary", "data-modal": "submit", value: "ok" }, submit)));
+    const dialog = h("dialog", { class: "modal", "aria-labelledby": "modal-title", "data-testid": "modal" }, form);
+    dialog.addEventListener("close", () => {
+      const ok = dialog.returnValue === "ok";
+      dialog.remove();
+      resolve(ok ? Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value])) : null);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    (rows[0]?.querySelector("input, textarea, select") || dialog).focus();
+  });
 }
 
 // A button that disables itself while its action runs and reports failures.

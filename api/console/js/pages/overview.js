@@ -2,15 +2,18 @@
 // provider and project bars, and the live activity feed.
 
 import { api } from "../api.js";
-import { badge, clear, errorBox, h, fill } from "../dom.js";
+import { badge, clear, errorBox, h, fill, statusLabel } from "../dom.js";
+import { merchantLink } from "../links.js";
 import { count, dateTime, delta, majorToNumber, money, prefs, rate, shortLabel, time } from "../format.js";
 import * as live from "../live.js";
 
 const PALETTE = ["#2456d3", "#13795b", "#c0362c", "#a15c00", "#7a2fd1", "#0e7490", "#be185d", "#4d7c0f"];
+// time axes: horizontal labels, as many as fit (Chart.js skips the rest)
+const TIME_TICKS = { maxRotation: 0, autoSkip: true, autoSkipPadding: 12, maxTicksLimit: 8 };
 const STATUS_COLORS = { settled: "#13795b", pending: "#d9a406", in_flight: "#2456d3", failed: "#c0362c", cancelled: "#98a2b3", dlq: "#7a2fd1" };
 
-function kpiCard(id, label, value, pair, { inverse = false } = {}) {
-  const d = delta(pair?.value, pair?.previous);
+function kpiCard(id, label, value, pair, { inverse = false, note } = {}) {
+  const d = note ? { text: note, dir: "flat" } : delta(pair?.value, pair?.previous);
   return h("div", { class: "panel kpi", "data-kpi": id },
     h("div", { class: "label" }, label),
     h("div", { class: "value", "data-testid": `kpi-${id}` }, value),
@@ -33,7 +36,7 @@ export async function render({ root, me }) {
   const feed = h("ol", { class: "feed", "aria-live": "polite", "data-testid": "live-feed" });
   root.append(
     h("div", { class: "row" },
-      h("h1", {}, me.is_merchant_user ? `Overview · ${me.merchant_id}` : "Overview"),
+      me.is_merchant_user ? h("h1", {}, "Overview · ", merchantLink(me.merchant_id)) : h("h1", {}, "Overview"),
       h("span", { class: "spacer" }),
       h("label", { for: "period" }, "Period", periodSel),
       h("label", { for: "currency" }, "Currency", currencySel)),
@@ -67,17 +70,26 @@ export async function render({ root, me }) {
         kpiCard("net_revenue", "Net revenue", m(cur.net_revenue), cur.net_revenue),
         kpiCard("fees", "Fees", m(cur.fees), cur.fees),
         kpiCard("average_transaction", "Average transaction", m(cur.average_transaction), cur.average_transaction),
-        kpiCard("float_available", "Float available", m(cur.float_available), cur.float_available),
+        kpiCard("float_available", "Float available", m(cur.float_available), cur.float_available, { note: "balance now, all merchants" }),
         kpiCard("payouts_settled", "Payouts settled", `${count(cur.payouts.settled.count.value)} · ${money(cur.payouts.settled.amount_minor.value, cur.currency)}`, cur.payouts.settled.count),
-        kpiCard("payouts_dlq", "Payouts in DLQ", count(cur.payouts.dlq.count.value), cur.payouts.dlq.count, { inverse: true }),
       );
+    }
+    // DLQ counts mix currencies: the total, and how it splits per currency
+    const dlq = overview.by_currency.map((c) => [c.currency, c.payouts.dlq?.count?.value || 0, c.payouts.dlq?.count?.previous || 0]);
+    const dlqTotal = dlq.reduce((n, [, v]) => n + v, 0);
+    const dlqSplit = dlq.filter(([, v]) => v > 0).map(([c, v]) => `${count(v)} ${c}`).join(" · ");
+    if (overview.by_currency.length) {
+      cards.push(kpiCard("payouts_dlq", "Payouts in DLQ", count(dlqTotal), null,
+        { inverse: true, note: dlqTotal ? dlqSplit : "none, all currencies" }));
     }
     cards.push(
       kpiCard("transactions", "Transactions", count(k.transactions.value), k.transactions),
       kpiCard("success_rate", "Success rate", rate(k.success_rate.value), k.success_rate),
       kpiCard("fraud_rate", "Fraud rate", rate(k.fraud_rate.value), k.fraud_rate, { inverse: true }),
     );
-    const windowNote = h("p", { class: "muted" }, `${dateTime(overview.window.from)} – ${dateTime(overview.window.to)} (${prefs.tz}), compared with the ${state.period} before.`);
+    // the window's last bucket ends in the future; the header says "now" instead
+    const to = new Date(overview.window.to) > new Date() ? "now" : dateTime(overview.window.to);
+    const windowNote = h("p", { class: "muted", "data-testid": "window" }, `${dateTime(overview.window.from)} – ${to} (${prefs.tz}), compared with the ${state.period} before.`);
     const gmvCanvas = h("canvas", { "aria-label": "GMV over time", role: "img" });
     const volCanvas = h("canvas", { "aria-label": "Transaction volume over time", role: "img" });
     const donutCanvas = h("canvas", { "aria-label": "Payouts by status", role: "img" });
@@ -86,7 +98,7 @@ export async function render({ root, me }) {
     clear(body).append(windowNote,
       h("section", { class: "grid kpis", "aria-label": "Key figures", "data-testid": "kpis" }, cards),
       h("section", { class: "grid charts", "aria-label": "Charts" },
-        h("div", { class: "panel" }, h("h2", {}, `GMV${cur ? ` (${cur.currency})` : ""}`), h("div", { class: "chart-box" }, gmvCanvas)),
+        h("div", { class: "panel wide" }, h("h2", {}, `GMV${cur ? ` (${cur.currency})` : ""}`), h("div", { class: "chart-box" }, gmvCanvas)),
         h("div", { class: "panel" }, h("h2", {}, "Transactions"), h("div", { class: "chart-box" }, volCanvas)),
         h("div", { class: "panel" }, h("h2", {}, "Payouts by status"), h("div", { class: "chart-box" }, donutCanvas)),
         h("div", { class: "panel" }, h("h2", {}, "By provider"), h("div", { class: "chart-box" }, providerCanvas)),
@@ -98,8 +110,8 @@ export async function render({ root, me }) {
     const groupNames = Object.keys(groups).filter((g) => groups[g] > 0);
     charts.push(chart(donutCanvas, {
       type: "doughnut",
-      data: { labels: groupNames, datasets: [{ data: groupNames.map((g) => groups[g]), backgroundColor: groupNames.map((g) => STATUS_COLORS[g] || "#667085") }] },
-      options: { plugins: { legend: { position: "right" }, tooltip: { callbacks: { label: (c) => `${c.label}: ${count(c.raw)}` } } } },
+      data: { labels: groupNames.map(statusLabel), datasets: [{ data: groupNames.map((g) => groups[g]), backgroundColor: groupNames.map((g) => STATUS_COLORS[g] || "#667085") }] },
+      options: { plugins: { legend: { position: "right", labels: { boxWidth: 12 } }, tooltip: { callbacks: { label: (c) => `${c.label}: ${count(c.raw)}` } } } },
     }));
 
     const granularity = state.period === "24h" ? "hour" : "day";
@@ -118,7 +130,7 @@ export async function render({ root, me }) {
           labels: (series[0]?.points || []).map((p) => shortLabel(p.t, granularity)),
           datasets: series.map((s, i) => ({ label: s.currency, data: s.points.map((p) => majorToNumber(p.value || 0, s.currency)), borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + "33", fill: true, tension: .25, pointRadius: 0 })),
         },
-        options: { scales: { y: { ticks: { callback: (v) => new Intl.NumberFormat(undefined, { notation: "compact" }).format(v) } } },
+        options: { scales: { x: { ticks: TIME_TICKS }, y: { ticks: { callback: (v) => new Intl.NumberFormat(undefined, { notation: "compact" }).format(v) } } },
           plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${new Intl.NumberFormat(undefined, { style: "currency", currency: c.dataset.label }).format(c.raw)}` } } } },
       }));
     }
@@ -127,7 +139,7 @@ export async function render({ root, me }) {
       charts.push(chart(volCanvas, {
         type: "bar",
         data: { labels: pts.map((p) => shortLabel(p.t, granularity)), datasets: [{ label: "transactions", data: pts.map((p) => p.value || 0), backgroundColor: "#2456d3" }] },
-        options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+        options: { plugins: { legend: { display: false } }, scales: { x: { ticks: TIME_TICKS }, y: { beginAtZero: true, ticks: { precision: 0 } } } },
       }));
     }
     for (const [res, canvas] of [[bySource, providerCanvas], [byProject, projectCanvas]]) {
@@ -146,9 +158,9 @@ export async function render({ root, me }) {
     const waiting = feed.querySelector("li.muted");
     if (waiting) waiting.remove();
     let text;
-    if (channel === "payouts") text = h("span", {}, "Payout ", h("a", { href: `#/payouts/${encodeURIComponent(data.payout_id)}`, class: "mono" }, data.payout_id), " ", badge(data.status), " ", money(data.amount_minor, data.currency), data.merchant_id ? h("span", { class: "muted" }, ` · ${data.merchant_id}`) : null);
+    if (channel === "payouts") text = h("span", {}, "Payout ", h("a", { href: `#/payouts/${encodeURIComponent(data.payout_id)}`, class: "mono" }, data.payout_id), " ", badge(data.status), " ", money(data.amount_minor, data.currency), data.merchant_id ? [" · ", merchantLink(data.merchant_id)] : null);
     else if (channel === "transactions") text = h("span", {}, `${data.source}: `, h("strong", {}, `${count(data.inserted ?? 0)} new`), `, ${count(data.updated ?? 0)} updated transactions`);
-    else if (channel === "ops_actions") text = h("span", {}, `Ops action ${data.action_type} `, badge(data.status), h("span", { class: "muted" }, ` (${data.event})`));
+    else if (channel === "ops_actions") text = h("span", {}, `Ops action ${statusLabel(data.action_type)} `, badge(data.status), h("span", { class: "muted" }, ` (${data.event})`));
     else if (channel === "alerts") text = h("span", {}, "Alert ", badge(data.severity), ` ${data.message || data.rule}`);
     else if (channel === "sync") text = h("span", {}, `Sync ${data.source} `, badge(data.status), data.totals ? ` · ${count(data.totals.rows_fetched ?? 0)} rows` : "");
     else text = h("span", {}, JSON.stringify(data));

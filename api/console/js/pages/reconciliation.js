@@ -35,7 +35,8 @@ export async function render({ root, can }) {
     h("button", { type: "button", onclick: async () => {
       try { toast(`Downloading ${await download("/reconciliation/discrepancies/export", { date: day.value, category: category.value || undefined, state: state.value, format: "csv" }, "discrepancies.csv")}`); } catch (err) { toast(err.message, "error"); }
     } }, "Export CSV"));
-  root.append(h("h1", {}, "Reconciliation"), runForm, summary,
+  const nextRun = h("p", { class: "muted", "data-testid": "recon-next-run" }, "Next scheduled run: …");
+  root.append(h("h1", {}, "Reconciliation"), nextRun, runForm, summary,
     h("section", { "aria-labelledby": "disc-title" }, h("h2", { id: "disc-title" }, "Discrepancies"), discFilters, list, pager));
 
   let poll = null;
@@ -133,6 +134,17 @@ export async function render({ root, can }) {
     void money;
   }
 
-  await load();
+  // the daily Schedule lives in Temporal: when it next runs (it reconciles the day before)
+  async function loadSchedule() {
+    try {
+      const sch = await api("/reconciliation/schedule");
+      if (!sch.exists) fill(nextRun, "No daily reconciliation is scheduled (the worker creates the schedule when it starts).");
+      else if (sch.paused) fill(nextRun, `The daily reconciliation is paused${sch.note ? `: ${sch.note}` : ""}.`);
+      else fill(nextRun, "Next scheduled run: ", h("time", { datetime: sch.next_run_at || "", "data-next-run": sch.next_run_at || "" }, dateTime(sch.next_run_at)),
+        ` (reconciles the day before, ${sch.time_zone})`);
+    } catch (err) { fill(nextRun, `Next scheduled run: unknown (${err.message})`); }
+  }
+
+  await Promise.all([load(), loadSchedule()]);
   return () => clearInterval(poll);
 }

@@ -2,15 +2,16 @@
 // CSV/XLSX exports of what the filters select.
 
 import { api, download } from "../api.js";
-import { badge, errorBox, facts, h, json, openDrawer, table, toast, fill } from "../dom.js";
-import { dateTime, money } from "../format.js";
+import { badge, errorBox, facts, h, json, openDrawer, statusLabel, table, toast, fill } from "../dom.js";
+import { count, dateTime, money } from "../format.js";
+import { merchantLink } from "../links.js";
 import * as live from "../live.js";
 
 export async function render({ root, me }) {
   const f = {
     q: h("input", { id: "f-q", type: "search", placeholder: "id, order id, UTR, email" }),
-    source: h("select", { id: "f-source" }, ["", "vima", "payshack"].map((s) => h("option", { value: s }, s || "any"))),
-    status: h("select", { id: "f-status" }, ["", "success", "failed", "pending", "refunded"].map((s) => h("option", { value: s }, s || "any"))),
+    source: h("select", { id: "f-source" }, ["", "vima", "payshack"].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any"))),
+    status: h("select", { id: "f-status" }, ["", "success", "failed", "pending", "refunded"].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any"))),
     currency: h("input", { id: "f-currency", maxlength: "3", size: "4", placeholder: "INR", pattern: "[A-Za-z]{3}" }),
     from: h("input", { id: "f-from", type: "date" }),
     to: h("input", { id: "f-to", type: "date" }),
@@ -28,10 +29,11 @@ export async function render({ root, me }) {
     h("label", { for: "f-from" }, "From", f.from),
     h("label", { for: "f-to" }, "To (exclusive)", f.to),
     f.merchant ? h("label", { for: "f-merchant" }, "Merchant", f.merchant) : null,
-    h("button", { type: "submit", class: "primary" }, "Apply"),
+    h("button", { type: "submit", class: "primary" }, "Apply"));
+  const total = h("div", { class: "muted page-total", "data-testid": "tx-total" });
+  root.append(h("div", { class: "row" }, h("h1", {}, "Transactions"), h("span", { class: "spacer" }),
     h("button", { type: "button", onclick: () => exportAs("csv") }, "Export CSV"),
-    h("button", { type: "button", onclick: () => exportAs("xlsx") }, "Export XLSX"));
-  root.append(h("h1", {}, "Transactions"), form, list, pager);
+    h("button", { type: "button", onclick: () => exportAs("xlsx") }, "Export XLSX")), form, list, total, pager);
 
   function filters() {
     return {
@@ -59,8 +61,8 @@ export async function render({ root, me }) {
     }
     pages[page + 1] = data.next_cursor;
     fill(list, table([
-      { label: "When", cell: (t) => dateTime(t.occurred_at) },
-      { label: "Transaction", cell: (t) => h("button", { type: "button", class: "btn-ghost mono", "data-tx": t.id, onclick: () => detail(t.id) }, `${t.source}:${t.source_id}`) },
+      { label: "When", cls: "nowrap", cell: (t) => dateTime(t.occurred_at) },
+      { label: "Transaction", cell: (t) => h("button", { type: "button", class: "link mono", "data-tx": t.id, onclick: () => detail(t.id) }, `${t.source}:${t.source_id}`) },
       { label: "Order", cell: (t) => h("span", { class: "mono" }, t.client_operation_id || "—") },
       { label: "Project", cell: (t) => t.project || "—" },
       { label: "Payer", cell: (t) => t.payer_email || t.payer_name || "—" },
@@ -68,6 +70,14 @@ export async function render({ root, me }) {
       { label: "Amount", num: true, cell: (t) => money(t.amount_minor, t.currency) },
     ], data.data, { empty: me.is_merchant_user ? "No transactions for your merchant." : "No transactions match." }));
     list.dataset.count = data.data.length;
+    // this page's total, per currency (amounts in different currencies are never added up)
+    const sums = new Map();
+    for (const t of data.data) {
+      const cur = sums.get(t.currency) || { n: 0, minor: 0n };
+      cur.n += 1; cur.minor += BigInt(t.amount_minor);
+      sums.set(t.currency, cur);
+    }
+    fill(total, data.data.length ? `This page: ${[...sums].map(([c, v]) => `${count(v.n)} × ${c}, ${money(v.minor.toString(), c)}`).join(" · ")}` : "");
     fill(pager, 
       h("span", { class: "muted" }, `Page ${page + 1}`),
       h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous"),
@@ -80,7 +90,7 @@ export async function render({ root, me }) {
       const t = await api(`/transactions/${id}`);
       fill(body, 
         facts([
-          ["Provider", `${t.source} · ${t.source_id}`], ["Order id", t.client_operation_id], ["Merchant", t.merchant_id],
+          ["Provider", `${t.source} · ${t.source_id}`], ["Order id", t.client_operation_id], ["Merchant", t.merchant_id ? merchantLink(t.merchant_id) : null],
           ["Project", t.project], ["Amount", money(t.amount_minor, t.currency)], ["Fee", money(t.fee_minor, t.currency)],
           ["Status", h("span", {}, badge(t.status), t.original_status ? ` (${t.original_status})` : "")],
           ["Payer", [t.payer_name, t.payer_email].filter(Boolean).join(" · ")], ["UTR", t.utr],

@@ -1,0 +1,1 @@
+"""`payops`: the command line."""

@@ -1,0 +1,1 @@
+"""Alerts: rules, firings and their deduplication."""

@@ -1,0 +1,1 @@
+"""Dashboards: rollups, KPI reads and their short-lived cache."""

@@ -1,0 +1,1 @@
+"""Exports: CSV/XLSX files, streamed or written by an ExportWorkflow."""

@@ -1,0 +1,1 @@
+"""The double-entry ledger: postings, merchant holds, the invariant check."""

@@ -1,0 +1,1 @@
+"""Merchants: creation, freeze status, funding and balances."""

@@ -1,0 +1,1 @@
+"""Ops actions: typed, approved, audited operations on payouts and merchants."""

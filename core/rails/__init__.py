@@ -1,0 +1,1 @@
+"""Rails: rules (SLA, fees, calendars, cutoffs), batches and bank files, connector health."""

@@ -1,0 +1,1 @@
+"""Reconciliation: payops against provider data, bank statements and the bank's records."""

@@ -1,0 +1,1 @@
+"""Provider syncs: schedules, runs and set-based writes of synced data."""

@@ -1,0 +1,1 @@
+"""The unified transaction: provider records normalized, listed and searched."""

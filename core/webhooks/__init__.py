@@ -1,0 +1,1 @@
+"""Merchant webhooks: endpoints, events, signatures and the SSRF guard."""

@@ -1,0 +1,1 @@
+"""The dev stack: supervisor, embedded PostgreSQL/Redis/Temporal, demo data, webhook listener."""
