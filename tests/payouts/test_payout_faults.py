@@ -9,6 +9,7 @@ a return whose webhook never came is found by the return watch's polls.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import httpx
@@ -16,12 +17,15 @@ from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
 from core.ledger import service as ledger
-from core.platform.names import payout_workflow_id
 from core.payouts.models import PayoutState
-from core.platform.tables import payout_events
+from core.platform.names import payout_workflow_id
+from core.platform.tables import alerts, events, journal_transactions, payout_events, payouts
+from core.rails.fees import payout_fee
+from core.rails.models import HealthRunInput
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from tests.polling import eventually
 from workers.main import build_worker
+from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
 
 FUNDS = 1_000_000
@@ -75,6 +79,25 @@ async def run_payout(env, worker_deps, settings, params):
         result = await handle.result()
         state = await handle.query("state", result_type=PayoutState)
     return handle, result, state
+
+
+async def run_payout_with_sepa_instant_breaker_open(env, worker_deps, settings, bank, params):
+    """SEPA Instant is down and the health workflow has opened its breaker (two runs) before the
+    payout starts, so routing falls back to another rail."""
+    async with build_worker(env.client, worker_deps, task_queue=settings.temporal_task_queue):
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
+        for _ in range(2):
+            health = await env.client.execute_workflow(
+                ConnectorHealthWorkflow.run, HealthRunInput(requested_by="test"),
+                id=f"health-test-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal_task_queue,
+            )
+        assert health.open == ["bank_sepa_instant"]
+        handle = await env.client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
+            task_queue=settings.temporal_task_queue,
+        )
+        return await handle.result()
 
 
 def eager_failover(params) -> None:
@@ -219,30 +242,10 @@ async def test_a_return_whose_webhook_was_missed_is_found_by_the_return_watch(
 async def test_the_fee_follows_the_rail_routing_fell_back_to(
     skipping_env, worker_deps, settings, sessionmaker, bank
 ):
-    import uuid
-
-    from core.rails.fees import payout_fee
-    from core.rails.models import HealthRunInput
-    from core.platform.tables import events, journal_transactions, payouts
-    from workflows.connector_health import ConnectorHealthWorkflow
-
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
     params = await create_payout_row(sessionmaker, settings, merchant_id=merchant, priority="priority")
     assert params.fee_minor == payout_fee("sepa_instant", params.amount_minor)  # charged at creation
-    async with build_worker(skipping_env.client, worker_deps, task_queue=settings.temporal_task_queue):
-        async with httpx.AsyncClient() as http:  # SEPA Instant is down: its breaker opens
-            await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
-        for _ in range(2):
-            health = await skipping_env.client.execute_workflow(
-                ConnectorHealthWorkflow.run, HealthRunInput(requested_by="test"),
-                id=f"health-test-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal_task_queue,
-            )
-        assert health.open == ["bank_sepa_instant"]
-        handle = await skipping_env.client.start_workflow(
-            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
-            task_queue=settings.temporal_task_queue,
-        )
-        result = await handle.result()
+    result = await run_payout_with_sepa_instant_breaker_open(skipping_env, worker_deps, settings, bank, params)
 
     assert result.status == "settled", result
     wire_fee = payout_fee("wire", params.amount_minor)
@@ -394,33 +397,13 @@ async def test_an_unaffordable_fee_difference_is_an_alert_and_an_audit_event(
 ):
     """Routing fell back to the wire, whose fee the merchant cannot pay: the payout settles with
     the fee held, and the unpaid difference is a high alert plus an event on the payout."""
-    import uuid
-
-    from core.rails.fees import payout_fee
-    from core.rails.models import HealthRunInput
-    from core.platform.tables import alerts, journal_transactions, payouts
-    from workflows.connector_health import ConnectorHealthWorkflow
-
     amount = 10_000
     fee = payout_fee("sepa_instant", amount)
     merchant = await create_merchant(sessionmaker, funded_minor=amount + fee)  # nothing left for the wire's fee
     params = await create_payout_row(sessionmaker, settings, merchant_id=merchant, priority="priority",
                                      amount_minor=amount)
     assert params.fee_minor == fee
-    async with build_worker(skipping_env.client, worker_deps, task_queue=settings.temporal_task_queue):
-        async with httpx.AsyncClient() as http:
-            await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
-        for _ in range(2):
-            health = await skipping_env.client.execute_workflow(
-                ConnectorHealthWorkflow.run, HealthRunInput(requested_by="test"),
-                id=f"health-test-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal_task_queue,
-            )
-        assert health.open == ["bank_sepa_instant"]
-        handle = await skipping_env.client.start_workflow(
-            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
-            task_queue=settings.temporal_task_queue,
-        )
-        result = await handle.result()
+    result = await run_payout_with_sepa_instant_breaker_open(skipping_env, worker_deps, settings, bank, params)
 
     assert result.status == "settled", result
     wire_fee = payout_fee("wire", amount)

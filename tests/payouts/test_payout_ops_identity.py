@@ -38,6 +38,16 @@ def payout_grant(payout_id: str, decision: str, actor: str, roles: list[str] | N
     return token
 
 
+async def payout_in_dlq(temporal_client, settings, sessionmaker):
+    """A funded merchant's payout to a beneficiary whose bank always answers 503, parked in dlq."""
+    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
+    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant,
+                                     beneficiary=sepa_beneficiary(ALWAYS_503))
+    handle = await start(temporal_client, settings, params)
+    await wait_for_status(handle, "dlq")
+    return merchant, params, handle
+
+
 async def ops_retries(sm, payout_id: str) -> list[dict]:
     return [e for e in await audit_of(sm, payout_id) if e["data"].get("event_key", "").startswith("ops-retry:")]
 
@@ -53,11 +63,7 @@ async def signal_alert(sm, payout_id: str) -> dict | None:
 async def test_retry_and_cancel_through_temporal_are_verified_or_audited_as_unverified(
     temporal_client, worker, settings, sessionmaker, bank
 ):
-    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant,
-                                     beneficiary=sepa_beneficiary(ALWAYS_503))
-    handle = await start(temporal_client, settings, params)
-    await wait_for_status(handle, "dlq")
+    merchant, params, handle = await payout_in_dlq(temporal_client, settings, sessionmaker)
 
     # 1. an Update with a grant payops signed for "dana": the audit names dana, not the typed name
     decision = await handle.execute_update(
@@ -105,11 +111,7 @@ async def _at_least(rows_coro, n: int):
 async def test_the_api_retry_and_cancel_carry_the_callers_verified_identity(
     temporal_client, worker, settings, sessionmaker, bank, client, token_for
 ):
-    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant,
-                                     beneficiary=sepa_beneficiary(ALWAYS_503))
-    handle = await start(temporal_client, settings, params)
-    await wait_for_status(handle, "dlq")
+    merchant, params, handle = await payout_in_dlq(temporal_client, settings, sessionmaker)
     r = await client.post(f"/api/v1/payouts/{params.payout_id}/retry", json={"reason": "again"},
                           headers=token_for("ops_admin", sub="Olivia"))
     assert r.status_code == 200, r.text
@@ -175,11 +177,7 @@ async def _refusals(sm, payout_id: str, n: int):
 async def test_ops_obtain_a_grant_from_the_api_and_temporal_records_them_verified(
     temporal_client, worker, settings, sessionmaker, bank, client, token_for
 ):
-    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant,
-                                     beneficiary=sepa_beneficiary(ALWAYS_503))
-    handle = await start(temporal_client, settings, params)
-    await wait_for_status(handle, "dlq")
+    merchant, params, handle = await payout_in_dlq(temporal_client, settings, sessionmaker)
     body = {"scope": "payout", "id": params.payout_id, "decision": "cancel"}
 
     # who may not: nobody anonymous, no merchant user, no role without payouts:operate
