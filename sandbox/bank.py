@@ -651,6 +651,8 @@ class Bank:
             self.state.files[file_id] = {"sha256": digest, "report": report, "content": content}
         for payment in spawned:
             self._accepted(payment)
+        if self.state.store is not None:  # after its payments (sandbox/bank_store.py: save_file)
+            self.state.store.save_file(file_id, digest, report, content)
         if fault == "file_accept_then_5xx":  # taken and recorded, but the answer is lost
             return _unavailable()
         return JSONResponse(report, status_code=201)

@@ -2,14 +2,15 @@
 
 Without it the sandbox bank forgot every payment when its process restarted, so after a
 `payops up` restart of the bank, payops asked about payments the bank had accepted and heard
-"unknown". With a store (``--store PATH``; `payops up` puts it at ``<data dir>/bank/payments.sqlite3``)
+"unknown"; the same for payment files (NACHA, pain.001): a file asked about by its id after a
+restart is still known, with its acceptance report. With a store (``--store PATH``; `payops up` puts it at ``<data dir>/bank/payments.sqlite3``)
 every payment is written before the bank answers its acceptance, and again on every status
 change (settled, failed, returned); a restarted bank loads them, resumes the lifecycle of those
 still in flight (settle after ``settle_delay``, a planned return) and reports them by
 ``GET /v1/payments/{reference}`` and ``GET /v1/payments?since=``.
 
 The row is the Payment dataclass as JSON (sandbox/bank.py owns its fields), plus the
-submission counter the test controls report.
+submission counter the test controls report; a file row is its id, digest, report and bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ CREATE TABLE IF NOT EXISTS payments (
 CREATE TABLE IF NOT EXISTS momo_transfers (
     ref_id    TEXT PRIMARY KEY,
     reference TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    file_id TEXT PRIMARY KEY,
+    sha256  TEXT NOT NULL,
+    report  TEXT NOT NULL,
+    content BLOB NOT NULL
 );
 """
 
@@ -68,6 +75,16 @@ class BankStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def save_file(self, file_id: str, sha256: str, report: dict[str, Any], content: bytes) -> None:
+        """A received payment file and its acceptance report, written after its payments: a bank
+        killed in between answers "no such file", the file is sent again, and its entries are
+        recognised by reference (accepted once, never paid twice)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO files (file_id, sha256, report, content) VALUES (?, ?, ?, ?)",
+                (file_id, sha256, json.dumps(report, separators=(",", ":")), content),
+            )
+
     def load(self) -> tuple[list[tuple[dict[str, Any], int]], dict[str, str]]:
         """([(payment fields, submissions)] in acceptance order, {momo ref id: reference})."""
         with self._lock:
@@ -75,10 +92,18 @@ class BankStore:
             momo = dict(self._db.execute("SELECT ref_id, reference FROM momo_transfers").fetchall())
         return [(json.loads(data), submissions) for data, submissions in rows], momo
 
+    def load_files(self) -> dict[str, dict[str, Any]]:
+        """{file id: {"sha256", "report", "content"}}, as the bank keeps them in memory."""
+        with self._lock:
+            rows = self._db.execute("SELECT file_id, sha256, report, content FROM files ORDER BY rowid").fetchall()
+        return {file_id: {"sha256": sha, "report": json.loads(report), "content": bytes(content)}
+                for file_id, sha, report, content in rows}
+
     def clear(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM payments")
             self._db.execute("DELETE FROM momo_transfers")
+            self._db.execute("DELETE FROM files")
 
     def close(self) -> None:
         with self._lock:
@@ -94,4 +119,5 @@ def load_into(state: Any, payment_cls: type) -> int:
         state.payments[payment.reference] = payment
         state.submissions[payment.reference] = submissions
     state.momo_transfers.update(momo)
+    state.files.update(state.store.load_files())
     return len(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date, datetime
 import sys
 import time
 
@@ -490,3 +491,44 @@ async def test_the_payment_record_survives_a_restart_of_the_bank(tmp_path):
 
 async def _has_status(c: httpx.AsyncClient, reference: str, status: str) -> bool:
     return (await status_of(c, reference))["status"] == status
+
+
+async def test_payment_files_survive_a_restart_of_the_bank(tmp_path):
+    """A NACHA file accepted before a SIGKILL is still known after the restart: GET by its id
+    gives the same report, sending it again replays that report (200) and pays nobody twice,
+    and a different file under the same id is still a 409."""
+    from core.rails.nacha import AchEntry, AchOriginator, build_nacha
+    from devstack.embedded import free_port
+
+    entries = [AchEntry(payout_id=f"po_file_{i:026d}", routing_number="021000021", account_number=f"12345678{i}",
+                        account_type="checking", name=f"Payee {i}", amount_minor=1_000 + i) for i in range(3)]
+    content, _ = build_nacha(entries, originator=AchOriginator(), created=datetime(2026, 12, 1, 17),
+                             effective=date(2026, 12, 2))
+    different, _ = build_nacha(entries[:2], originator=AchOriginator(), created=datetime(2026, 12, 1, 17),
+                               effective=date(2026, 12, 2))
+    store, port = str(tmp_path / "bank" / "payments.sqlite3"), free_port()
+    proc, url = await _start_cli_bank(store, port, settle_delay=30)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as c:
+            first = await c.post("/v1/files/nacha", content=content, headers={"Idempotency-Key": "file-durable"})
+            assert first.status_code == 201, first.text
+    finally:
+        proc.kill()
+        await proc.wait()
+
+    proc, url = await _start_cli_bank(store, port, settle_delay=30)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as c:
+            asked = await c.get("/v1/files/file-durable")
+            assert asked.status_code == 200 and asked.json() == first.json()
+            again = await c.post("/v1/files/nacha", content=content, headers={"Idempotency-Key": "file-durable"})
+            assert again.status_code == 200 and again.json() == first.json()
+            other = await c.post("/v1/files/nacha", content=different, headers={"Idempotency-Key": "file-durable"})
+            assert other.status_code == 409 and other.json()["error"] == "file_id_conflict"
+            for e in first.json()["entries"]:
+                assert (await status_of(c, e["reference"]))["payment_id"] == e["payment_id"]
+            stats = (await c.get("/_sandbox/files")).json()
+            assert [f["file_id"] for f in stats] == ["file-durable"]
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
