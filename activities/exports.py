@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.exports import files as exports
+from core.exports import store
 from core.platform.names import export_workflow_id
 from core.platform.settings import Settings
 
@@ -66,15 +66,10 @@ class ExportActivities:
         self._settings = settings
 
     async def _job(self, job_id: str) -> dict:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(text("SELECT * FROM export_jobs WHERE id = :id"), {"id": job_id})).mappings().first()
-        if row is None:
+        job = await store.get_job_row(self._engine, job_id)
+        if job is None:
             raise ApplicationError(f"no export job {job_id}", type="export_job_missing", non_retryable=True)
-        return dict(row)
-
-    async def _update(self, job_id: str, sql: str, **params) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(text(f"UPDATE export_jobs SET {sql} WHERE id = :id"), {"id": job_id, **params})
+        return job
 
     @activity.defn(name="write_export_file")
     async def write_export_file(self, params: ExportFileInput) -> ExportFileResult:
@@ -86,8 +81,7 @@ class ExportActivities:
         except (KeyError, ValidationError) as exc:
             raise ApplicationError(f"invalid export job: {exc}", type="invalid_export", non_retryable=True) from exc
         estimate = await exports.estimate_rows(self._engine, stmt)
-        await self._update(job["id"], "status = 'running', started_at = coalesce(started_at, now()), "
-                                      "rows_total = :total, rows_written = 0, error = NULL", total=estimate)
+        await store.mark_running(self._engine, job["id"], rows_total=estimate)
 
         directory = self._settings.export_path
         directory.mkdir(parents=True, exist_ok=True)
@@ -122,17 +116,14 @@ class ExportActivities:
             part.unlink(missing_ok=True)
             raise
         size = final.stat().st_size
-        await self._update(
-            job["id"],
-            "status = 'succeeded', rows_written = :n, rows_total = :n, bytes = :size, file_path = :path, "
-            "finished_at = now(), expires_at = now() + make_interval(secs => :keep)",
-            n=written, size=size, path=str(final), keep=params.retention_seconds)
+        await store.mark_succeeded(self._engine, job["id"], rows_written=written, size=size, path=str(final),
+                                   keep_seconds=params.retention_seconds)
         return ExportFileResult(rows_written=written, bytes=size, path=str(final))
 
     async def _report(self, job_id: str, written: int, estimate: int) -> None:
         """Progress on the job row and to the workflow's query; best effort, never fails the export."""
         try:
-            await self._update(job_id, "rows_written = :n", n=written)
+            await store.set_rows_written(self._engine, job_id, written)
             await activity.client().get_workflow_handle(export_workflow_id(job_id)).signal(
                 PROGRESS_SIGNAL, ExportProgressSignal(rows_written=written, rows_total=estimate))
         except Exception as exc:  # noqa: BLE001 — progress is informative only
@@ -143,11 +134,10 @@ class ExportActivities:
         job = await self._job(params.job_id)
         if job["file_path"]:
             Path(job["file_path"]).unlink(missing_ok=True)
-        await self._update(job["id"], "status = 'expired'")
+        await store.mark_expired(self._engine, job["id"])
 
     @activity.defn(name="fail_export_job")
     async def fail_export_job(self, params: ExportFailInput) -> None:
         for stale in part_files(self._settings.export_path, params.job_id):
             stale.unlink(missing_ok=True)
-        await self._update(params.job_id, "status = 'failed', error = :err, finished_at = now()",
-                           err=params.error[:2000])
+        await store.mark_failed(self._engine, params.job_id, params.error[:2000])

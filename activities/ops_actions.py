@@ -13,7 +13,6 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 from redis.asyncio import Redis
-from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
@@ -47,11 +46,19 @@ from core.ops_actions.models import (
     StepResult,
     UnfreezeMerchantParams,
 )
-from core.ops_actions.store import append_audit, get_action_row, publish_ops_action_update, record_step, record_vote
+from core.ops_actions.store import (
+    append_audit,
+    deactivate_controls,
+    get_action_row,
+    insert_control,
+    lock_active_control,
+    publish_ops_action_update,
+    record_step,
+    record_vote,
+)
 from core.payouts.models import CancelRequest, ControlsChanged, OpsDecision, PayoutStatus, RetryRequest
-from core.payouts.store import event_insert, event_key_seen
+from core.payouts.store import dlq_payout_ids, payout_status, record_note, waiting_payout_ids
 from core.platform.settings import Settings
-from core.platform.tables import controls, payouts
 from core.payouts import bulk
 from core.payouts.reaper import repair_payout
 from core.platform.settings import get_settings
@@ -62,8 +69,6 @@ ALERT_BAD_SIGNAL = "ops_signal_refused"
 
 log = logging.getLogger("payops.activities.ops_actions")
 
-# payouts that wait before submission (the gate runs right after routing)
-WAITING_STATUSES = (PayoutStatus.HELD.value, PayoutStatus.ROUTED.value)
 PAYOUT_UPDATE_TIMEOUT_SECONDS = 15.0
 
 
@@ -118,17 +123,11 @@ class OpsActionActivities:
                 scope, what = f"ops_action:{params.action_id}", f"ops action {params.action_id}"
             else:
                 assert params.payout_id is not None
-                found = (await session.execute(
-                    select(payouts.c.status, event_key_seen(params.payout_id, params.event_key).label("seen"))
-                    .where(payouts.c.id == params.payout_id).with_for_update(of=payouts)
-                )).first()
-                applied = found is not None and not found.seen
-                if applied:
-                    await session.execute(event_insert(
-                        payout_id=params.payout_id, actor=f"{claimed} (unverified, via Temporal)",
-                        from_status=found.status, to_status=found.status,
-                        reason=f"{params.signal_or_update} refused: {params.reason}"[:1000], data=data,
-                    ))
+                applied = await record_note(  # data carries the event key already
+                    session, payout_id=params.payout_id, event_key=params.event_key,
+                    actor=f"{claimed} (unverified, via Temporal)",
+                    reason=f"{params.signal_or_update} refused: {params.reason}"[:1000], data=data,
+                )
                 scope, what = f"payout:{params.payout_id}", f"payout {params.payout_id}"
             if applied:
                 await alert_service.raise_alert(
@@ -192,40 +191,27 @@ class OpsActionActivities:
                                 control_params: dict, ends_at=None) -> int:
         """Insert the control for this action; a retry finds the one it inserted before."""
         async with self._sessionmaker() as session, session.begin():
-            active = (await session.execute(
-                select(controls.c.id, controls.c.action_id).where(
-                    controls.c.kind == kind, controls.c.target == target, controls.c.active
-                ).with_for_update()
-            )).first()
+            active = await lock_active_control(session, kind, target)
             if active is not None:
                 if active.action_id == params.action_id:
                     return active.id
                 raise _refuse(f"{kind.replace('_', ' ')} on {target} is already active "
                               f"(control {active.id}, action {active.action_id})")
-            return await session.scalar(
-                controls.insert().values(
-                    kind=kind, target=target, params=control_params, active=True,
-                    reason=f"ops action {params.action_id}", created_by=params.actor,
-                    action_id=params.action_id, ends_at=ends_at,
-                ).returning(controls.c.id)
+            return await insert_control(
+                session, kind=kind, target=target, params=control_params,
+                reason=f"ops action {params.action_id}", created_by=params.actor,
+                action_id=params.action_id, ends_at=ends_at,
             )
 
     async def _deactivate_control(self, kind: str, target: str) -> list[int]:
         async with self._sessionmaker() as session, session.begin():
-            rows = await session.execute(
-                update(controls)
-                .where(controls.c.kind == kind, controls.c.target == target, controls.c.active)
-                .values(active=False, ended_at=func.now())
-                .returning(controls.c.id)
-            )
-            return [r[0] for r in rows]
+            return await deactivate_controls(session, kind, target)
 
-    async def _signal_waiting_payouts(self, reason: str, *conditions) -> dict:
+    async def _signal_waiting_payouts(self, reason: str, *, merchant_id: str | None = None, rail: str | None = None,
+                                      connector: str | None = None) -> dict:
         """Wake the payouts waiting before submission so they re-check the gate now."""
         async with self._sessionmaker() as session:
-            ids = list(await session.scalars(
-                select(payouts.c.id).where(payouts.c.status.in_(WAITING_STATUSES), *conditions)
-            ))
+            ids = await waiting_payout_ids(session, merchant_id=merchant_id, rail=rail, connector=connector)
         client = activity.client()
         signalled, gone = [], []
         for payout_id in ids:
@@ -247,13 +233,13 @@ class OpsActionActivities:
         result: dict = {"control_id": control_id, "merchant_id": p.merchant_id, "cancel_queued": p.cancel_queued}
         if p.cancel_queued:  # waiting payouts must learn now that they are to be cancelled
             result.update(await self._signal_waiting_payouts(
-                f"merchant {p.merchant_id} frozen with cancel_queued", payouts.c.merchant_id == p.merchant_id))
+                f"merchant {p.merchant_id} frozen with cancel_queued", merchant_id=p.merchant_id))
         return result
 
     async def _unfreeze(self, params: ExecuteActionInput, p: UnfreezeMerchantParams) -> dict:
         lifted = await self._deactivate_control("merchant_freeze", p.merchant_id)
         signals = await self._signal_waiting_payouts(
-            f"merchant {p.merchant_id} unfrozen", payouts.c.merchant_id == p.merchant_id)
+            f"merchant {p.merchant_id} unfrozen", merchant_id=p.merchant_id)
         return {"merchant_id": p.merchant_id, "lifted_controls": lifted, **signals}
 
     async def _pause(self, params: ExecuteActionInput, p: PausePayoutsParams) -> dict:
@@ -264,8 +250,8 @@ class OpsActionActivities:
     async def _resume(self, params: ExecuteActionInput, p: ResumePayoutsParams) -> dict:
         kind, target = p.control
         lifted = await self._deactivate_control(kind, target)
-        column = payouts.c.rail if kind == "rail_pause" else payouts.c.connector
-        signals = await self._signal_waiting_payouts(f"{kind.replace('_', ' ')} on {target} lifted", column == target)
+        column = "rail" if kind == "rail_pause" else "connector"
+        signals = await self._signal_waiting_payouts(f"{kind.replace('_', ' ')} on {target} lifted", **{column: target})
         return {"kind": kind, "target": target, "lifted_controls": lifted, **signals}
 
     async def _route_override(self, params: ExecuteActionInput, p: RouteOverrideParams) -> dict:
@@ -291,15 +277,9 @@ class OpsActionActivities:
         else:
             f = p.filter
             assert f is not None
-            conditions = [payouts.c.status == PayoutStatus.DLQ.value]
-            for column, value in ((payouts.c.merchant_id, f.merchant_id), (payouts.c.rail, f.rail),
-                                  (payouts.c.connector, f.connector)):
-                if value is not None:
-                    conditions.append(column == value)
             async with self._sessionmaker() as session:
-                ids = list(await session.scalars(
-                    select(payouts.c.id).where(and_(*conditions)).order_by(payouts.c.created_at).limit(f.limit)
-                ))
+                ids = await dlq_payout_ids(session, merchant_id=f.merchant_id, rail=f.rail, connector=f.connector,
+                                           limit=f.limit)
         outcomes: dict = dict(progress.get("outcomes", {}))
         client = activity.client()
         for payout_id in ids:
@@ -328,7 +308,7 @@ class OpsActionActivities:
 
     async def _cancel_payout(self, params: ExecuteActionInput, p: CancelPayoutParams) -> dict:
         async with self._sessionmaker() as session:
-            status = await session.scalar(select(payouts.c.status).where(payouts.c.id == p.payout_id))
+            status = await payout_status(session, p.payout_id)
         if status is None:
             raise _refuse(f"payout {p.payout_id} not found")
         if status == PayoutStatus.CANCELLED:  # cancelled by this action's earlier attempt (or anyone)

@@ -95,8 +95,7 @@ class ReconciliationActivities:
         run_id = provider_run_id(params.left_source, params.right_source, first.isoformat(), last.isoformat())
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)
-            pair = await conn.fetchrow("SELECT * FROM reconciliation_pairs WHERE left_source = $1 AND right_source = $2",
-                                       params.left_source, params.right_source)
+            pair = await sql.get_pair(conn, params.left_source, params.right_source)
             if pair is None:
                 raise ApplicationError(f"no reconciliation pair {pair_id(params.left_source, params.right_source)}",
                                        type=ERR_BAD_RUN, non_retryable=True)
@@ -118,28 +117,15 @@ class ReconciliationActivities:
             rows = await sql.estimate_window_rows(conn, params.left_source, params.right_source, start, end)
             shards = params.shards or max(1, math.ceil(rows / max(1, s.reconciliation_rows_per_shard)))
             shards = min(shards, s.reconciliation_max_shards)
-            existed = await conn.fetchval("SELECT shards_total > 0 FROM reconciliation_runs WHERE id = $1 FOR UPDATE",
-                                          run_id)
+            existed = await sql.lock_run_started(conn, run_id)
             if existed:
-                # a re-run replaces everything the run wrote (resolutions are re-applied from their log)
-                await conn.execute(sql.UNCARRY, run_id)
-                await conn.execute("DELETE FROM reconciliation_results WHERE run_id = $1", run_id)
-            await conn.execute(
-                """
-                INSERT INTO reconciliation_runs (id, kind, left_source, right_source, date_from, date_to, status, progress,
-                    requested_by, pair_id, workflow_id, timezone, window_start, window_end, params, shards_total,
-                    shards_done, started_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, 'running', 0, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, '{}', now(), now())
-                ON CONFLICT (id) DO UPDATE SET status = 'running', progress = 0, summary = '{}'::jsonb, error = NULL,
-                    requested_by = coalesce(EXCLUDED.requested_by, reconciliation_runs.requested_by),
-                    workflow_id = EXCLUDED.workflow_id, timezone = EXCLUDED.timezone,
-                    window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, params = EXCLUDED.params,
-                    shards_total = EXCLUDED.shards_total, shards_done = '{}', started_at = now(), finished_at = NULL,
-                    updated_at = now()
-                """,
-                run_id, KIND_PROVIDER_PAIR, params.left_source, params.right_source, first, last, params.requested_by,
-                pair["id"], params.workflow_id, s.reconciliation_timezone, start, end,
-                json.dumps({"rules": rules, "rows_in_window": rows}), shards,
+                await sql.clear_run_results(conn, run_id)
+            await sql.start_run(
+                conn, run_id=run_id, kind=KIND_PROVIDER_PAIR, left_source=params.left_source,
+                right_source=params.right_source, date_from=first, date_to=last, requested_by=params.requested_by,
+                pair_id=pair["id"], workflow_id=params.workflow_id, timezone=s.reconciliation_timezone,
+                window_start=start, window_end=end,
+                params_json=json.dumps({"rules": rules, "rows_in_window": rows}), shards=shards,
             )
         return PreparedRun(run_id=run_id, date_from=first.isoformat(), date_to=last.isoformat(), window_start=start,
                            window_end=end, shards=shards, rows_in_window=rows)
@@ -153,31 +139,19 @@ class ReconciliationActivities:
         try:
             async with self._sessionmaker() as session, session.begin():
                 conn = await driver_connection(session)
-                run = await conn.fetchrow("SELECT window_start, window_end, params FROM reconciliation_runs WHERE id = $1",
-                                          params.run_id)
+                run = await sql.run_window(conn, params.run_id)
                 if run is None:
                     raise ApplicationError(f"no reconciliation run {params.run_id}", type=ERR_BAD_RUN, non_retryable=True)
                 run_params = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]
                 rules = rules_from_params(run_params)
                 r = run_params["rules"]
-                # the shard's rows are a recomputable result: no need to wait for the WAL flush
-                await conn.execute("SET LOCAL synchronous_commit = off")
+                await sql.relax_commit(conn)
                 counts = await sql.match_shard(
                     conn, run_id=params.run_id, shard=params.shard, shards=params.shards, rules=rules,
                     window_start=run["window_start"], window_end=run["window_end"], grace_seconds=int(r["grace_seconds"]),
                     replace=activity.info().attempt > 1, work_mem=_memory_setting(r["work_mem"]),
                 )
-                await conn.execute(
-                    """
-                    UPDATE reconciliation_runs SET
-                        shards_done = ARRAY(SELECT DISTINCT unnest(shards_done || $2::int) ORDER BY 1),
-                        progress = least(0.95, cardinality(ARRAY(SELECT DISTINCT unnest(shards_done || $2::int)))::numeric
-                                   / greatest(shards_total, 1) * 0.95),
-                        updated_at = now()
-                    WHERE id = $1
-                    """,
-                    params.run_id, params.shard,
-                )
+                await sql.mark_shard_done(conn, params.run_id, params.shard)
         finally:
             beat.cancel()
         return ShardResult(shard=params.shard, counts=counts, seconds=round(time.perf_counter() - started, 3))
@@ -193,7 +167,7 @@ class ReconciliationActivities:
         an alert when the match rate is under the threshold."""
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)
-            run = await conn.fetchrow("SELECT * FROM reconciliation_runs WHERE id = $1 FOR UPDATE", params.run_id)
+            run = await sql.lock_run(conn, params.run_id)
             if run is None:
                 raise ApplicationError(f"no reconciliation run {params.run_id}", type=ERR_BAD_RUN, non_retryable=True)
             run_params = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]
@@ -207,7 +181,7 @@ class ReconciliationActivities:
                       ("matched", "amount_mismatch", "status_mismatch", "missing_left", "missing_right", "duplicate_key")}
             total = sum(counts.values())
             match_rate = counts["matched"] / total if total else 1.0
-            open_count = await conn.fetchval(sql.OPEN_DISCREPANCIES, run["id"])
+            open_count = await sql.open_discrepancies(conn, run["id"])
             summary = {
                 "counts": {**counts, "probable_match": extra["probable_match"]},
                 "total_keys": total,
@@ -232,11 +206,7 @@ class ReconciliationActivities:
                     data={"run_id": run["id"], "match_rate": match_rate, "counts": counts},
                 )
                 summary["alert_id"] = alert_id
-            await conn.execute(
-                "UPDATE reconciliation_runs SET status = 'success', progress = 1, summary = $2::jsonb, finished_at = now(), "
-                "updated_at = now() WHERE id = $1",
-                run["id"], json.dumps(summary, default=_json_default),
-            )
+            await sql.finish_run(conn, run["id"], json.dumps(summary, default=_json_default))
         metrics.reconciliation_runs_total.labels(run["kind"], "success").inc()
         metrics.reconciliation_match_rate.labels(run["left_source"], run["right_source"]).set(match_rate)
         for category, count in summary["counts"].items():
@@ -247,10 +217,7 @@ class ReconciliationActivities:
     async def fail_reconciliation_run(self, params: FailRunInput) -> FailRunResult:
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)
-            kind = await conn.fetchval(
-                "UPDATE reconciliation_runs SET status = 'error', error = $2, finished_at = now(), updated_at = now() "
-                "WHERE id = $1 RETURNING kind", params.run_id, params.error[:4000],
-            )
+            kind = await sql.fail_run(conn, params.run_id, params.error[:4000])
         metrics.reconciliation_runs_total.labels(kind or "unknown", "error").inc()
         return FailRunResult()
 

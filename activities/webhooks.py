@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import httpx
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from core.platform.crypto import FieldCipher
 from core.platform.settings import Settings
 from core.alerts.store import upsert_alert
-from core.platform.tables import events, webhook_attempts, webhook_endpoints
+from core.webhooks import store
 from core.webhooks.events import envelope_body
 from core.webhooks.models import (
     NOTIFY_CHANNEL,
@@ -100,19 +98,16 @@ class WebhookActivities:
     @activity.defn(name="attempt_webhook_delivery")
     async def attempt_webhook_delivery(self, params: DeliveryAttemptInput) -> DeliveryAttemptResult:
         async with self._sessionmaker() as session:
-            endpoint = (await session.execute(
-                select(webhook_endpoints).where(webhook_endpoints.c.id == params.endpoint_id)
-            )).mappings().first()
-            event = (await session.execute(select(events).where(events.c.id == params.event_id))).mappings().first()
+            endpoint, event = await store.endpoint_and_event(session, params.endpoint_id, params.event_id)
         if endpoint is None or event is None or endpoint["deleted_at"] is not None:
             return DeliveryAttemptResult(outcome="endpoint_gone")
         if not endpoint["enabled"]:
             return DeliveryAttemptResult(outcome="endpoint_disabled")
 
-        body = envelope_body(dict(event))
+        body = envelope_body(event)
         secrets = live_secrets(self._cipher.decrypt_json(endpoint["secrets_encrypted"]), datetime.now(timezone.utc))
         attempt = await self._send(endpoint["url"], body, secrets, params)
-        disabled_now = await self._record(dict(endpoint), params, attempt)
+        disabled_now = await self._record(endpoint, params, attempt)
         return DeliveryAttemptResult(
             outcome=attempt.outcome, status_code=attempt.status_code, latency_ms=attempt.latency_ms,
             error=attempt.error, endpoint_disabled_now=disabled_now,
@@ -163,33 +158,19 @@ class WebhookActivities:
         is longer than allowed. Returns whether this attempt disabled the endpoint."""
         disabled_now = False
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(
-                insert(webhook_attempts).values(
-                    event_id=params.event_id, endpoint_id=params.endpoint_id, merchant_id=endpoint["merchant_id"],
-                    workflow_id=params.workflow_id, attempt=params.attempt, url=endpoint["url"],
-                    outcome=attempt.outcome, status_code=attempt.status_code, latency_ms=attempt.latency_ms,
-                    response_excerpt=attempt.excerpt, error=attempt.error,
-                ).on_conflict_do_nothing(constraint="uq_webhook_attempts_workflow_attempt")
+            await store.record_attempt(
+                session, event_id=params.event_id, endpoint_id=params.endpoint_id, merchant_id=endpoint["merchant_id"],
+                workflow_id=params.workflow_id, attempt=params.attempt, url=endpoint["url"],
+                outcome=attempt.outcome, status_code=attempt.status_code, latency_ms=attempt.latency_ms,
+                response_excerpt=attempt.excerpt, error=attempt.error,
             )
-            ep = webhook_endpoints.c
             if attempt.outcome == "succeeded":
-                await session.execute(
-                    update(webhook_endpoints).where(ep.id == params.endpoint_id, ep.failing_since.is_not(None))
-                    .values(failing_since=None)
-                )
+                await store.clear_failing(session, params.endpoint_id)
                 return False
-            failing_since = await session.scalar(
-                update(webhook_endpoints).where(ep.id == params.endpoint_id)
-                .values(failing_since=func.coalesce(ep.failing_since, params.now))
-                .returning(ep.failing_since)
-            )
+            failing_since = await store.mark_failing(session, params.endpoint_id, params.now)
             if params.now - failing_since >= timedelta(seconds=params.disable_after_seconds):
                 reason = f"every delivery failed since {failing_since.isoformat()}"
-                disabled = await session.scalar(
-                    update(webhook_endpoints).where(ep.id == params.endpoint_id, ep.enabled)
-                    .values(enabled=False, disabled_reason=reason, updated_at=func.now())
-                    .returning(ep.id)
-                )
+                disabled = await store.disable_endpoint(session, params.endpoint_id, reason)
                 if disabled is not None:
                     disabled_now = True
                     await self._alert(session, endpoint, reason)

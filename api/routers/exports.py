@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Select
 
 from api.routers.dashboard import CurrencyQ, DashboardRead
 from api.routers.transactions import TransactionFiltersDep
@@ -32,7 +31,7 @@ _FILE_RESPONSES = {200: {"content": {"text/csv": {}, exports.XLSX_MEDIA_TYPE: {}
                          "description": "the file, streamed"}}
 
 
-async def _send(request: Request, fmt: str, name: str, header: list[str], stmt: Select) -> StreamingResponse:
+async def _send(request: Request, fmt: str, name: str, header: list[str], stmt: exports.ExportQuery) -> StreamingResponse:
     engine = request.app.state.engine
     settings = request.app.state.settings
     batch = settings.export_batch_rows

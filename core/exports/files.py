@@ -30,6 +30,8 @@ from core.transactions.queries import TransactionFilters, list_statement
 
 Format = Literal["csv", "xlsx"]
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# what an export streams: built here from a list's filters, passed on by the API and the activity
+ExportQuery = Select
 
 TRANSACTION_COLUMNS = ["id", "source", "source_id", "client_operation_id", "merchant_id", "project", "amount_minor",
                        "currency", "fee_minor", "status", "original_status", "payer_email", "payer_name", "utr",

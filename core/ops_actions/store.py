@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.platform.errors import NotFound
-from core.platform.tables import ops_action_audit, ops_actions, ops_approvals
+from core.platform.tables import controls, ops_action_audit, ops_actions, ops_approvals
 
 log = logging.getLogger("payops.ops_actions")
 
@@ -143,3 +143,38 @@ async def publish_ops_action_update(redis: Redis | None, row: dict, event: str) 
         await redis.publish(OPS_ACTION_UPDATES_CHANNEL, json.dumps(ops_action_update_message(row, event)))
     except Exception as exc:  # noqa: BLE001
         log.warning("could not publish ops action update for %s: %s", row.get("id"), exc)
+
+
+# --- the controls an ops action activates and lifts -------------------------------------------------
+
+
+async def lock_active_control(session: AsyncSession, kind: str, target: str):
+    """(id, action_id) of the active control of this kind on this target, its row locked; None if none."""
+    return (await session.execute(
+        select(controls.c.id, controls.c.action_id).where(
+            controls.c.kind == kind, controls.c.target == target, controls.c.active
+        ).with_for_update()
+    )).first()
+
+
+async def insert_control(session: AsyncSession, *, kind: str, target: str, params: dict, reason: str,
+                         created_by: str, action_id: str, ends_at: datetime | None = None) -> int:
+    """An active control; its id."""
+    return await session.scalar(
+        controls.insert().values(
+            kind=kind, target=target, params=params, active=True,
+            reason=reason, created_by=created_by,
+            action_id=action_id, ends_at=ends_at,
+        ).returning(controls.c.id)
+    )
+
+
+async def deactivate_controls(session: AsyncSession, kind: str, target: str) -> list[int]:
+    """Lift the active controls of this kind on this target; their ids."""
+    rows = await session.execute(
+        update(controls)
+        .where(controls.c.kind == kind, controls.c.target == target, controls.c.active)
+        .values(active=False, ended_at=func.now())
+        .returning(controls.c.id)
+    )
+    return [r[0] for r in rows]

@@ -196,3 +196,36 @@ async def open_payouts_past_target(session: AsyncSession) -> dict[str, int]:
         .group_by(rail)
     )
     return {rail: count for rail, count in rows}
+
+
+# payouts that wait before submission (the gate runs right after routing)
+WAITING_STATUSES = (PayoutStatus.HELD.value, PayoutStatus.ROUTED.value)
+
+
+def _matching(merchant_id: str | None, rail: str | None, connector: str | None) -> list:
+    return [column == value for column, value in
+            ((payouts.c.merchant_id, merchant_id), (payouts.c.rail, rail), (payouts.c.connector, connector))
+            if value is not None]
+
+
+async def waiting_payout_ids(session: AsyncSession, *, merchant_id: str | None = None, rail: str | None = None,
+                             connector: str | None = None) -> list[str]:
+    """Payouts waiting before submission (held or routed) of a merchant, a rail or a connector:
+    those to wake when a control on it changes."""
+    return list(await session.scalars(
+        select(payouts.c.id).where(payouts.c.status.in_(WAITING_STATUSES), *_matching(merchant_id, rail, connector))
+    ))
+
+
+async def dlq_payout_ids(session: AsyncSession, *, merchant_id: str | None, rail: str | None, connector: str | None,
+                         limit: int) -> list[str]:
+    """Up to `limit` dead-lettered payouts matching the filter, oldest first."""
+    conditions = [payouts.c.status == PayoutStatus.DLQ.value, *_matching(merchant_id, rail, connector)]
+    return list(await session.scalars(
+        select(payouts.c.id).where(and_(*conditions)).order_by(payouts.c.created_at).limit(limit)
+    ))
+
+
+async def payout_status(session: AsyncSession, payout_id: str) -> str | None:
+    """The payout's status (None when there is no such payout)."""
+    return await session.scalar(select(payouts.c.status).where(payouts.c.id == payout_id))

@@ -387,6 +387,99 @@ async def raise_alert(conn: asyncpg.Connection, *, rule: str, severity: str, ded
                                       data=data, refresh=("message", "data"))
 
 
+# --- the run's row and its pair (the ReconciliationWorkflow's activities) -------------------------
+
+
+async def get_pair(conn: asyncpg.Connection, left_source: str, right_source: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM reconciliation_pairs WHERE left_source = $1 AND right_source = $2",
+                               left_source, right_source)
+
+
+async def lock_run_started(conn: asyncpg.Connection, run_id: str) -> bool | None:
+    """Whether the run already started shards (its row locked); None when there is no such run."""
+    return await conn.fetchval("SELECT shards_total > 0 FROM reconciliation_runs WHERE id = $1 FOR UPDATE", run_id)
+
+
+async def clear_run_results(conn: asyncpg.Connection, run_id: str) -> None:
+    """A re-run replaces everything the run wrote (resolutions are re-applied from their log)."""
+    await conn.execute(UNCARRY, run_id)
+    await conn.execute("DELETE FROM reconciliation_results WHERE run_id = $1", run_id)
+
+
+async def start_run(conn: asyncpg.Connection, *, run_id: str, kind: str, left_source: str, right_source: str,
+                    date_from: Any, date_to: Any, requested_by: str | None, pair_id: Any, workflow_id: str | None,
+                    timezone: str, window_start: datetime, window_end: datetime, params_json: str,
+                    shards: int) -> None:
+    """Record the run as running (a run of the same id starts over: progress, summary, shards done)."""
+    await conn.execute(
+        """
+        INSERT INTO reconciliation_runs (id, kind, left_source, right_source, date_from, date_to, status, progress,
+            requested_by, pair_id, workflow_id, timezone, window_start, window_end, params, shards_total,
+            shards_done, started_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, 'running', 0, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, '{}', now(), now())
+        ON CONFLICT (id) DO UPDATE SET status = 'running', progress = 0, summary = '{}'::jsonb, error = NULL,
+            requested_by = coalesce(EXCLUDED.requested_by, reconciliation_runs.requested_by),
+            workflow_id = EXCLUDED.workflow_id, timezone = EXCLUDED.timezone,
+            window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, params = EXCLUDED.params,
+            shards_total = EXCLUDED.shards_total, shards_done = '{}', started_at = now(), finished_at = NULL,
+            updated_at = now()
+        """,
+        run_id, kind, left_source, right_source, date_from, date_to, requested_by,
+        pair_id, workflow_id, timezone, window_start, window_end, params_json, shards,
+    )
+
+
+async def run_window(conn: asyncpg.Connection, run_id: str) -> asyncpg.Record | None:
+    """(window_start, window_end, params) of the run; None when there is no such run."""
+    return await conn.fetchrow("SELECT window_start, window_end, params FROM reconciliation_runs WHERE id = $1",
+                               run_id)
+
+
+async def relax_commit(conn: asyncpg.Connection) -> None:
+    """For the rest of the transaction: a shard's rows are a recomputable result, no need to wait
+    for the WAL flush."""
+    await conn.execute("SET LOCAL synchronous_commit = off")
+
+
+async def mark_shard_done(conn: asyncpg.Connection, run_id: str, shard: int) -> None:
+    """Add the shard to the run's shards done; progress up to 95 % (finalizing is the rest)."""
+    await conn.execute(
+        """
+        UPDATE reconciliation_runs SET
+            shards_done = ARRAY(SELECT DISTINCT unnest(shards_done || $2::int) ORDER BY 1),
+            progress = least(0.95, cardinality(ARRAY(SELECT DISTINCT unnest(shards_done || $2::int)))::numeric
+                       / greatest(shards_total, 1) * 0.95),
+            updated_at = now()
+        WHERE id = $1
+        """,
+        run_id, shard,
+    )
+
+
+async def lock_run(conn: asyncpg.Connection, run_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM reconciliation_runs WHERE id = $1 FOR UPDATE", run_id)
+
+
+async def open_discrepancies(conn: asyncpg.Connection, run_id: str) -> int:
+    return await conn.fetchval(OPEN_DISCREPANCIES, run_id)
+
+
+async def finish_run(conn: asyncpg.Connection, run_id: str, summary_json: str) -> None:
+    await conn.execute(
+        "UPDATE reconciliation_runs SET status = 'success', progress = 1, summary = $2::jsonb, finished_at = now(), "
+        "updated_at = now() WHERE id = $1",
+        run_id, summary_json,
+    )
+
+
+async def fail_run(conn: asyncpg.Connection, run_id: str, error: str) -> str | None:
+    """Mark the run failed; its kind (None when there is no such run)."""
+    return await conn.fetchval(
+        "UPDATE reconciliation_runs SET status = 'error', error = $2, finished_at = now(), updated_at = now() "
+        "WHERE id = $1 RETURNING kind", run_id, error,
+    )
+
+
 # --- payouts ↔ bank statement ---------------------------------------------------------------
 # Left: the statement's debit lines; right: payouts (match_key = payout id). One statement per run.
 # One to one: a line matches at most one payout and a payout at most one line (of any statement);

@@ -16,7 +16,8 @@ is imported, so the test is fast and sees imports inside functions too.
    SQL): a module of api/ or activities/ does not import core.platform.tables, imports nothing
    from sqlalchemy but the session types and errors (sqlalchemy.ext.asyncio, sqlalchemy.exc), and
    holds no SQL text (a string literal reading SELECT ... FROM, INSERT INTO, UPDATE ... SET or
-   DELETE FROM). `SQL_NOT_YET_IN_A_STORE` lists the modules that still do; the list only shrinks.
+   DELETE FROM). `SQL_NOT_YET_IN_A_STORE` listed the modules that still did while their SQL moved
+   (issue 18); it is empty now and stays so.
 """
 
 from __future__ import annotations
@@ -37,13 +38,9 @@ SQL_FREE = ("api", "activities")
 SQLALCHEMY_ALLOWED = ("sqlalchemy.ext.asyncio", "sqlalchemy.exc")
 SQL_TEXT = re.compile(r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+INTO|UPDATE\s+\w+(\s+\w+)?\s+SET|DELETE\s+FROM)\b",
                       re.IGNORECASE)
-# modules whose SQL has not moved to their domain's store yet (issue 18); remove an entry when it
-# has: test_sql_allow_list_is_not_stale fails on an entry that no longer builds SQL.
-SQL_NOT_YET_IN_A_STORE = {
-    "activities.exports", "activities.ops_actions",
-    "activities.reconciliation", "activities.webhooks",
-    "api.routers.exports",
-}
+# modules whose SQL has not moved to their domain's store yet: none since issue 18 moved the last
+# five. Don't add one; test_sql_allow_list_is_not_stale fails on an entry that builds no SQL.
+SQL_NOT_YET_IN_A_STORE: set[str] = set()
 
 # calls that do I/O (or start something) when they run at a module's top level
 SIDE_EFFECT_CALLS = {
@@ -289,13 +286,22 @@ def test_core_has_no_top_level_module():
     assert sorted(p.name for p in (ROOT / "core").glob("*.py")) == ["__init__.py"]
 
 
+def not_allowed_sql(found: dict[str, list[str]], allow_list: set[str]) -> dict[str, list[str]]:
+    """The findings of modules not on the allow-list."""
+    return {m: p for m, p in found.items() if m not in allow_list}
+
+
+def stale_allow_list_entries(found: dict[str, list[str]], allow_list: set[str]) -> list[str]:
+    """Allow-list entries whose module builds no SQL (any more): they must go."""
+    return sorted(allow_list - set(found))
+
+
 def test_sql_lives_in_the_stores():
-    found = sql_outside_stores(ROOT)
-    assert {m: p for m, p in found.items() if m not in SQL_NOT_YET_IN_A_STORE} == {}
+    assert not_allowed_sql(sql_outside_stores(ROOT), SQL_NOT_YET_IN_A_STORE) == {}
 
 
 def test_sql_allow_list_is_not_stale():
-    assert sorted(SQL_NOT_YET_IN_A_STORE - set(sql_outside_stores(ROOT))) == []
+    assert stale_allow_list_entries(sql_outside_stores(ROOT), SQL_NOT_YET_IN_A_STORE) == []
 
 
 # --- the checker itself finds what it must (so the tests above can fail) --------------------
@@ -358,3 +364,16 @@ def test_checker_finds_sql_built_in_an_activity_or_a_router(tmp_path):
         "api.routers.raw": ["1: import sqlalchemy", "2: SQL text 'SELECT id\\n  FROM payouts'"],
         "api.routers.upd": ["2: SQL text 'UPDATE payouts p SET x = 1'"],
     }
+
+
+def test_checker_finds_a_stale_allow_list_entry_and_sql_off_the_list(tmp_path):
+    _tree(tmp_path, {
+        "activities/__init__.py": "", "api/__init__.py": "",
+        "activities/moved.py": "from core.exports import store\n",
+        "activities/raw.py": "Q = 'DELETE FROM export_jobs WHERE id = :id'\n",
+    })
+    found = sql_outside_stores(tmp_path)
+    assert stale_allow_list_entries(found, {"activities.moved", "activities.raw"}) == ["activities.moved"]
+    assert stale_allow_list_entries(found, {"activities.raw"}) == []
+    assert not_allowed_sql(found, {"activities.raw"}) == {}
+    assert not_allowed_sql(found, set()) == {"activities.raw": ["1: SQL text 'DELETE FROM export_jobs WHERE id = :id'"]}
