@@ -66,7 +66,7 @@ def upgrade() -> None:
         SELECT rail,
                CASE WHEN cutoff_time IS NULL THEN greatest(coalesce(settlement_seconds, 1), 1) END,
                CASE WHEN cutoff_time IS NOT NULL THEN settlement_business_days END,
-               'the rail''s settlement terms at migration 0017', 'migration'
+               'seeded from the rail''s own settlement terms', 'migration'
           FROM rail_rules ORDER BY rail
     """)
     op.execute("""
