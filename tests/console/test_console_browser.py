@@ -685,6 +685,26 @@ async def test_sla_rules_table_add_resolve_edit_delete(open_page, api, demo_clie
     assert await added() is None
     changes = (await api.get("/sla/rules/changes", params={"rule_id": rule["id"]}, headers=ops)).json()
     assert [c["change"] for c in changes] == ["deleted", "updated", "created"]
+
+    # a payout's detail says which rule set its target: a Faster Payments payout, the seeded rule
+    import random
+
+    from devstack.demo import DEMO_MERCHANTS
+
+    thames = next(m for m in DEMO_MERCHANTS if m.method == "faster_payments")
+    await demo_client.ensure_merchant(thames)
+    payout = await demo_client.create_payout(thames, random.Random(5))
+    fp_rule = next(r for r in rules if r["rail"] == "faster_payments" and r["specificity"] == 1)
+
+    async def routed():
+        p = (await api.get(f"/payouts/{payout['id']}", headers=ops)).json()
+        return p if (p.get("routing") or {}).get("engine") == "rails-v1" else None
+
+    assert (await wait_for(routed, "the payout to be routed", 20))["routing"]["sla_rule"]["id"] == fp_rule["id"]
+    await page.goto(page.url.split("#")[0] + f"#/payouts/{payout['id']}")
+    note = page.locator("[data-testid=routing-sla-rule]")
+    await note.wait_for()
+    assert f"SLA rule #{fp_rule['id']} (rail faster_payments)" in await note.inner_text()
     assert page.js_errors == []
 
 
