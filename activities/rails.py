@@ -49,7 +49,9 @@ from core.rails.models import (
     SlaBreachInput,
     SlaBreachResult,
 )
-from core.rails.rules import beneficiary_country
+from core.rails.rules import BusinessCalendar, beneficiary_country
+from core.sla import store as sla_store
+from core.sla.rules import PayoutKeys, resolve_sla_rule, rule_summary, sla_target
 from core.payouts.routing import ConnectorInfo, NoRoute, RouteFacts, decide_route
 from core.platform.settings import Settings
 from core.alerts.store import alert_id_by_dedupe_key, upsert_alert
@@ -99,11 +101,24 @@ class RailActivities:
             priority=row["priority"], at=at,
         )
         rules = await rail_store.load_rules(session)
-        return decide_route(
-            facts, rules, await rail_store.load_calendars(session), self.connector_infos(),
+        calendars = await rail_store.load_calendars(session)
+        decision = decide_route(
+            facts, rules, calendars, self.connector_infos(),
             await rail_store.health_states(session), await rail_store.active_controls(session, _now()),
             avoid_connectors=avoid,
-        ), {r.rail: r for r in rules}
+        )
+        by_rail = {r.rail: r for r in rules}
+        # The settlement target comes from the most specific SLA rule for the chosen rail and
+        # connector (the rail's own terms when none matches): core/sla/rules.py.
+        rail_rule = by_rail[decision["rail"]]
+        keys = PayoutKeys(rail=decision["rail"], connector=decision["connector"], country=facts.country,
+                          priority=facts.priority)
+        sla_rule = resolve_sla_rule(await sla_store.load_rules(session), keys)
+        target = sla_target(rail_rule, sla_rule, at, calendars.get(rail_rule.calendar)
+                            or BusinessCalendar(rail_rule.calendar))
+        decision["settlement_target_at"] = target.isoformat()
+        decision["sla_rule"] = rule_summary(sla_rule)
+        return decision, by_rail
 
     @activity.defn(name="route_payout_by_rules")
     async def route_payout_by_rules(self, params: RailRouteInput) -> RailRouteDecision:
@@ -188,13 +203,18 @@ class RailActivities:
             existing = await alert_id_by_dedupe_key(session, dedupe_key)
             if existing is not None:
                 return SlaBreachResult(raised=False)
+            # The SLA rule routing resolved for this payout's rail, connector, country and
+            # priority (None: the rail's own terms): the one that set the target.
+            sla_rule = await sla_store.payout_sla_rule(session, params.payout_id)
+            rule_text = (f"SLA rule {sla_rule['id']}" if sla_rule else f"the {params.rail} rail's own terms")
             inserted = await upsert_alert(
                 session, rule="payout_sla_breach", severity="high", dedupe_key=dedupe_key,
                 message=(f"payout {params.payout_id} is past its settlement target "
                          f"{params.settlement_target_at.isoformat()} ({params.rail} via {params.connector}, "
-                         f"status {params.status})"),
+                         f"status {params.status}; target from {rule_text})"),
                 data={"payout_id": params.payout_id, "rail": params.rail, "connector": params.connector,
-                      "settlement_target_at": params.settlement_target_at.isoformat(), "status": params.status},
+                      "settlement_target_at": params.settlement_target_at.isoformat(), "status": params.status,
+                      "sla_rule": sla_rule},
                 refresh=None,  # an open breach alert stays as it is
             )
         if inserted is None:

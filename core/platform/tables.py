@@ -1024,3 +1024,41 @@ bulk_payout_items = Table(
     Index("ix_bulk_payout_items_unstarted", "bulk_payout_id", "line",
           postgresql_where=text("status = 'accepted' AND started_at IS NULL")),
 )
+
+# --- SLA rules (migration 0017_sla_rules) -----------------------------------------------------
+# Settlement targets keyed by rail, connector, beneficiary country and priority (None = any);
+# core/sla/rules.py resolves the most specific. Seeded with one rule per rail equal to its terms.
+sla_rules = Table(
+    "sla_rules",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("rail", String(32), ForeignKey("rail_rules.rail"), nullable=True),
+    Column("connector", String(64), nullable=True),
+    Column("country", String(2), nullable=True),
+    Column("priority", String(16), nullable=True),
+    Column("target_seconds", Integer, nullable=True),
+    Column("target_business_days", Integer, nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("description", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_by", String(128), nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("(target_seconds IS NULL) <> (target_business_days IS NULL)", name="one_target"),
+    CheckConstraint("target_seconds IS NULL OR target_seconds > 0", name="target_seconds"),
+    CheckConstraint("target_business_days IS NULL OR target_business_days >= 0", name="target_business_days"),
+)
+
+# Every change to an SLA rule (created, updated, deleted): who, when, before and after.
+sla_rule_changes = Table(
+    "sla_rule_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("rule_id", BigInteger, nullable=False),
+    Column("change", String(16), nullable=False),  # created | updated | deleted
+    Column("actor", String(128), nullable=False),
+    Column("before", JSONB, nullable=True),
+    Column("after", JSONB, nullable=True),
+    _created_at(),
+    Index("ix_sla_rule_changes_rule_id", "rule_id", "id"),
+)

@@ -384,7 +384,8 @@ async def sla_breaches(session: AsyncSession, days: int) -> tuple[list, list, li
          GROUP BY 1, 2, 3, 4 ORDER BY count(*) DESC, 1, 2, 3, 4""")) ).mappings().all()
     rows = (await session.execute(text(f"""
         SELECT p.id AS payout_id, p.merchant_id, p.rail, p.connector, {_COUNTRY} AS country, p.status,
-               p.amount_minor, p.currency, p.settlement_target_at,
+               p.amount_minor, p.currency, p.settlement_target_at, p.priority,
+               p.routing -> 'sla_rule' AS sla_rule,
                extract(epoch FROM now() - p.settlement_target_at) AS overdue_seconds
           FROM payouts p
          WHERE p.settlement_target_at < now() AND p.status NOT IN {_DONE}

@@ -627,6 +627,87 @@ async def test_batches_rails_and_sla_pages(open_page, api, demo_client, settings
     assert page.js_errors == []
 
 
+async def test_sla_rules_table_add_resolve_edit_delete(open_page, api, demo_client):
+    """The SLA page lists the SLA rules (one per rail, seeded from the rails' terms); Olivia adds a
+    connector + country rule through a modal, asks which rule applies to a SEPA payout to DE via
+    bank_sepa (hers, and why), changes its target, then deletes it. Every change goes through the API."""
+    ops = demo_client.ops
+    page = await open_page()
+    await sign_in_as(page, "Olivia")
+    await page.click("#nav a[data-page=sla]")
+    await page.wait_for_selector("[data-testid=sla-rules][data-loaded=true]")
+    rules = (await api.get("/sla/rules", headers=ops)).json()
+    assert await page.locator("[data-testid=sla-rules] tr[data-sla-rule]").count() == len(rules) >= 6
+    sepa = next(r for r in rules if r["rail"] == "sepa" and r["specificity"] == 1)
+    assert "T+1 business day" in await page.inner_text(f"tr[data-sla-rule='{sepa['id']}']")
+
+    await page.click("[data-action=add-sla-rule]")
+    await page.select_option("#modal-connector", "bank_sepa")
+    await page.fill("#modal-country", "de")
+    await page.fill("#modal-amount", "2")
+    await page.select_option("#modal-unit", "hours")
+    await page.click("[data-testid=modal] [data-modal=submit]")
+
+    async def added():
+        found = [r for r in (await api.get("/sla/rules", headers=ops)).json() if r["connector"] == "bank_sepa"]
+        return found[0] if found else None
+
+    rule = await wait_for(added, "the new SLA rule", 10)
+    assert (rule["country"], rule["rail"], rule["target_seconds"], rule["specificity"]) == ("DE", None, 7200, 2)
+    row = f"[data-testid=sla-rules] tr[data-sla-rule='{rule['id']}']"
+    await page.wait_for_selector(f"{row} >> text=2 h")
+    assert "2 of 4" in await page.inner_text(row)
+
+    await page.select_option("#sla-q-rail", "sepa")
+    await page.select_option("#sla-q-connector", "bank_sepa")
+    await page.fill("#sla-q-country", "de")
+    await page.click("[data-action=resolve-sla-rule]")
+    answer = page.locator(f"[data-testid=sla-resolve-answer] [data-rule='{rule['id']}']")
+    await answer.wait_for()
+    assert f"rule {rule['id']}" in await answer.inner_text()
+    await page.wait_for_selector(f"{row}.selected")
+    await shot(page, "sla-rules")
+
+    await page.click(f"[data-edit-sla-rule='{rule['id']}']")
+    assert await page.input_value("#modal-amount") == "2"
+    await page.fill("#modal-amount", "3")
+    await page.click("[data-testid=modal] [data-modal=submit]")
+
+    async def changed():
+        return (await added())["target_seconds"] == 10800
+
+    await wait_for(changed, "the rule's target to change", 10)
+    await page.wait_for_selector(f"{row} >> text=3 h")
+
+    await page.click(f"[data-delete-sla-rule='{rule['id']}']")
+    await page.click("[data-testid=modal] [data-modal=submit]")
+    await page.wait_for_selector(row, state="detached")
+    assert await added() is None
+    changes = (await api.get("/sla/rules/changes", params={"rule_id": rule["id"]}, headers=ops)).json()
+    assert [c["change"] for c in changes] == ["deleted", "updated", "created"]
+
+    # a payout's detail says which rule set its target: a Faster Payments payout, the seeded rule
+    import random
+
+    from devstack.demo import DEMO_MERCHANTS
+
+    thames = next(m for m in DEMO_MERCHANTS if m.method == "faster_payments")
+    await demo_client.ensure_merchant(thames)
+    payout = await demo_client.create_payout(thames, random.Random(5))
+    fp_rule = next(r for r in rules if r["rail"] == "faster_payments" and r["specificity"] == 1)
+
+    async def routed():
+        p = (await api.get(f"/payouts/{payout['id']}", headers=ops)).json()
+        return p if (p.get("routing") or {}).get("engine") == "rails-v1" else None
+
+    assert (await wait_for(routed, "the payout to be routed", 20))["routing"]["sla_rule"]["id"] == fp_rule["id"]
+    await page.goto(page.url.split("#")[0] + f"#/payouts/{payout['id']}")
+    note = page.locator("[data-testid=routing-sla-rule]")
+    await note.wait_for()
+    assert f"SLA rule #{fp_rule['id']} (rail faster_payments)" in await note.inner_text()
+    assert page.js_errors == []
+
+
 async def test_connectors_pause_through_approvals(open_page, api, demo_client):
     """Olivia asks to pause a connector from the Connectors page (a modal, not prompt()); on the
     Approvals page she sees the tally "0 of 3" and no Approve button on her own action; once three
@@ -783,3 +864,4 @@ async def _check_page(page, path: Path, key: str, size: str) -> None:
         overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{path.name}: {overflow}px wider than the phone's screen"
     await page.screenshot(path=str(path), full_page=True)
+

@@ -126,6 +126,13 @@ function routingView(routing, currency) {
     ], routing.candidates, { rowAttrs: (c) => ({ class: `candidate ${c.status}` }) }));
   }
   if (routing.fallbacks?.length) parts.push(h("p", { class: "muted" }, `Fallbacks: ${routing.fallbacks.map((f) => `${f.rail} via ${f.connector}`).join(", ")}`));
+  if ("sla_rule" in routing) {  // routed since SLA rules exist: which one set the target
+    const r = routing.sla_rule;
+    const keys = r ? ["connector", "rail", "country", "priority"].filter((k) => r[k] != null).map((k) => `${k} ${r[k]}`).join(", ") : "";
+    parts.push(h("p", { class: "muted", "data-testid": "routing-sla-rule" }, r
+      ? h("span", {}, "Settlement target from ", h("a", { href: "#/sla" }, `SLA rule #${r.id}`), ` (${keys || "any payout"})`)
+      : `Settlement target from the ${routing.rail} rail's own terms (no SLA rule matches)`));
+  }
   return parts;
 }
 

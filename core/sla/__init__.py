@@ -1,0 +1,1 @@
+"""SLA rules: settlement targets keyed by rail, connector, beneficiary country and priority."""
