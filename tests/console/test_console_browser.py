@@ -753,6 +753,30 @@ async def test_connectors_pause_through_approvals(open_page, api, demo_client):
     assert page.js_errors == []
 
 
+async def test_a_page_left_while_loading_leaves_nothing_on_the_next(open_page):
+    """Overview's request is held; the user moves on to Payouts; then Overview's answer arrives, a
+    broken one that makes its page fail. Payouts shows no error of Overview's, and Payouts' own
+    page stays in charge (Overview's late cleanup does not replace it)."""
+    page = await open_page()
+    release = asyncio.Event()
+
+    async def hold(route):
+        await release.wait()
+        await route.fulfill(status=200, content_type="application/json", body="{}")
+
+    await page.route("**/api/v1/dashboard/overview*", hold)
+    await sign_in_as(page, "Olivia")
+    await page.wait_for_selector("main[data-page=overview]")
+    await page.click("#nav a[data-page=payouts]")
+    await page.wait_for_selector("main[data-page=payouts] [data-testid=payouts]")
+    async with page.expect_console_message(lambda m: m.type == "error") as failed:
+        release.set()
+    assert "Cannot read" in (await failed.value).text  # Overview's render did fail, late
+    assert await page.locator("main .error-box").count() == 0
+    assert await page.locator("main[data-page=payouts] [data-testid=payouts]").count() == 1
+    assert await page.locator("[data-testid=live-feed]").count() == 0
+
+
 SCREEN_SIZES = {"desktop": {"width": 1440, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 

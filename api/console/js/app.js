@@ -75,7 +75,11 @@ function hideChrome() {
 async function render() {
   closeDrawer();
   if (state.cleanup) { try { state.cleanup(); } catch { /* page already gone */ } state.cleanup = null; }
-  const main = clear(document.getElementById("main"));
+  // A fresh <main> per render: a page still loading when the user moves on keeps writing into
+  // its own, now detached, element instead of the next page's.
+  const previous = document.getElementById("main");
+  const main = previous.cloneNode(false);
+  previous.replaceWith(main);
   if (!state.me) {
     hideChrome();
     return renderSignIn(main);
@@ -88,10 +92,12 @@ async function render() {
   try {
     const mod = await spec.load();
     const cleanup = await mod.render({ root: main, me: state.me, config: state.config, args, navigate, can: (p) => can(state.me, p) });
-    state.cleanup = typeof cleanup === "function" ? cleanup : null;
+    if (typeof cleanup !== "function") return;
+    if (main.isConnected) state.cleanup = cleanup;
+    else cleanup();  // left before it finished loading: stop its timers and streams now
   } catch (err) {
     console.error(err);
-    main.append(errorBox(err));
+    if (main.isConnected) main.append(errorBox(err));
   }
   document.getElementById("nav").classList.remove("open");
 }

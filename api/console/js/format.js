@@ -33,6 +33,7 @@ export function money(minor, currency) {
 }
 
 export function majorToNumber(minor, currency) {
+  if (!currency) return Number(minor);  // no currency (an empty breakdown row): nothing to scale by
   return Number(minor) / 10 ** exponent(currency);
 }
 

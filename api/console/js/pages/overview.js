@@ -144,7 +144,7 @@ export async function render({ root, me }) {
     }
     for (const [res, canvas] of [[bySource, providerCanvas], [byProject, projectCanvas]]) {
       if (res.status !== "fulfilled") continue;
-      const items = res.value.items.filter((i) => !state.currency || i.currency === state.currency);
+      const items = res.value.items.filter((i) => i.currency && (!state.currency || i.currency === state.currency));
       charts.push(chart(canvas, {
         type: "bar",
         data: { labels: items.map((i) => i.key || "(none)"), datasets: [{ label: `GMV ${state.currency || ""}`, data: items.map((i) => majorToNumber(i.gmv || 0, i.currency)), backgroundColor: PALETTE.slice(0, items.length) }] },
