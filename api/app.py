@@ -21,6 +21,7 @@ from api.problems import install_problem_handlers
 from api.request_guard import install_request_guard
 from api.request_log import ApiRequestLog
 from api.routers import console, health
+from api.routers.graphql import graphql_router
 from api.routers.live import start_live_services, stop_live_services
 from connectors.registry import build_registry
 from core.api_logs.recorder import ApiLogRecorder
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.include_router(health.router)
     for router in _resource_routers():
         app.include_router(router, prefix="/api/v1")
+    app.include_router(graphql_router(settings), prefix="/api/v1")  # built per app: its limits are settings
     _mount_console(app)
     install_openapi(app)  # every real status and content type documented
     app.mount(CODEC_PATH, create_codec_app(settings))  # Temporal's remote codec protocol, for its UI and CLI

@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     # GraphQL (/api/v1/graphql): introspection is on unless PAYOPS_ENV=prod
     graphql_max_depth: int = Field(default=8, ge=1)
     graphql_max_aliases: int = Field(default=15, ge=1)  # aliased fields per query: a simple complexity bound
-    graphql_max_fields: int = Field(default=200, ge=1)  # selected fields per query, all levels counted
+    graphql_max_tokens: int = Field(default=2000, ge=1)  # tokens in a query document: bounds its size and cost
     graphql_max_page_size: int = Field(default=200, ge=1)
 
     # --- reconciliation ------------------------------------------------------------------
