@@ -4,9 +4,9 @@
     .venv/bin/python bench/api_log.py --n 400 --rounds 4 --concurrency 1
 
 Two apps over the same services, one with PAYOPS_API_LOG_ENABLED=true and one with false, are
-driven in turn (off, on, off, on, ... `--rounds` times each, so drift in the machine's load falls
-on both) through httpx over ASGI: the whole create path (auth, validation, idempotency row,
-payout row, ledger-free accept, PayoutWorkflow start on a real Temporal dev server) with the
+driven in turn (off-on, then on-off, ... `--rounds` times each, so drift in the machine's load
+falls on both) through httpx over ASGI: the whole create path (auth, validation, idempotency row,
+payout row, PayoutWorkflow start on a real Temporal dev server) with the
 log's middleware, its in-memory buffer and its background flushes in the same event loop.
 No worker polls the queue: a started PayoutWorkflow simply waits, as in the API tests.
 
