@@ -6,7 +6,7 @@ its REST twin calls, so the numbers cannot drift. Read-only: no mutations.
 
 Limits: query depth (QueryDepthLimiter), aliases (MaxAliasesLimiter) and tokens
 (MaxTokensLimiter) bound a query's cost; `first` is at most PAYOPS_GRAPHQL_MAX_PAGE_SIZE.
-Introspection and the GraphiQL page are off when PAYOPS_ENV=prod. Not in the OpenAPI document
+Introspection is off when PAYOPS_ENV=prod. Not in the OpenAPI document
 (a GraphQL endpoint has its own schema: `docs/graphql.md`).
 """
 
@@ -338,6 +338,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
 def graphql_router(settings: Settings) -> GraphQLRouter:
     return GraphQLRouter(
         build_schema(settings), path="/graphql", context_getter=graphql_context,
-        graphql_ide=None if settings.env == "prod" else "graphiql", allow_queries_via_get=False,
+        # no GraphiQL page: it would need the token before it could render (the context getter
+        # authenticates every request); GraphQL clients that send headers use introspection instead
+        graphql_ide=None, allow_queries_via_get=False,
         include_in_schema=False,
     )

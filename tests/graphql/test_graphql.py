@@ -8,12 +8,16 @@ import re
 
 import httpx
 import pytest
+from sqlalchemy import insert, select
 
 from api.app import create_app
 from graphql import GraphQLError
 
 from api.routers.graphql import _masked, build_schema
 from core.platform.errors import Forbidden
+from core.platform.tables import payouts as payouts_table, webhook_attempts, webhook_endpoints
+from core.webhooks import events as webhook_events
+from core.webhooks.models import EventType
 from tests.dashboards.test_dashboard_api import _period, data  # noqa: F401 — the dashboards' data fixture
 from tests.factories import create_merchant, create_payout_row
 
@@ -105,6 +109,38 @@ class TestSameAnswersAsRest:
         answer = await gql(client, headers, "{ transactions(first: 20) { data nextCursor } }")
         assert answer["data"]["transactions"] == {"data": rest["data"], "nextCursor": rest["next_cursor"]}
         assert rest["data"] and {t["merchant_id"] for t in rest["data"]} == {"m_a"}
+
+    async def test_webhook_deliveries_with_their_attempts(self, client, token_for, tenants, sessionmaker):
+        a, b, payouts = tenants
+        endpoint_id = f"we_{a}"
+        async with sessionmaker() as s, s.begin():
+            await s.execute(insert(webhook_endpoints).values(  # the API would resolve the host first
+                id=endpoint_id, merchant_id=a, url="https://example.com/hooks", event_types=[],
+                secrets_encrypted=b"not used here"))
+            for merchant in (a, b):
+                row = dict((await s.execute(select(payouts_table).where(
+                    payouts_table.c.id == payouts[merchant][0]))).mappings().one())
+                event_id = await webhook_events.record_payout_event(s, row, event_type=EventType.PAYOUT_CREATED)
+                if merchant == a:
+                    mine = event_id
+            await s.execute(insert(webhook_attempts).values(
+                event_id=mine, endpoint_id=endpoint_id, merchant_id=a, workflow_id=f"wf-{mine}",
+                attempt=1, url="https://example.com/hooks", outcome="failed", status_code=503, latency_ms=12,
+                error="HTTP 503"))
+        headers = token_for("merchant_viewer", merchant_id=a)
+        answer = await gql(client, headers, """{ webhookDeliveries { nextCursor data { id type created payoutVersion
+            data attempts { endpointId attempt outcome statusCode latencyMs error createdAt } } } }""")
+        assert "errors" not in answer, answer
+        graph = answer["data"]["webhookDeliveries"]
+        rest = (await client.get("/api/v1/events", headers=headers)).json()
+        assert [e["id"] for e in graph["data"]] == [e["id"] for e in rest["data"]] == [mine]
+        detail = (await client.get(f"/api/v1/events/{mine}", headers=headers)).json()
+        event = graph["data"][0]
+        assert {snake(k): v for k, v in event.items() if k != "attempts"} == {
+            k: v for k, v in detail.items() if k != "attempts"}
+        assert [{snake(k): v for k, v in x.items()} for x in event["attempts"]] == [
+            {k: v for k, v in x.items() if k != "response_excerpt"} for x in detail["attempts"]]
+        assert event["attempts"][0]["statusCode"] == 503
 
 
 class TestAuthorizationMatrix:
