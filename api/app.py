@@ -19,9 +19,12 @@ from api.openapi import install_openapi
 from api.codec_server import CODEC_PATH, create_codec_app
 from api.problems import install_problem_handlers
 from api.request_guard import install_request_guard
+from api.request_log import ApiRequestLog
 from api.routers import console, health
+from api.routers.graphql import graphql_router
 from api.routers.live import start_live_services, stop_live_services
 from connectors.registry import build_registry
+from core.api_logs.recorder import ApiLogRecorder
 from core.platform.db import create_engine, create_sessionmaker
 from core.platform.metrics import http_requests_total
 from core.platform.settings import Settings, get_settings
@@ -71,9 +74,17 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.temporal_holder = TemporalHolder(settings, temporal_client)
         await app.state.temporal_holder.get()
         start_live_services(app, settings)  # dashboard snapshot cache + live updates hub
+        app.state.api_log = None
+        if settings.api_log_enabled:
+            app.state.api_log = ApiLogRecorder(
+                app.state.sessionmaker, max_buffered=settings.api_log_queue_size,
+                batch_size=settings.api_log_batch_size, flush_interval_seconds=settings.api_log_flush_interval_seconds)
+            app.state.api_log.start()
         try:
             yield
         finally:
+            if app.state.api_log is not None:
+                await app.state.api_log.stop()  # what is buffered is written before the engine goes
             await stop_live_services(app)
             await app.state.connectors.aclose()
             if app.state.redis is not None:
@@ -92,10 +103,13 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     install_problem_handlers(app)
 
     app.add_middleware(RequestCounter)
+    if settings.api_log_enabled:
+        app.add_middleware(ApiRequestLog)
     install_request_guard(app, hsts=settings.env == "prod")  # outermost: 422s + security headers
     app.include_router(health.router)
     for router in _resource_routers():
         app.include_router(router, prefix="/api/v1")
+    app.include_router(graphql_router(settings), prefix="/api/v1")  # built per app: its limits are settings
     _mount_console(app)
     install_openapi(app)  # every real status and content type documented
     app.mount(CODEC_PATH, create_codec_app(settings))  # Temporal's remote codec protocol, for its UI and CLI

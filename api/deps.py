@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.request_log import PRINCIPAL_STATE_KEY
 from core.platform.auth_tokens import Principal, verify_token
 from core.platform.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.platform.roles import Permission
@@ -73,8 +74,11 @@ async def get_principal(
         raise Unauthorized("missing bearer token")
     settings: Settings = request.app.state.settings
     if settings.jwt_jwks_url:  # the key set may have to be fetched over the network: off the loop
-        return await run_in_threadpool(verify_token, settings, credentials.credentials)
-    return verify_token(settings, credentials.credentials)  # a signature check: microseconds
+        principal = await run_in_threadpool(verify_token, settings, credentials.credentials)
+    else:
+        principal = verify_token(settings, credentials.credentials)  # a signature check: microseconds
+    request.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal  # for the request log
+    return principal
 
 
 def require(*permissions: Permission):

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
+from activities.api_logs import ApiLogActivities
 from activities.bank_reconciliation import BankReconciliationActivities
 from activities.exports import ExportActivities
 from activities.health import HealthActivities
@@ -53,6 +54,7 @@ from workflows.reaper import WorkflowReaperWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
+from workflows.api_logs import ApiLogRetentionWorkflow
 from core.webhooks.service import ensure_dispatcher
 import workflows as workflow_package
 
@@ -94,7 +96,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -134,6 +136,7 @@ def activities(deps: WorkerDeps) -> list:
         BankNotificationActivities(deps.sessionmaker).redeliver_bank_notifications,
         *bank_reconciliation_activities(deps),
         BulkPayoutActivities(deps.sessionmaker, deps.settings).start_bulk_payout_chunk,
+        ApiLogActivities(deps.sessionmaker).prune_api_logs,
     ]
 
 

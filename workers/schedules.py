@@ -24,6 +24,7 @@ from core.rails.schedules import ensure_rail_schedules
 from core.reconciliation.service import ensure_reconciliation_schedules
 from core.sync.service import ensure_sync_schedules
 from workflows.alerts import AlertCheckInput, AlertCheckWorkflow
+from workflows.api_logs import ApiLogRetentionInput, ApiLogRetentionWorkflow
 from workflows.bank_reconciliation import BankReconciliationInput, BankReconciliationWorkflow
 from workflows.maintenance import BankNotificationSweepInput, BankNotificationSweepWorkflow
 from workflows.maintenance import PayoutSweepInput, PayoutSweepWorkflow
@@ -36,6 +37,7 @@ ALERT_CHECK_SCHEDULE_ID = "alert-check"
 BANK_NOTIFICATION_SWEEP_SCHEDULE_ID = "bank-notification-sweeper"
 BANK_RECONCILIATION_SCHEDULE_ID = "bank-reconciliation"
 WORKFLOW_REAPER_SCHEDULE_ID = "workflow-reaper"
+API_LOG_RETENTION_SCHEDULE_ID = "api-log-retention"
 
 
 def payout_sweep_schedule(settings: Settings) -> Schedule:
@@ -107,6 +109,19 @@ def workflow_reaper_schedule(settings: Settings) -> Schedule:
     )
 
 
+def api_log_retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ApiLogRetentionWorkflow.run,
+            ApiLogRetentionInput(retention_days=settings.api_log_retention_days),
+            id=API_LOG_RETENTION_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.api_log_prune_every_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await upsert_schedule(client, PAYOUT_SWEEP_SCHEDULE_ID, payout_sweep_schedule(settings))
     await upsert_schedule(client, ALERT_CHECK_SCHEDULE_ID, alert_check_schedule(settings))
@@ -119,5 +134,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     done += await ensure_reconciliation_schedules(client, settings)
     await upsert_schedule(client, BANK_RECONCILIATION_SCHEDULE_ID, bank_reconciliation_schedule(settings))
     done.append(BANK_RECONCILIATION_SCHEDULE_ID)
+    await upsert_schedule(client, API_LOG_RETENTION_SCHEDULE_ID, api_log_retention_schedule(settings))
+    done.append(API_LOG_RETENTION_SCHEDULE_ID)
     log.info("schedules ensured: %s", ", ".join(done))
     return done

@@ -28,6 +28,10 @@ connector_latency_seconds = Histogram(
     "connector_latency_seconds", "Bank connector request latency", ["connector"]
 )
 http_requests_total = Counter("http_requests_total", "API requests", ["method", "route", "status"])
+api_log_dropped_total = Counter(
+    "api_log_dropped_total", "API request log rows dropped because the in-memory buffer was full or a flush failed"
+)
+api_log_written_total = Counter("api_log_written_total", "API request log rows written")
 sla_violations_total = Counter(
     "sla_violations_total", "Payouts past their settlement target (one per payout)", ["rail"]
 )

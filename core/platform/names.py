@@ -24,6 +24,7 @@ ALERT_CHECK_WORKFLOW = "AlertCheckWorkflow"
 PAYOUT_SWEEP_WORKFLOW = "PayoutSweepWorkflow"
 BANK_NOTIFICATION_SWEEP_WORKFLOW = "BankNotificationSweepWorkflow"
 WORKFLOW_REAPER_WORKFLOW = "WorkflowReaperWorkflow"
+API_LOG_RETENTION_WORKFLOW = "ApiLogRetentionWorkflow"
 
 
 def payout_workflow_id(payout_id: str) -> str:

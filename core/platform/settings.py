@@ -170,6 +170,21 @@ class Settings(BaseSettings):
     demo_enabled: bool = True
     demo_payout_interval_seconds: float = 4.0
 
+    # --- API request log (core/api_logs) ------------------------------------------------
+    api_log_enabled: bool = True  # store each authenticated request (never bodies or secret headers)
+    api_log_retention_days: float = Field(default=30.0, gt=0)  # older rows are pruned by a Schedule
+    api_log_prune_every_seconds: float = Field(default=3600.0, gt=0)  # the retention Schedule's interval
+    # Rows buffered in memory before a flush; past this many unflushed rows a request's row is
+    # dropped (counted in api_log_dropped_total) rather than slow the request down.
+    api_log_queue_size: int = Field(default=10_000, ge=1)
+    api_log_batch_size: int = Field(default=500, ge=1)  # rows per INSERT of a flush
+    api_log_flush_interval_seconds: float = Field(default=1.0, gt=0)  # the longest a row waits in memory
+    # GraphQL (/api/v1/graphql): introspection is on unless PAYOPS_ENV=prod
+    graphql_max_depth: int = Field(default=8, ge=1)
+    graphql_max_aliases: int = Field(default=15, ge=1)  # aliased fields per query: a simple complexity bound
+    graphql_max_tokens: int = Field(default=2000, ge=1)  # tokens in a query document: bounds its size and cost
+    graphql_max_page_size: int = Field(default=200, ge=1)
+
     # --- reconciliation ------------------------------------------------------------------
     reconciliation_timezone: str = "Asia/Kolkata"  # a run's dates are days in this zone
     reconciliation_daily_hour: int = 2  # the daily run of yesterday starts at this local hour

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -1061,4 +1062,23 @@ sla_rule_changes = Table(
     Column("after", JSONB, nullable=True),
     _created_at(),
     Index("ix_sla_rule_changes_rule_id", "rule_id", "id"),
+)
+
+# One row per authenticated API request (core/api_logs): no bodies, no headers but the two named.
+api_request_log = Table(
+    "api_request_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("merchant_id", String(64), nullable=True),
+    Column("principal", String(128), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("route", String(255), nullable=False),  # the route template, never the raw path
+    Column("status", SmallInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=True),
+    Index("ix_api_request_log_at", "at", "id"),
+    Index("ix_api_request_log_merchant_at", "merchant_id", "at", "id"),
 )

@@ -168,7 +168,7 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     await page.wait_for_selector("[data-testid=kpis]")
     assert await page.locator("#nav a").all_inner_texts() == [
         "Overview", "Transactions", "Payouts", "Approvals", "Reconciliation", "Connectors", "Rails", "Batches", "SLA",
-        "Syncs", "Alerts"]
+        "Syncs", "Alerts", "API logs"]
 
     # KPIs match the API's overview
     await page.select_option("#currency", "EUR")
@@ -446,7 +446,7 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
 
     page = await open_page()
     await sign_in_as(page, f"{mine.name} — merchant admin")
-    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Alerts"]
+    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Alerts", "API logs"]
     await page.wait_for_selector("[data-testid=kpis]")
     await shot(page, "14-merchant-overview")
 
@@ -479,6 +479,18 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
     await page.click("#nav a[data-page=transactions]")
     await page.wait_for_selector("[data-testid=transactions] table")
     assert await page.locator("[data-testid=transactions] [data-tx]").count() == 0
+
+    # the API log page lists the merchant's own requests (written within a flush interval)
+    await page.click("#nav a[data-page=api-logs]")
+    await page.wait_for_selector("[data-testid=api-logs] table")
+
+    async def logged():
+        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
+        await page.wait_for_selector("[data-testid=api-logs] table")
+        return "GET /api/v1/payouts/{payout_id}" in await page.inner_text("[data-testid=api-logs]")
+
+    await wait_for(logged, "the merchant's payout reads in its API log", 20)
+    await shot(page, "16-merchant-api-logs")
     assert page.js_errors == []
 
 

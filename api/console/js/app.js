@@ -18,6 +18,7 @@ const PAGES = [
   { id: "sla", label: "SLA", load: () => import("./pages/sla.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
   { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
   { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "api-logs", label: "API logs", load: () => import("./pages/api_logs.js"), allowed: (me) => can(me, "dashboard:read") },
 ];
 
 export function can(me, permission) {
