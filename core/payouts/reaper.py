@@ -256,7 +256,7 @@ async def repair_ops_action(sessionmaker: async_sessionmaker[AsyncSession], clie
                   "effects_may_be_partial": was == ActionStatus.EXECUTING},
         )
         alert_ids = (await session.scalars(select(alerts.c.id).where(
-            alerts.c.dedupe_key == f"{ALERT_RULE}:ops_action:{action_id}", alerts.c.status != "resolved"))).all()
+            alerts.c.dedupe_key == f"{ALERT_RULE}:ops_action:{action_id}", alerts.c.status.in_(("open", "acknowledged"))))).all()
         for alert_id in alert_ids:
             await resolve(session, alert_id, actor=actor, merchant_id=None)
     return {"action_id": action_id, "status": row["status"], "was": was, "workflow_status": running,

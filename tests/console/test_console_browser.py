@@ -370,8 +370,20 @@ async def test_two_approvers_approve_an_action(open_page, api, demo_client, serv
         approver = await open_page()
         await sign_in_as(approver, who)
         await approver.click("#nav a[data-page=approvals]")
-        await approver.fill(f"[data-comment='{action_id}']", comment)
-        await approver.click(f"[data-vote=approve][data-action-id='{action_id}']")
+        # the plan (what executing would do, computed now) is in the row, before the Approve button
+        plan = approver.locator(f"[data-testid=pending-actions] [data-plan='{action_id}']")
+        await plan.wait_for()
+        assert f"Freeze merchant {target.id}" in await plan.inner_text()
+        if who == "Ana":  # and in full in the action's drawer, where she votes after reading it
+            await plan.locator(f"[data-plan-open='{action_id}']").click()
+            await approver.wait_for_selector(f"#drawer-body [data-plan-summary='{action_id}']")
+            assert "new payouts refused" in await approver.inner_text(f"#drawer-body [data-plan-summary='{action_id}']")
+            await shot(approver, "10a-approvals-plan")
+            await approver.fill(f"#drawer-body [data-comment='{action_id}']", comment)
+            await approver.click(f"#drawer-body [data-vote=approve][data-action-id='{action_id}']")
+        else:
+            await approver.fill(f"[data-testid=pending-actions] [data-comment='{action_id}']", comment)
+            await approver.click(f"[data-testid=pending-actions] [data-vote=approve][data-action-id='{action_id}']")
         if who == "Ana":
             await approver.wait_for_selector(f"[data-action-status='{action_id}'] [data-status=pending_approval]")
             await shot(approver, "10-approvals-first-vote")
