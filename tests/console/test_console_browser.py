@@ -833,6 +833,11 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         """INSERT INTO alerts (rule, severity, dedupe_key, message, data) VALUES ('workflow_reaper', 'critical', $1,
            'payout ' || $2 || ' lost its workflow at 2026-03-01T10:15:00+00:00', '{}'::jsonb) RETURNING id""",
         f"reaper:{uuid.uuid4().hex}", stuck["id"])
+    # and one that expired: nobody acknowledged it within its lifetime (AlertExpiryWorkflow)
+    expired_alert = await db.fetchval(
+        """INSERT INTO alerts (rule, severity, status, dedupe_key, message, expired_at) VALUES ('dlq_size', 'low',
+           'expired', $1, 'dlq_size: payouts_dlq is 3 for platform (> 0)', now()) RETURNING id""",
+        f"dlq_size:{uuid.uuid4().hex}")
 
     pages = [
         ("overview", "#/overview", "[data-testid=kpis] .kpi"),
@@ -879,6 +884,12 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
                     assert await msg.locator(f"a[href='#/payouts/{stuck['id']}']").count() == 1
                     assert "2026-03-01T" not in await msg.inner_text()
                     assert "15:45" in await msg.locator("time").inner_text()  # 10:15 UTC in Asia/Kolkata
+                    # expired alerts: not in the default (open) list, shown under their own filter
+                    assert await page.locator(f"[data-alert-status='{expired_alert}']").count() == 0
+                    await page.select_option("#al-status", "expired")
+                    await page.wait_for_selector(f"[data-alert-status='{expired_alert}'] [data-status=expired]")
+                    assert await page.locator(f"[data-resolve-alert='{expired_alert}']").count() == 0
+                    await page.screenshot(path=str(screenshot_dir / f"{size}-{i:02d}-alerts-expired.png"))
             if size == "phone":  # the menu folds away and opens on a phone
                 assert not await page.locator("#nav").is_visible()
                 await page.click(".nav-toggle")

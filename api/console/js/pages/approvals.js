@@ -149,7 +149,7 @@ export async function render({ root, me, can, args }) {
   function planCell(a, plan) {
     if (!plan) return h("span", { class: "muted" }, "—");
     return h("div", { "data-plan": a.id },
-      plan.would_refuse ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
+      plan.would_refuse ? h("div", { class: "warn-box", role: "note", "data-would-refuse": plan.action_id }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
       h("span", {}, plan.summary), " ",
       h("button", { type: "button", class: "btn-ghost", onclick: () => detail(a.id), "data-plan-open": a.id }, "Details"));
   }
@@ -186,7 +186,7 @@ function planSection(plan) {
   return h("section", { "data-testid": "action-plan", "aria-labelledby": "plan-title" },
     h("h3", { id: "plan-title" }, "Plan: what executing it would do now"),
     h("p", { "data-plan-summary": plan.action_id }, plan.summary),
-    plan.would_refuse ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
+    plan.would_refuse ? h("div", { class: "warn-box", role: "note", "data-would-refuse": plan.action_id }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
     plan.payouts.length ? table([
       { label: "Payout", cell: (p) => h("span", { class: "mono" }, p.payout_id) },
       { label: "Status now", cell: (p) => badge(p.status) },
