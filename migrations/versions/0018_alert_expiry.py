@@ -1,7 +1,7 @@
 """alert expiry: an unacknowledged alert expires after its lifetime (issue 20, build item 4)
 
 Revision ID: 0018_alert_expiry
-Revises: 0015_bulk_payouts
+Revises: 0017_sla_rules
 
 `alerts.status` gains `expired` (and `expired_at`); the open-alert unique index now covers only
 open and acknowledged alerts, so a condition that fires again after its alert expired opens a new
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0018_alert_expiry"
-down_revision: Union[str, Sequence[str], None] = "0015_bulk_payouts"
+down_revision: Union[str, Sequence[str], None] = "0017_sla_rules"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
