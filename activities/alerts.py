@@ -1,4 +1,5 @@
-"""The alert check as an activity: evaluate every rule once, record firings, publish new alerts."""
+"""The alert check as an activity: evaluate every rule once, record firings, publish new alerts;
+and the alert expiry: unacknowledged alerts past their lifetime become `expired`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from core.alerts import service as alert_service
+from core.platform.settings import Settings, get_settings
 
 
 class AlertCheckActivityInput(BaseModel):
@@ -20,10 +22,30 @@ class AlertCheckActivityResult(BaseModel):
     opened: int
 
 
+class AlertExpiryActivityInput(BaseModel):
+    pass
+
+
+class AlertExpiryActivityResult(BaseModel):
+    expired: int
+    alert_ids: list[int]
+    lifetimes_hours: dict[str, float]  # per severity, as configured when it ran (0 = never)
+
+
 class AlertActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None,
+                 settings: Settings | None = None) -> None:
         self._sessionmaker = sessionmaker
         self._redis = redis
+        self._settings = settings or get_settings()  # the alert lifetimes
+
+    @activity.defn(name="expire_alerts")
+    async def expire_alerts(self, params: AlertExpiryActivityInput) -> AlertExpiryActivityResult:
+        async with self._sessionmaker() as session, session.begin():
+            expired = await alert_service.expire_alerts(session, self._settings)
+        await alert_service.publish_expired(self._redis, expired)  # after the commit
+        return AlertExpiryActivityResult(expired=len(expired), alert_ids=[a["id"] for a in expired],
+                                         lifetimes_hours=alert_service.alert_lifetimes(self._settings))
 
     @activity.defn(name="check_alert_rules")
     async def check_alert_rules(self, params: AlertCheckActivityInput) -> AlertCheckActivityResult:

@@ -37,7 +37,7 @@ from workers.metrics import ActivityMetricsInterceptor, keep_queue_size_fresh
 from workers.schedules import ensure_schedules
 from core.platform.settings import Settings, get_settings
 from core.platform.temporal import connect_temporal
-from workflows.alerts import AlertCheckWorkflow
+from workflows.alerts import AlertCheckWorkflow, AlertExpiryWorkflow
 from workflows.bank_reconciliation import BankReconciliationWorkflow
 from workflows.export import ExportWorkflow
 from workflows.health import HealthCheckWorkflow
@@ -96,7 +96,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -105,7 +105,7 @@ def activities(deps: WorkerDeps) -> list:
     webhooks = WebhookActivities(deps.sessionmaker, deps.cipher, deps.settings)
     ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis, deps.settings)
     sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
-    alerts = AlertActivities(deps.sessionmaker, deps.redis)
+    alerts = AlertActivities(deps.sessionmaker, deps.redis, deps.settings)
     return [
         health.check_worker_dependencies,
         payouts.place_payout_hold,
@@ -131,6 +131,7 @@ def activities(deps: WorkerDeps) -> list:
         sync.fetch_sync_pages,
         sync.finish_sync_run,
         alerts.check_alert_rules,
+        alerts.expire_alerts,
         *reconciliation_activities(deps),
         *export_activities(deps),
         BankNotificationActivities(deps.sessionmaker).redeliver_bank_notifications,

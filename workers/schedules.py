@@ -23,7 +23,7 @@ from core.platform.temporal import upsert_schedule
 from core.rails.schedules import ensure_rail_schedules
 from core.reconciliation.service import ensure_reconciliation_schedules
 from core.sync.service import ensure_sync_schedules
-from workflows.alerts import AlertCheckInput, AlertCheckWorkflow
+from workflows.alerts import AlertCheckInput, AlertCheckWorkflow, AlertExpiryInput, AlertExpiryWorkflow
 from workflows.api_logs import ApiLogRetentionInput, ApiLogRetentionWorkflow
 from workflows.bank_reconciliation import BankReconciliationInput, BankReconciliationWorkflow
 from workflows.maintenance import BankNotificationSweepInput, BankNotificationSweepWorkflow
@@ -34,6 +34,7 @@ log = logging.getLogger("payops.schedules")
 
 PAYOUT_SWEEP_SCHEDULE_ID = "payout-sweeper"
 ALERT_CHECK_SCHEDULE_ID = "alert-check"
+ALERT_EXPIRY_SCHEDULE_ID = "alert-expiry"
 BANK_NOTIFICATION_SWEEP_SCHEDULE_ID = "bank-notification-sweeper"
 BANK_RECONCILIATION_SCHEDULE_ID = "bank-reconciliation"
 WORKFLOW_REAPER_SCHEDULE_ID = "workflow-reaper"
@@ -62,6 +63,19 @@ def alert_check_schedule(settings: Settings) -> Schedule:
             task_queue=settings.temporal_task_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.alert_check_every_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+def alert_expiry_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            AlertExpiryWorkflow.run,
+            AlertExpiryInput(),
+            id=ALERT_EXPIRY_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.alert_expiry_every_seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
@@ -126,6 +140,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await upsert_schedule(client, PAYOUT_SWEEP_SCHEDULE_ID, payout_sweep_schedule(settings))
     await upsert_schedule(client, ALERT_CHECK_SCHEDULE_ID, alert_check_schedule(settings))
     done = [PAYOUT_SWEEP_SCHEDULE_ID, ALERT_CHECK_SCHEDULE_ID, *await ensure_sync_schedules(client, settings)]
+    await upsert_schedule(client, ALERT_EXPIRY_SCHEDULE_ID, alert_expiry_schedule(settings))
+    done.append(ALERT_EXPIRY_SCHEDULE_ID)
     await upsert_schedule(client, BANK_NOTIFICATION_SWEEP_SCHEDULE_ID, bank_notification_sweep_schedule(settings))
     done.append(BANK_NOTIFICATION_SWEEP_SCHEDULE_ID)
     await upsert_schedule(client, WORKFLOW_REAPER_SCHEDULE_ID, workflow_reaper_schedule(settings))

@@ -1,4 +1,5 @@
-"""AlertCheckWorkflow: one evaluation of the alert rules, started by a Temporal Schedule."""
+"""AlertCheckWorkflow: one evaluation of the alert rules; AlertExpiryWorkflow: one pass expiring the
+unacknowledged alerts past their lifetime. Each is started by its Temporal Schedule."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from core.platform.names import ALERT_CHECK_WORKFLOW
-    from activities.alerts import AlertActivities, AlertCheckActivityInput
+    from core.platform.names import ALERT_CHECK_WORKFLOW, ALERT_EXPIRY_WORKFLOW
+    from activities.alerts import AlertActivities, AlertCheckActivityInput, AlertExpiryActivityInput
 
 
 class AlertCheckInput(BaseModel):
@@ -35,3 +36,26 @@ class AlertCheckWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
         return AlertCheckResult(**result.model_dump())
+
+
+class AlertExpiryInput(BaseModel):
+    pass
+
+
+class AlertExpiryResult(BaseModel):
+    expired: int
+    alert_ids: list[int]
+
+
+@workflow.defn(name=ALERT_EXPIRY_WORKFLOW)
+class AlertExpiryWorkflow:
+    @workflow.run
+    async def run(self, params: AlertExpiryInput) -> AlertExpiryResult:
+        # one set-based statement (bounded per run); the next scheduled run takes what is left
+        result = await workflow.execute_activity_method(
+            AlertActivities.expire_alerts,
+            AlertExpiryActivityInput(),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        return AlertExpiryResult(expired=result.expired, alert_ids=result.alert_ids)

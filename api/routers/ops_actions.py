@@ -17,10 +17,12 @@ from api.schemas.ops_actions import (
     OpsActionDetail,
     OpsActionOut,
     OpsActionPage,
+    OpsActionPlan,
     RollbackBody,
     TallyOut,
     VoteBody,
 )
+from core.ops_actions import plan as ops_plan
 from core.ops_actions import service
 from core.ops_actions import grant_service as ops_grant_service
 from core.platform.auth_tokens import Principal
@@ -88,6 +90,15 @@ async def get_action(
     await session.commit()
     state, error = await service.live_state(temporal, action_id)
     return {**view, "workflow": state, "workflow_error": error}
+
+
+@router.get("/actions/{action_id}/plan", response_model=OpsActionPlan, responses=problems(401, 403, 404))
+async def plan_action(action_id: str, principal: OpsRead, session: Session):
+    """What executing the action would do, computed now: which payouts wait, are cancelled or are
+    retried, which amounts stay held or are released, which controls and routes change, which
+    merchant is frozen, and `would_refuse` when execution would fail. It uses the same selections
+    the execution does, so approvers see what they sign. Read-only."""
+    return await ops_plan.plan_action(session, action_id)
 
 
 @router.post("/actions/{action_id}/approve", response_model=TallyOut, responses=problems(401, 403, 404, 409, 503))

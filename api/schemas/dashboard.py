@@ -141,6 +141,9 @@ class AlertOut(BaseModel):
     acknowledged_at: datetime | None
     resolved_by: str | None
     resolved_at: datetime | None
+    expired_at: datetime | None = Field(
+        default=None, description="when it expired: not acknowledged within its severity's lifetime "
+        "(PAYOPS_ALERT_TTL_HOURS); a later firing opens a new alert")
 
 
 class AlertPage(BaseModel):

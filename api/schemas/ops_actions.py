@@ -117,3 +117,56 @@ class GrantOut(BaseModel):
     roles: list[str]
     workflow_id: str
     example: str = Field(description="a copy-paste `temporal workflow update execute` command using it")
+
+
+class PlanPayout(BaseModel):
+    payout_id: str
+    merchant_id: str | None = None
+    status: str | None = None
+    amount_minor: int | None = None
+    fee_minor: int | None = None
+    currency: str | None = None
+    rail: str | None = None
+    connector: str | None = None
+    held_minor: int | None = Field(default=None, description="its active hold (amount + fee), if any")
+    effect: str = Field(description="wait | cancel | proceed | retry | refused | not_found | fail | restart | unchanged")
+    detail: str | None = None
+
+
+class PlanAmount(BaseModel):
+    effect: str = Field(description="stays_held | released_to_available | to_bank | credited | debited | payouts_created")
+    currency: str
+    amount_minor: int
+    account: str
+
+
+class PlanControl(BaseModel):
+    kind: str
+    target: str
+    change: str = Field(description="activate | deactivate")
+    control_ids: list[int] = Field(description="the active controls a deactivate ends")
+
+
+class PlanRoute(BaseModel):
+    target: str
+    from_connector: str | None = Field(description="the override in force now; null: routing decides")
+    to_connector: str | None = Field(description="null: routing decides again")
+    until: str | None = None
+
+
+class OpsActionPlan(BaseModel):
+    """What executing the action would do, computed at `computed_at` from the same selections its
+    execution uses. Read-only."""
+
+    action_id: str
+    type: str
+    status: str
+    computed_at: datetime
+    summary: str
+    would_refuse: str | None = Field(description="why execution would fail now; null: it would go ahead")
+    payouts: list[PlanPayout]
+    amounts: list[PlanAmount]
+    controls: list[PlanControl]
+    routes: list[PlanRoute]
+    merchants: list[dict[str, Any]]
+    notes: list[str]

@@ -21,9 +21,10 @@ from redis.asyncio import Redis
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.alerts.store import upsert_alert
+from core.alerts.store import expire_unacknowledged, upsert_alert
 from core.platform import pagination
 from core.platform.errors import InvalidState, NotFound
+from core.platform.settings import Settings
 from core.platform.live_hub import ALERT_UPDATES_CHANNEL
 from core.platform.tables import alert_rules, alerts
 
@@ -175,6 +176,37 @@ async def publish_alerts(redis: Redis | None, fired: list[dict[str, Any]]) -> No
             log.warning("could not publish alert %s: %s", a["id"], exc)
 
 
+# --- expiry ---------------------------------------------------------------------------------------
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def alert_lifetimes(settings: Settings) -> dict[str, float]:
+    """severity -> lifetime in hours of an unacknowledged alert (0 = never expires)."""
+    return {sev: settings.alert_ttl_hours_for(sev) for sev in SEVERITIES}
+
+
+async def expire_alerts(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+    """Expire the open alerts that outlived their severity's lifetime since they last fired
+    (PAYOPS_ALERT_TTL_HOURS, PAYOPS_ALERT_TTL_HOURS_BY_SEVERITY); audited in alert_audit."""
+    expired = await expire_unacknowledged(session, alert_lifetimes(settings))
+    for a in expired:
+        log.info("alert %s (%s, %s) expired: not acknowledged, last fired %s", a["id"], a["rule"], a["severity"],
+                 a["last_seen_at"].isoformat())
+    return expired
+
+
+async def publish_expired(redis: Redis | None, expired: list[dict[str, Any]]) -> None:
+    """Best effort: expired alerts to live views (the console's alert list reloads)."""
+    if redis is None:
+        return
+    for a in expired:
+        try:
+            await redis.publish(ALERT_UPDATES_CHANNEL, json.dumps({"type": "alert.expired", **a}, default=str))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not publish expired alert %s: %s", a["id"], exc)
+
+
 # --- reads and the life cycle ------------------------------------------------------------------------
 
 
@@ -218,8 +250,8 @@ async def _get(session: AsyncSession, alert_id: int, merchant_id: str | None) ->
 
 async def acknowledge(session: AsyncSession, alert_id: int, *, actor: str, merchant_id: str | None) -> dict[str, Any]:
     row = await _get(session, alert_id, merchant_id)
-    if row["status"] == "resolved":
-        raise InvalidState(f"alert {alert_id} is resolved")
+    if row["status"] in ("resolved", "expired"):
+        raise InvalidState(f"alert {alert_id} is {row['status']}")
     if row["status"] == "acknowledged":
         return row
     return dict((await session.execute(
@@ -232,6 +264,8 @@ async def resolve(session: AsyncSession, alert_id: int, *, actor: str, merchant_
     row = await _get(session, alert_id, merchant_id)
     if row["status"] == "resolved":
         return row
+    if row["status"] == "expired":
+        raise InvalidState(f"alert {alert_id} expired at {row['expired_at'].isoformat()}: nothing to resolve")
     return dict((await session.execute(
         update(alerts).where(alerts.c.id == alert_id)
         .values(status="resolved", resolved_by=actor, resolved_at=datetime.now(timezone.utc))

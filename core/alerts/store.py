@@ -1,6 +1,7 @@
 """Alert rows: the one statement that opens an alert, or counts it again while it is open.
 
-One open alert per dedupe key (a partial unique index: status <> 'resolved'). Raising an open
+One open alert per dedupe key (a partial unique index on open and acknowledged alerts: a resolved
+or expired alert no longer counts, so the next firing opens a new one). Raising an open
 alert again adds an occurrence and refreshes the columns the caller names; `refresh=None` leaves
 the open alert as it is. Every alert payops raises goes through here: rule firings and
 event-raised alerts (core/alerts/service.py), the reconciliation's match-rate alert (on its
@@ -17,7 +18,7 @@ import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.platform.tables import alerts
+from core.platform.tables import alert_audit, alerts
 
 REFRESH_ALL = ("message", "data", "severity")
 _COLUMNS = {"message", "data", "severity"}
@@ -32,7 +33,7 @@ def upsert_sql(refresh: tuple[str, ...] | None = REFRESH_ALL) -> str:
     return f"""
     INSERT INTO alerts (rule, severity, dedupe_key, message, data)
     VALUES (:rule, :severity, :key, :message, CAST(:data AS jsonb))
-    ON CONFLICT (dedupe_key) WHERE status <> 'resolved' {on_conflict}
+    ON CONFLICT (dedupe_key) WHERE status in ('open','acknowledged') {on_conflict}
     RETURNING id, (xmax = 0) AS opened, status, occurrences
 """
 
@@ -67,3 +68,49 @@ async def upsert_alert_asyncpg(conn: asyncpg.Connection, *, rule: str, severity:
 async def alert_id_by_dedupe_key(session: AsyncSession, dedupe_key: str) -> int | None:
     """The id of an alert (open or resolved) raised under `dedupe_key`, or None."""
     return await session.scalar(select(alerts.c.id).where(alerts.c.dedupe_key == dedupe_key))
+
+
+# --- expiry (AlertExpiryWorkflow) ------------------------------------------------------------------
+
+EXPIRY_ACTOR = "alert-expiry"
+
+
+async def expire_unacknowledged(session: AsyncSession, lifetimes_hours: dict[str, float],
+                                *, limit: int = 5000) -> list[dict[str, Any]]:
+    """Mark `expired` (with expired_at) the open alerts whose severity has a lifetime (hours > 0)
+    and that last fired longer ago than it, at most `limit` per call, oldest first; one
+    alert_audit row each, in the same statement. Acknowledged alerts never expire. Returns
+    the expired rows (id, rule, severity, dedupe_key, last_seen_at, expired_at)."""
+    lifetimes = {sev: hours for sev, hours in lifetimes_hours.items() if hours > 0}
+    if not lifetimes:
+        return []
+    values = ", ".join(f"(CAST(:sev_{i} AS text), CAST(:hours_{i} AS double precision))"
+                       for i in range(len(lifetimes)))
+    params: dict[str, Any] = {"limit": limit, "actor": EXPIRY_ACTOR}
+    for i, (sev, hours) in enumerate(sorted(lifetimes.items())):
+        params[f"sev_{i}"], params[f"hours_{i}"] = sev, float(hours)
+    rows = (await session.execute(text(f"""
+        WITH lifetime(severity, hours) AS (VALUES {values}),
+        due AS (
+            SELECT a.id, l.hours FROM alerts a JOIN lifetime l ON l.severity = a.severity
+             WHERE a.status = 'open' AND a.last_seen_at < now() - make_interval(secs => l.hours * 3600)
+             ORDER BY a.last_seen_at LIMIT :limit FOR UPDATE OF a SKIP LOCKED),
+        expired AS (
+            UPDATE alerts SET status = 'expired', expired_at = now() FROM due
+             WHERE alerts.id = due.id AND alerts.status = 'open'
+            RETURNING alerts.id, alerts.rule, alerts.severity, alerts.dedupe_key, alerts.last_seen_at,
+                      alerts.expired_at, due.hours),
+        audited AS (
+            INSERT INTO alert_audit (alert_id, event, actor, from_status, to_status, data)
+            SELECT id, 'expired', :actor, 'open', 'expired',
+                   jsonb_build_object('lifetime_hours', hours, 'last_seen_at', last_seen_at, 'severity', severity)
+              FROM expired)
+        SELECT id, rule, severity, dedupe_key, last_seen_at, expired_at FROM expired ORDER BY id"""), params)
+    ).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def alert_audit_entries(session: AsyncSession, alert_id: int) -> list[dict[str, Any]]:
+    rows = await session.execute(select(alert_audit).where(alert_audit.c.alert_id == alert_id)
+                                 .order_by(alert_audit.c.id))
+    return [dict(r) for r in rows.mappings().all()]

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,13 +148,23 @@ async def publish_ops_action_update(redis: Redis | None, row: dict, event: str) 
 # --- the controls an ops action activates and lifts -------------------------------------------------
 
 
+def active_control_clause(kind: str, target: str):
+    return and_(controls.c.kind == kind, controls.c.target == target, controls.c.active)
+
+
 async def lock_active_control(session: AsyncSession, kind: str, target: str):
     """(id, action_id) of the active control of this kind on this target, its row locked; None if none."""
     return (await session.execute(
-        select(controls.c.id, controls.c.action_id).where(
-            controls.c.kind == kind, controls.c.target == target, controls.c.active
-        ).with_for_update()
+        select(controls.c.id, controls.c.action_id).where(active_control_clause(kind, target)).with_for_update()
     )).first()
+
+
+async def active_controls(session: AsyncSession, kind: str, target: str) -> list[dict]:
+    """The active controls of a kind on a target (what a lift ends, what an activation collides with)."""
+    rows = await session.execute(
+        select(controls.c.id, controls.c.action_id, controls.c.params, controls.c.ends_at)
+        .where(active_control_clause(kind, target)).order_by(controls.c.id))
+    return [dict(r) for r in rows.mappings().all()]
 
 
 async def insert_control(session: AsyncSession, *, kind: str, target: str, params: dict, reason: str,
@@ -173,7 +183,7 @@ async def deactivate_controls(session: AsyncSession, kind: str, target: str) -> 
     """Lift the active controls of this kind on this target; their ids."""
     rows = await session.execute(
         update(controls)
-        .where(controls.c.kind == kind, controls.c.target == target, controls.c.active)
+        .where(active_control_clause(kind, target))
         .values(active=False, ended_at=func.now())
         .returning(controls.c.id)
     )

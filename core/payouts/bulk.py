@@ -375,6 +375,28 @@ def _all_or_nothing_refusal(report: list[dict], item_count: int, rejected_count:
     )
 
 
+def released_items(batch_id: str):
+    """The items an approval releases into payouts: the batch's accepted ones."""
+    return and_(bulk_payout_items.c.bulk_payout_id == batch_id, bulk_payout_items.c.status == ACCEPTED)
+
+
+async def release_preview(session: AsyncSession, batch_id: str) -> dict | None:
+    """What releasing the batch would create now (its plan): status, count and totals per currency
+    of the items `release` inserts. None when there is no such batch."""
+    batch = (await session.execute(select(bulk_payouts).where(bulk_payouts.c.id == batch_id))).mappings().first()
+    if batch is None:
+        return None
+    i = bulk_payout_items.c
+    rows = (await session.execute(
+        select(i.currency, func.count().label("count"), func.sum(i.amount_minor).label("amount_minor"),
+               func.sum(i.fee_minor).label("fee_minor"))
+        .where(released_items(batch_id)).group_by(i.currency).order_by(i.currency))).all()
+    return {"status": batch["status"], "merchant_id": batch["merchant_id"], "mode": batch["mode"],
+            "items": sum(r.count for r in rows),
+            "totals": [{"currency": r.currency, "count": r.count, "amount_minor": int(r.amount_minor),
+                        "fee_minor": int(r.fee_minor or 0)} for r in rows]}
+
+
 async def release(session: AsyncSession, settings: Settings, batch_id: str, *, actor: str) -> dict:
     """Create the batch's payouts from its accepted items, in the caller's transaction.
 
@@ -391,7 +413,7 @@ async def release(session: AsyncSession, settings: Settings, batch_id: str, *, a
         i.payout_id, i.merchant_id, i.reference, i.amount_minor, i.currency, i.fee_minor, i.method, i.priority,
         i.rail, literal(PayoutStatus.PENDING.value), i.beneficiary_encrypted, i.beneficiary_masked, i.description,
         i.metadata,
-    ).where(i.bulk_payout_id == batch_id, i.status == ACCEPTED).order_by(i.line)
+    ).where(released_items(batch_id)).order_by(i.line)
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     created = (await session.execute(

@@ -154,6 +154,26 @@ async def reap(sessionmaker: async_sessionmaker[AsyncSession], client: Client, *
 # --- the repair (REPAIR_PAYOUT), executed by an approved ops action --------------------------
 
 
+def repair_refusal(payout_id: str, mode: str, payout_status: str, hold_status: str | None) -> str | None:
+    """Why a repair in this mode would move money wrongly (None: it may go ahead). The
+    execution (repair_payout) and an approver's plan (core/ops_actions/plan.py) both ask this."""
+    hold_active = hold_status == "active"
+    if mode == "compensate":
+        if payout_status in BANK_MAY_HAVE_IT:
+            return (f"payout {payout_id} is {payout_status}: the bank may have it, so its hold "
+                    "cannot be reversed blindly; restart it (the bank is asked, idempotently)")
+        if payout_status in TERMINAL_STATUSES and not hold_active:
+            return f"payout {payout_id} is {payout_status} and holds nothing: nothing to repair"
+        return None
+    if mode != "restart":
+        return f"unknown repair mode {mode!r}"
+    if payout_status in TERMINAL_STATUSES:
+        return f"payout {payout_id} is {payout_status}: nothing to restart (compensate its hold)"
+    if hold_status is not None and not hold_active:
+        return f"payout {payout_id}'s hold is {hold_status}: a new run would pay without funds"
+    return None
+
+
 async def repair_payout(sessionmaker: async_sessionmaker[AsyncSession], client: Client, settings: Settings, *,
                         payout_id: str, mode: str, reason: str, actor: str, action_id: str) -> dict:
     """compensate: reverse the active hold, the payout `failed` (workflow_closed), audited.
@@ -171,12 +191,10 @@ async def repair_payout(sessionmaker: async_sessionmaker[AsyncSession], client: 
         row = dict(row)
         hold = await ledger.get_hold(session, payout_id)
         hold_active = hold is not None and hold.status == "active"
+        refusal = repair_refusal(payout_id, mode, row["status"], hold.status if hold is not None else None)
+        if refusal is not None:
+            raise InvalidState(refusal)
         if mode == "compensate":
-            if row["status"] in BANK_MAY_HAVE_IT:
-                raise InvalidState(f"payout {payout_id} is {row['status']}: the bank may have it, so its hold "
-                                   "cannot be reversed blindly; restart it (the bank is asked, idempotently)")
-            if row["status"] in TERMINAL_STATUSES and not hold_active:
-                raise InvalidState(f"payout {payout_id} is {row['status']} and holds nothing: nothing to repair")
             event_key = f"repair:{action_id}"
             data = {"ops_action_id": action_id, "mode": mode, "workflow_status": running}
             if row["status"] not in TERMINAL_STATUSES:
@@ -191,12 +209,6 @@ async def repair_payout(sessionmaker: async_sessionmaker[AsyncSession], client: 
             if hold_active:
                 await ledger.reverse_hold(session, payout_id=payout_id, reason=f"repair by ops action {action_id}")
             return {"payout_id": payout_id, "mode": mode, "status": row["status"], "hold_reversed": hold_active}
-        if mode != "restart":
-            raise InvalidState(f"unknown repair mode {mode!r}")
-        if row["status"] in TERMINAL_STATUSES:
-            raise InvalidState(f"payout {payout_id} is {row['status']}: nothing to restart (compensate its hold)")
-        if hold is not None and not hold_active:
-            raise InvalidState(f"payout {payout_id}'s hold is {hold.status}: a new run would pay without funds")
         await session.execute(event_insert(
             payout_id=payout_id, actor=actor, from_status=row["status"], to_status=row["status"],
             reason=f"repair: {reason}",
@@ -244,7 +256,7 @@ async def repair_ops_action(sessionmaker: async_sessionmaker[AsyncSession], clie
                   "effects_may_be_partial": was == ActionStatus.EXECUTING},
         )
         alert_ids = (await session.scalars(select(alerts.c.id).where(
-            alerts.c.dedupe_key == f"{ALERT_RULE}:ops_action:{action_id}", alerts.c.status != "resolved"))).all()
+            alerts.c.dedupe_key == f"{ALERT_RULE}:ops_action:{action_id}", alerts.c.status.in_(("open", "acknowledged"))))).all()
         for alert_id in alert_ids:
             await resolve(session, alert_id, actor=actor, merchant_id=None)
     return {"action_id": action_id, "status": row["status"], "was": was, "workflow_status": running,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.payouts.models import TERMINAL_STATUSES, PayoutStatus
 from core.platform.errors import NotFound
-from core.platform.tables import controls, payout_events, payouts
+from core.platform.tables import controls, ledger_holds, payout_events, payouts
 from core.webhooks.events import record_payout_event
 
 log = logging.getLogger("payops.payouts")
@@ -208,22 +208,59 @@ def _matching(merchant_id: str | None, rail: str | None, connector: str | None) 
             if value is not None]
 
 
+_PLAN_COLUMNS = (
+    payouts.c.id, payouts.c.merchant_id, payouts.c.status, payouts.c.amount_minor, payouts.c.fee_minor,
+    payouts.c.currency, payouts.c.rail, payouts.c.connector, payouts.c.created_at,
+    ledger_holds.c.amount_minor.label("hold_minor"), ledger_holds.c.status.label("hold_status"),
+)
+
+
+def _with_holds():
+    return payouts.outerjoin(ledger_holds, ledger_holds.c.payout_id == payouts.c.id)
+
+
+# The selections an ops action's execution acts on. Each is one statement returning rows (with the
+# payout's hold): the execution (activities/ops_actions.py) takes their ids, an approver's plan
+# (core/ops_actions/plan.py) the rows, so the plan cannot select other payouts than execution.
+
+
+async def waiting_payouts(session: AsyncSession, *, merchant_id: str | None = None, rail: str | None = None,
+                          connector: str | None = None) -> list[dict]:
+    """Payouts waiting before submission (held or routed) of a merchant, a rail or a connector:
+    those to wake when a control on it changes (or to cancel, for a freeze with cancel_queued)."""
+    rows = await session.execute(
+        select(*_PLAN_COLUMNS).select_from(_with_holds())
+        .where(payouts.c.status.in_(WAITING_STATUSES), *_matching(merchant_id, rail, connector))
+        .order_by(payouts.c.created_at, payouts.c.id))
+    return [dict(r) for r in rows.mappings().all()]
+
+
 async def waiting_payout_ids(session: AsyncSession, *, merchant_id: str | None = None, rail: str | None = None,
                              connector: str | None = None) -> list[str]:
-    """Payouts waiting before submission (held or routed) of a merchant, a rail or a connector:
-    those to wake when a control on it changes."""
-    return list(await session.scalars(
-        select(payouts.c.id).where(payouts.c.status.in_(WAITING_STATUSES), *_matching(merchant_id, rail, connector))
-    ))
+    return [r["id"] for r in await waiting_payouts(session, merchant_id=merchant_id, rail=rail, connector=connector)]
+
+
+async def dlq_payouts(session: AsyncSession, *, merchant_id: str | None, rail: str | None, connector: str | None,
+                      limit: int) -> list[dict]:
+    """Up to `limit` dead-lettered payouts matching the filter, oldest first."""
+    conditions = [payouts.c.status == PayoutStatus.DLQ.value, *_matching(merchant_id, rail, connector)]
+    rows = await session.execute(
+        select(*_PLAN_COLUMNS).select_from(_with_holds()).where(and_(*conditions))
+        .order_by(payouts.c.created_at).limit(limit))
+    return [dict(r) for r in rows.mappings().all()]
 
 
 async def dlq_payout_ids(session: AsyncSession, *, merchant_id: str | None, rail: str | None, connector: str | None,
                          limit: int) -> list[str]:
-    """Up to `limit` dead-lettered payouts matching the filter, oldest first."""
-    conditions = [payouts.c.status == PayoutStatus.DLQ.value, *_matching(merchant_id, rail, connector)]
-    return list(await session.scalars(
-        select(payouts.c.id).where(and_(*conditions)).order_by(payouts.c.created_at).limit(limit)
-    ))
+    return [r["id"] for r in await dlq_payouts(session, merchant_id=merchant_id, rail=rail, connector=connector,
+                                               limit=limit)]
+
+
+async def payouts_with_holds(session: AsyncSession, payout_ids: list[str]) -> dict[str, dict]:
+    """payout id -> its row with its hold (ids with no payout are absent)."""
+    rows = await session.execute(
+        select(*_PLAN_COLUMNS).select_from(_with_holds()).where(payouts.c.id.in_(payout_ids)))
+    return {r["id"]: dict(r) for r in rows.mappings().all()}
 
 
 async def payout_status(session: AsyncSession, payout_id: str) -> str | None:

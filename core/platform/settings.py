@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     # pointing at POST /export/jobs; 0 = never
     export_stream_max_rows: int = 2_000_000
     alert_check_every_seconds: float = 60.0
+    # An alert nobody acknowledged expires this long after it last fired (AlertExpiryWorkflow); 0 = never.
+    # A later firing of the same condition opens a new alert.
+    alert_ttl_hours: float = 72.0
+    # per-severity lifetimes overriding alert_ttl_hours (JSON), e.g. {"critical": 0, "low": 24}; 0 = never
+    alert_ttl_hours_by_severity: dict[str, float] = {}
+    alert_expiry_every_seconds: float = 300.0  # how often the alert-expiry Schedule runs
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
     # `payops up` in dev runs the demo (devstack/demo.py): demo merchants paying out at a trickle
     demo_enabled: bool = True
@@ -232,6 +238,20 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("alert_ttl_hours_by_severity")
+    @classmethod
+    def _alert_severities(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - {"low", "medium", "high", "critical"})
+        if unknown:
+            raise ValueError(f"unknown alert severities {unknown}: use low, medium, high, critical")
+        if any(hours < 0 for hours in v.values()):
+            raise ValueError("an alert lifetime is hours >= 0 (0 = never expires)")
+        return v
+
+    def alert_ttl_hours_for(self, severity: str) -> float:
+        """The lifetime of an unacknowledged alert of this severity, in hours; 0 = never expires."""
+        return self.alert_ttl_hours_by_severity.get(severity, self.alert_ttl_hours)
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_prod(self) -> "Settings":

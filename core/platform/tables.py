@@ -424,20 +424,39 @@ alerts = Table(
     Column("acknowledged_at", DateTime(timezone=True), nullable=True),
     Column("resolved_by", String(128), nullable=True),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("expired_at", DateTime(timezone=True), nullable=True),  # migration 0018_alert_expiry
     CheckConstraint("severity in ('low','medium','high','critical')", name="severity"),
-    CheckConstraint("status in ('open','acknowledged','resolved')", name="status"),
+    CheckConstraint("status in ('open','acknowledged','resolved','expired')", name="status"),
+    # one open (or acknowledged) alert per key: a resolved or expired one no longer counts, so the
+    # next firing opens a new alert
     Index(
         "uq_alerts_open_dedupe_key",
         "dedupe_key",
         unique=True,
-        postgresql_where=text("status <> 'resolved'"),
+        postgresql_where=text("status in ('open','acknowledged')"),
     ),
+)
+
+# What happened to an alert after it opened, by whom (migration 0018_alert_expiry): the expiry
+# workflow's `expired` entries. Append-only by convention (only inserts are written).
+alert_audit = Table(
+    "alert_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=True),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    Index("ix_alert_audit_alert_id", "alert_id"),
 )
 # The open-alert index's predicate, for `ON CONFLICT (dedupe_key) WHERE ...`. It must be literal
 # SQL: a bound parameter (`alerts.c.status != "resolved"`) works for a prepared statement's first
 # five runs, then PostgreSQL's generic plan can no longer infer the partial index and the insert
 # fails with "no unique or exclusion constraint matching the ON CONFLICT specification".
-ALERT_OPEN_PREDICATE = text("status <> 'resolved'")
+ALERT_OPEN_PREDICATE = text("status in ('open','acknowledged')")
 
 # --- merchant webhooks -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019_api_request_log"
-down_revision: Union[str, Sequence[str], None] = "0017_sla_rules"
+down_revision: Union[str, Sequence[str], None] = "0018_alert_expiry"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

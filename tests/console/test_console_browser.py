@@ -370,8 +370,20 @@ async def test_two_approvers_approve_an_action(open_page, api, demo_client, serv
         approver = await open_page()
         await sign_in_as(approver, who)
         await approver.click("#nav a[data-page=approvals]")
-        await approver.fill(f"[data-comment='{action_id}']", comment)
-        await approver.click(f"[data-vote=approve][data-action-id='{action_id}']")
+        # the plan (what executing would do, computed now) is in the row, before the Approve button
+        plan = approver.locator(f"[data-testid=pending-actions] [data-plan='{action_id}']")
+        await plan.wait_for()
+        assert f"Freeze merchant {target.id}" in await plan.inner_text()
+        if who == "Ana":  # and in full in the action's drawer, where she votes after reading it
+            await plan.locator(f"[data-plan-open='{action_id}']").click()
+            await approver.wait_for_selector(f"#drawer-body [data-plan-summary='{action_id}']")
+            assert "new payouts refused" in await approver.inner_text(f"#drawer-body [data-plan-summary='{action_id}']")
+            await shot(approver, "10a-approvals-plan")
+            await approver.fill(f"#drawer-body [data-comment='{action_id}']", comment)
+            await approver.click(f"#drawer-body [data-vote=approve][data-action-id='{action_id}']")
+        else:
+            await approver.fill(f"[data-testid=pending-actions] [data-comment='{action_id}']", comment)
+            await approver.click(f"[data-testid=pending-actions] [data-vote=approve][data-action-id='{action_id}']")
         if who == "Ana":
             await approver.wait_for_selector(f"[data-action-status='{action_id}'] [data-status=pending_approval]")
             await shot(approver, "10-approvals-first-vote")
@@ -833,6 +845,11 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         """INSERT INTO alerts (rule, severity, dedupe_key, message, data) VALUES ('workflow_reaper', 'critical', $1,
            'payout ' || $2 || ' lost its workflow at 2026-03-01T10:15:00+00:00', '{}'::jsonb) RETURNING id""",
         f"reaper:{uuid.uuid4().hex}", stuck["id"])
+    # and one that expired: nobody acknowledged it within its lifetime (AlertExpiryWorkflow)
+    expired_alert = await db.fetchval(
+        """INSERT INTO alerts (rule, severity, status, dedupe_key, message, expired_at) VALUES ('dlq_size', 'low',
+           'expired', $1, 'dlq_size: payouts_dlq is 3 for platform (> 0)', now()) RETURNING id""",
+        f"dlq_size:{uuid.uuid4().hex}")
 
     pages = [
         ("overview", "#/overview", "[data-testid=kpis] .kpi"),
@@ -879,6 +896,12 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
                     assert await msg.locator(f"a[href='#/payouts/{stuck['id']}']").count() == 1
                     assert "2026-03-01T" not in await msg.inner_text()
                     assert "15:45" in await msg.locator("time").inner_text()  # 10:15 UTC in Asia/Kolkata
+                    # expired alerts: not in the default (open) list, shown under their own filter
+                    assert await page.locator(f"[data-alert-status='{expired_alert}']").count() == 0
+                    await page.select_option("#al-status", "expired")
+                    await page.wait_for_selector(f"[data-alert-status='{expired_alert}'] [data-status=expired]")
+                    assert await page.locator(f"[data-resolve-alert='{expired_alert}']").count() == 0
+                    await page.screenshot(path=str(screenshot_dir / f"{size}-{i:02d}-alerts-expired.png"))
             if size == "phone":  # the menu folds away and opens on a phone
                 assert not await page.locator("#nav").is_visible()
                 await page.click(".nav-toggle")

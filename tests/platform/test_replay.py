@@ -60,6 +60,7 @@ def test_histories_exist():
     assert "payout_reset_follows_accepted_connector" in names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
     assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
+    assert "alert_expiry_one_expired" in names  # AlertExpiryWorkflow (issue 20)
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
@@ -320,3 +321,22 @@ async def test_record_reconciliation_histories(temporal_client, worker, settings
     # prepare fails without retrying: the run ends in error
     await save("reconciliation_bad_dates", ReconciliationWorkflowInput(date_from="2026-11-20", date_to="2026-11-01",
                                                                        requested_by="recorded"))
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_alert_expiry_history(temporal_client, worker, settings, sessionmaker):
+    """`PAYOPS_RECORD_HISTORIES=1 pytest tests/platform/test_replay.py -k alert_expiry` records only this."""
+    from sqlalchemy import text
+
+    from core.alerts import service as alert_service
+    from workflows.alerts import AlertExpiryInput, AlertExpiryWorkflow
+
+    async with sessionmaker() as session, session.begin():
+        a = await alert_service.raise_alert(session, rule="recorded", severity="low", scope="platform",
+                                            message="recorded", data={"merchant_id": None})
+        await session.execute(text("UPDATE alerts SET last_seen_at = now() - interval '100 hours' WHERE id = :id"),
+                              {"id": a["id"]})
+    handle = await temporal_client.start_workflow(AlertExpiryWorkflow.run, AlertExpiryInput(),
+                                                  id="alert-expiry-recorded", task_queue=settings.temporal_task_queue)
+    assert (await handle.result()).alert_ids == [a["id"]]
+    (HISTORIES / "alert_expiry_one_expired.json").write_text((await handle.fetch_history()).to_json())

@@ -1,4 +1,5 @@
-// Alerts: open / acknowledged / resolved, acknowledge and resolve (platform roles). Messages are
+// Alerts: open / acknowledged / resolved / expired (not acknowledged within its lifetime),
+// acknowledge and resolve (platform roles). Messages are
 // shown in words: amounts in their currency, rates as percentages, times in the chosen zone,
 // payout ids and merchants as links.
 
@@ -28,7 +29,7 @@ function message(a) {
 }
 
 export async function render({ root, me }) {
-  const status = h("select", { id: "al-status" }, ["open", "acknowledged", "resolved", ""].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
+  const status = h("select", { id: "al-status" }, ["open", "acknowledged", "resolved", "expired", ""].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
   const severity = h("select", { id: "al-severity" }, ["", "low", "medium", "high", "critical"].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
   const list = h("div", { "data-testid": "alerts" });
   root.append(h("h1", {}, "Alerts"),
@@ -45,10 +46,11 @@ export async function render({ root, me }) {
       { label: "Rule", cell: (a) => h("span", { title: a.rule }, statusLabel(a.rule)) },
       { label: "Message", cell: (a) => h("span", { "data-alert-message": a.id, title: a.message }, message(a)) },
       { label: "Times", num: true, cell: (a) => count(a.occurrences) },
-      { label: "Status", cell: (a) => h("span", {}, badge(a.status), a.acknowledged_by ? h("span", { class: "muted" }, ` by ${a.acknowledged_by}`) : "") },
+      { label: "Status", cell: (a) => h("span", { "data-alert-status": a.id }, badge(a.status), a.acknowledged_by ? h("span", { class: "muted" }, ` by ${a.acknowledged_by}`) : "",
+        a.expired_at ? h("span", { class: "muted", title: "not acknowledged within its lifetime; a new firing opens a new alert" }, " ", h("time", { datetime: a.expired_at }, dateTime(a.expired_at))) : "") },
       { label: "", cls: "actions", cell: (a) => (mayAct ? [
         a.status === "open" ? actionButton("Acknowledge", async () => { await api(`/alerts/${a.id}/acknowledge`, { method: "POST" }); toast("Acknowledged"); await load(); }, { "data-ack": a.id }) : null,
-        a.status !== "resolved" ? actionButton("Resolve", async () => { await api(`/alerts/${a.id}/resolve`, { method: "POST" }); toast("Resolved"); await load(); }, { "data-resolve-alert": a.id }) : null,
+        a.status === "open" || a.status === "acknowledged" ? actionButton("Resolve", async () => { await api(`/alerts/${a.id}/resolve`, { method: "POST" }); toast("Resolved"); await load(); }, { "data-resolve-alert": a.id }) : null,
       ] : "") },
     ], page.data, { empty: "No alerts." }));
   }

@@ -120,6 +120,9 @@ export async function render({ root, me, can, args }) {
       // each open action's votes so far, for the "1 of 3" tally
       const details = new Map((await Promise.all(pending.data.map((a) => api(`/ops/actions/${encodeURIComponent(a.id)}`).catch(() => null))))
         .filter(Boolean).map((d) => [d.id, d]));
+      // what executing each would do, computed now: approvers read it before the Approve button
+      const plans = new Map((await Promise.all(pending.data.map((a) => api(`/ops/actions/${encodeURIComponent(a.id)}/plan`).catch(() => null))))
+        .filter(Boolean).map((p) => [p.action_id, p]));
       const approvedSoFar = (a) => (details.get(a.id)?.approvals || []).filter((v) => v.decision === "approve").length;
       fill(inbox, table([
         { label: "Created", cell: (a) => dateTime(a.created_at) },
@@ -128,6 +131,7 @@ export async function render({ root, me, can, args }) {
         { label: "Approvals", cell: (a) => h("span", { "data-approvals": a.id, title: `${approvedSoFar(a)} of the ${a.required_approvals} approvals it needs` }, `${approvedSoFar(a)} of ${a.required_approvals}`) },
         { label: "By", cell: (a) => a.created_by },
         { label: "Reason", cell: (a) => a.reason || "—" },
+        { label: "Plan (if executed now)", cell: (a) => planCell(a, plans.get(a.id)) },
         { label: "Vote", cls: "actions", cell: (a) => voteCell(a, details.get(a.id)) },
       ], pending.data, { empty: "Nothing awaits approval.", rowAttrs: (a) => ({ "data-action-row": a.id }) }));
       fill(recent, table([
@@ -142,16 +146,27 @@ export async function render({ root, me, can, args }) {
     } catch (err) { fill(inbox, errorBox(err)); }
   }
 
+  function planCell(a, plan) {
+    if (!plan) return h("span", { class: "muted" }, "—");
+    return h("div", { "data-plan": a.id },
+      plan.would_refuse ? h("div", { class: "warn-box", role: "note", "data-would-refuse": plan.action_id }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
+      h("span", {}, plan.summary), " ",
+      h("button", { type: "button", class: "btn-ghost", onclick: () => detail(a.id), "data-plan-open": a.id }, "Details"));
+  }
+
   async function detail(id) {
     const body = openDrawer(`Action ${id}`, h("p", { class: "muted" }, "Loading…"));
     try {
-      const a = await api(`/ops/actions/${encodeURIComponent(id)}`);
+      const [a, plan] = await Promise.all([api(`/ops/actions/${encodeURIComponent(id)}`),
+        api(`/ops/actions/${encodeURIComponent(id)}/plan`).catch(() => null)]);
       fill(body, 
         facts([["Type", statusLabel(a.type)], ["Target", a.target_label], ["Status", badge(a.status)], ["Risk", `${a.risk_level} (${a.required_approvals} approvals)`],
           ["Created by", a.created_by], ["Created", dateTime(a.created_at)], ["Expires", dateTime(a.expires_at)], ["Reason", a.reason], ["Error", a.error ? richText(a.error, dateTime) : null]]),
         h("h3", {}, "Votes"),
         a.approvals.length ? h("ul", {}, a.approvals.map((v) => h("li", {}, badge(v.decision), ` ${v.approver} (${v.roles.join(", ")}) · ${dateTime(v.at)}${v.comment ? ` — “${v.comment}”` : ""}`))) : h("p", { class: "muted" }, "No votes yet."),
         h("h3", {}, "Params"), json(a.params),
+        plan ? planSection(plan) : null,
+        a.status === "pending_approval" ? voteCell(a, a) : null,
         a.result ? [h("h3", {}, "Result"), json(a.result)] : null,
         h("p", {}, h("a", { href: a.links?.temporal_ui || "#", target: "_blank", rel: "noopener" }, "Workflow in Temporal UI ↗")));
     } catch (err) { fill(body, errorBox(err)); }
@@ -163,6 +178,28 @@ export async function render({ root, me, can, args }) {
   await load();
   if (args?.[0]) detail(args[0]);  // #/approvals/<action id>: a link from another page (a payout's repair)
   return () => { off(); clearTimeout(timer); };
+}
+
+// The plan: what executing the action would do, computed at the time shown (GET .../plan).
+function planSection(plan) {
+  const money = (m, cur) => (m === null || m === undefined ? "—" : `${m} ${cur || ""} (minor units)`);
+  return h("section", { "data-testid": "action-plan", "aria-labelledby": "plan-title" },
+    h("h3", { id: "plan-title" }, "Plan: what executing it would do now"),
+    h("p", { "data-plan-summary": plan.action_id }, plan.summary),
+    plan.would_refuse ? h("div", { class: "warn-box", role: "note", "data-would-refuse": plan.action_id }, h("strong", {}, "Would fail now: "), plan.would_refuse) : null,
+    plan.payouts.length ? table([
+      { label: "Payout", cell: (p) => h("span", { class: "mono" }, p.payout_id) },
+      { label: "Status now", cell: (p) => badge(p.status) },
+      { label: "Amount", cell: (p) => money(p.amount_minor, p.currency) },
+      { label: "Held", cell: (p) => money(p.held_minor, p.currency) },
+      { label: "Effect", cell: (p) => h("span", { "data-plan-effect": p.payout_id }, badge(p.effect)) },
+      { label: "", cell: (p) => p.detail || "" },
+    ], plan.payouts) : h("p", { class: "muted" }, "No payout changes."),
+    plan.amounts.length ? h("ul", {}, plan.amounts.map((m) => h("li", {}, `${statusLabel(m.effect)}: ${money(m.amount_minor, m.currency)} on ${m.account}`))) : null,
+    plan.controls.length ? h("ul", {}, plan.controls.map((c) => h("li", {}, `${statusLabel(c.change)} ${statusLabel(c.kind).toLowerCase()} on ${c.target}${c.control_ids.length ? ` (controls ${c.control_ids.join(", ")})` : ""}`))) : null,
+    plan.routes.length ? h("ul", {}, plan.routes.map((r) => h("li", {}, `Route ${r.target}: ${r.from_connector || "routing decides"} → ${r.to_connector || "routing decides"}${r.until ? ` until ${r.until}` : ""}`))) : null,
+    plan.notes.length ? h("ul", { class: "muted" }, plan.notes.map((n) => h("li", {}, n))) : null,
+    h("p", { class: "muted" }, `Computed ${dateTime(plan.computed_at)}.`));
 }
 
 function createForm(types, onCreated) {
