@@ -47,6 +47,8 @@ from activities.bank_notifications import BankNotificationActivities
 from workflows.batch import BatchWorkflow
 from workflows.bulk_payouts import BulkPayoutIntakeWorkflow
 from activities.bulk_payouts import BulkPayoutActivities
+from workflows.payout_schedules import PayoutScheduleFireWorkflow
+from activities.payout_schedules import PayoutScheduleActivities
 from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.reaper import WorkflowReaperWorkflow
@@ -94,7 +96,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, PayoutScheduleFireWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -134,6 +136,7 @@ def activities(deps: WorkerDeps) -> list:
         BankNotificationActivities(deps.sessionmaker).redeliver_bank_notifications,
         *bank_reconciliation_activities(deps),
         BulkPayoutActivities(deps.sessionmaker, deps.settings).start_bulk_payout_chunk,
+        PayoutScheduleActivities(deps.sessionmaker, deps.settings).make_scheduled_bulk_payout,
     ]
 
 

@@ -17,6 +17,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from core.payouts.schedules import ensure_payout_schedules
 from core.payouts.temporal_ops import ReaperInput
 from core.platform.settings import Settings
 from core.platform.temporal import upsert_schedule
@@ -119,5 +120,6 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     done += await ensure_reconciliation_schedules(client, settings)
     await upsert_schedule(client, BANK_RECONCILIATION_SCHEDULE_ID, bank_reconciliation_schedule(settings))
     done.append(BANK_RECONCILIATION_SCHEDULE_ID)
+    done += await ensure_payout_schedules(client, settings)  # merchants' and platform's payout schedules
     log.info("schedules ensured: %s", ", ".join(done))
     return done

@@ -35,3 +35,7 @@ ROUTERS.append(bulk_payouts.router)
 from api.routers import sla  # noqa: E402
 
 ROUTERS.append(sla.router)
+
+from api.routers import payout_schedules  # noqa: E402
+
+ROUTERS.append(payout_schedules.router)
