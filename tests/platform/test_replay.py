@@ -60,6 +60,8 @@ def test_histories_exist():
     assert "payout_reset_follows_accepted_connector" in names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
     assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
+    # a payout schedule's fire (recorded by tests/payouts/test_payout_schedules.py with PAYOPS_RECORD_HISTORIES=1)
+    assert "payout_schedule_fire_created" in names
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
