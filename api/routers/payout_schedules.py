@@ -99,4 +99,8 @@ def _aware(after: datetime | None) -> datetime | None:
         raise Unprocessable("after needs a UTC offset (e.g. 2026-01-05T00:00:00Z)",
                             extra={"errors": [{"loc": ["query", "after"], "msg": "naive datetime",
                                                "type": "value_error"}]})
+    if after is not None and not 1970 <= after.year <= 9000:
+        raise Unprocessable("after must lie between the years 1970 and 9000",
+                            extra={"errors": [{"loc": ["query", "after"], "msg": "out of range",
+                                               "type": "value_error"}]})
     return after

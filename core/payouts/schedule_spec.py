@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -84,13 +84,17 @@ def validate_cron(expression: str) -> str:
     if fields[2] != "*" and fields[4] != "*":
         raise ValueError("a cron expression may restrict the day of month or the day of week, not both "
                          "(cron would run on either); use two schedules")
+    try:
+        croniter(normal, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"'{expression}' never fires (e.g. 31 February)") from None
     return normal
 
 
 def check_time_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "America"
         raise ValueError(f"'{name}' is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
     return name
 
@@ -116,14 +120,18 @@ def describe(spec: DailySpec | WeeklySpec | CronSpec) -> str:
 
 
 def next_fire_times(cron: str, time_zone: str, after: datetime, count: int) -> list[datetime]:
-    """The next `count` fire times strictly after `after`, as aware datetimes in `time_zone`."""
+    """The next `count` fire times strictly after `after`, as aware datetimes in `time_zone`; fewer
+    when the calendar runs out (year 9999)."""
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
     zone = ZoneInfo(time_zone)
     it = croniter(cron, after.astimezone(zone))
     out: list[datetime] = []
     while len(out) < count:
-        nxt = it.get_next(datetime)
+        try:
+            nxt = it.get_next(datetime)
+        except (OverflowError, CroniterBadDateError):
+            break
         if nxt > after:
             out.append(nxt.astimezone(zone))
     return out

@@ -131,6 +131,7 @@ class TestPreview:
         ({"spec": {"kind": "cron", "cron": "61 9 * * *"}}, "spec.cron", "not a valid cron"),
         ({"spec": {"kind": "cron", "cron": "0 9 L * *"}}, "spec.cron", "L W # ?"),
         ({"spec": {"kind": "cron", "cron": "0 9 1 * mon"}}, "spec.cron", "not both"),
+        ({"spec": {"kind": "cron", "cron": "0 0 31 2 *"}}, "spec.cron", "never fires"),
         ({"spec": {"kind": "cron", "cron": "@weekly"}}, "spec.cron", "5 fields"),
         ({"spec": weekly([], "09:00")}, "spec.weekly.weekdays", "at least 1"),
         ({"spec": {"kind": "daily", "at": "25:00"}}, "spec.daily.at", "HH:MM"),
@@ -368,3 +369,33 @@ def test_expected_weekly_helper_is_not_trivial():
     got = expected_weekly({0}, time(9), PARIS, datetime(2026, 3, 1, tzinfo=timezone.utc), 2)
     assert [t.astimezone(timezone.utc) for t in got] == [datetime(2026, 3, 2, 8, tzinfo=timezone.utc),
                                                           datetime(2026, 3, 9, 8, tzinfo=timezone.utc)]
+
+
+class TestApprovalPath:
+    """A fire above the bulk approval threshold waits for APPROVE_BULK_PAYOUT like an API batch."""
+
+    @pytest.fixture
+    def settings(self, settings):
+        return settings.model_copy(update={"bulk_payout_approval_threshold_minor": 5_000})  # 50.00 EUR
+
+    async def test_a_fire_above_the_threshold_waits_for_approval(
+        self, client, token_for, as_merchant, merchant, worker, settings, sessionmaker, temporal_client
+    ):
+        from core.payouts.models import PayoutScheduleFireInput, ScheduledBatchResult
+
+        r = await client.post(BASE, headers=as_merchant, json={
+            "name": "Big", "spec": {"kind": "daily", "at": "10:00"}, "items": [item("60.00")]})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        fire_time = datetime(2026, 5, 4, 10, 0, tzinfo=timezone.utc)
+        result = await temporal_client.execute_workflow(
+            "PayoutScheduleFireWorkflow", PayoutScheduleFireInput(schedule_id=sid, fire_time=fire_time),
+            id=f"payout-schedule-{sid}-manual", task_queue=settings.temporal_task_queue,
+            result_type=ScheduledBatchResult)
+        assert result.outcome == "created" and result.bulk_payout_id
+        batch = (await client.get(f"/api/v1/bulk-payouts/{result.bulk_payout_id}", headers=as_merchant)).json()
+        assert batch["status"] == "awaiting_approval" and batch["approval"]["required"] is True, batch
+        actions = (await client.get("/api/v1/ops/actions", headers=token_for(OPS))).json()["data"]
+        assert any(a["type"] == "APPROVE_BULK_PAYOUT" and a["params"]["bulk_payout_id"] == result.bulk_payout_id
+                   for a in actions)
+        assert await _count(sessionmaker, payouts, payouts.c.merchant_id == merchant) == 0
