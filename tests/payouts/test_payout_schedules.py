@@ -350,6 +350,30 @@ class TestFires:
         assert await _count(sessionmaker, payout_schedule_runs, payout_schedule_runs.c.schedule_id == sid,
                             payout_schedule_runs.c.outcome == "skipped") == 1
 
+    async def test_a_frozen_merchants_fire_is_refused_and_recorded(
+        self, client, as_merchant, merchant, worker, settings, sessionmaker, temporal_client
+    ):
+        from sqlalchemy import insert
+        from temporalio.client import WorkflowFailureError
+
+        from core.payouts.models import PayoutScheduleFireInput
+        from core.platform.tables import controls
+
+        r = await client.post(BASE, headers=as_merchant, json={
+            "name": "Daily", "spec": {"kind": "daily", "at": "10:00"}, "items": [item()]})
+        sid = r.json()["id"]
+        async with sessionmaker() as s, s.begin():  # what an executed FREEZE_MERCHANT writes
+            await s.execute(insert(controls).values(kind="merchant_freeze", target=merchant, created_by="test"))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await temporal_client.execute_workflow(
+                "PayoutScheduleFireWorkflow",
+                PayoutScheduleFireInput(schedule_id=sid, fire_time=datetime(2026, 5, 4, 10, tzinfo=timezone.utc)),
+                id=f"payout-schedule-{sid}-manual", task_queue=settings.temporal_task_queue)
+        assert failed.value.cause.cause.type == "scheduled_batch_refused"  # not retried: one attempt
+        [run] = (await client.get(f"{BASE}/{sid}", headers=as_merchant)).json()["recent_runs"]
+        assert run["outcome"] == "refused" and "frozen" in run["detail"] and run["bulk_payout_id"] is None
+        assert await _batches(sessionmaker, merchant) == []
+
     async def test_worker_start_recreates_a_lost_temporal_schedule(
         self, client, as_merchant, settings, temporal_client
     ):
