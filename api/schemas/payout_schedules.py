@@ -90,7 +90,8 @@ class PayoutScheduleOut(BaseModel):
     cron: str
     time_zone: str
     mode: Mode
-    items: list[dict[str, Any]]
+    items: list[dict[str, Any]] = Field(description="the template; each beneficiary masked (type, name, last4, "
+                                                    "bank ids): account numbers are kept encrypted")
     enabled: bool
     status: Literal["active", "paused"]
     temporal_schedule_id: str = Field(description="the Temporal Schedule's id (Temporal UI → Schedules)")

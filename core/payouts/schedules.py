@@ -43,6 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.payouts import bulk
 from core.payouts.models import PayoutScheduleFireInput, ScheduledBatchResult
+from core.payouts.service import _cipher, mask_beneficiary
 from core.payouts.schedule_spec import ScheduleSpecIn, describe, next_fire_times, to_cron
 from core.platform.db import create_engine, create_sessionmaker
 from core.platform.errors import Forbidden, IdempotencyKeyReused, MerchantFrozen, NotFound, Unprocessable
@@ -73,9 +74,10 @@ def item_reference(schedule_id: str, fire_time: datetime, line: int) -> str:
 # --- validation ----------------------------------------------------------------------------------
 
 
-def validate_template(items: list[Any], merchant_id: str) -> list[dict]:
+def validate_template(items: list[Any], merchant_id: str) -> tuple[list[dict], list[dict]]:
     """Each item as POST /bulk-payouts takes it, less `reference` (made per fire). A template with
-    an invalid item is refused whole (422 naming each item), so a fire never meets a typo."""
+    an invalid item is refused whole (422 naming each item), so a fire never meets a typo.
+    Returns (the items as given, the items with their beneficiary masked for display)."""
     if not items:
         raise Unprocessable("a payout schedule needs at least one item",
                             extra={"errors": [{"loc": ["body", "items"], "msg": "empty", "type": "too_short"}]})
@@ -83,6 +85,7 @@ def validate_template(items: list[Any], merchant_id: str) -> list[dict]:
         raise Unprocessable(f"a payout schedule carries at most {MAX_TEMPLATE_ITEMS} items",
                             extra={"errors": [{"loc": ["body", "items"], "msg": "too many", "type": "too_long"}]})
     errors = []
+    masked = []
     for line, raw in enumerate(items, start=1):
         if isinstance(raw, dict) and "reference" in raw:
             errors.append({"loc": ["body", "items", str(line - 1), "reference"], "type": "value_error",
@@ -90,7 +93,10 @@ def validate_template(items: list[Any], merchant_id: str) -> list[dict]:
             continue
         probe = {**raw, "reference": "template"} if isinstance(raw, dict) else raw
         # the bulk path's own per-item check, so a template passes exactly when a fire would
-        _, rejection = bulk._validate_item(line, probe, merchant_id)
+        clean, rejection = bulk._validate_item(line, probe, merchant_id)
+        if clean is not None:
+            masked.append({**{k: v for k, v in raw.items() if k != "beneficiary"},
+                           "beneficiary": mask_beneficiary(clean["request"]["beneficiary"])})
         if rejection is not None:
             err = rejection["error"]
             loc = ["body", "items", str(line - 1), *(err["field"].split(".") if err["field"] else [])]
@@ -98,7 +104,13 @@ def validate_template(items: list[Any], merchant_id: str) -> list[dict]:
     if errors:
         first = errors[0]
         raise Unprocessable(f"item {int(first['loc'][2]) + 1}: {first['msg']}", extra={"errors": errors})
-    return [dict(i) for i in items]
+    return [dict(i) for i in items], masked
+
+
+def _template_columns(items: list[Any], merchant_id: str, settings: Settings) -> dict[str, Any]:
+    """Beneficiaries are account numbers: kept encrypted like a payout's, shown masked."""
+    full, masked = validate_template(items, merchant_id)
+    return {"items": masked, "items_encrypted": _cipher(settings.codec_keys).encrypt_json({"items": full})}
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -192,11 +204,11 @@ async def create_schedule(session: AsyncSession, temporal: Client | None, settin
     exists = await session.scalar(select(merchants.c.id).where(merchants.c.id == merchant_id))
     if exists is None:
         raise NotFound(f"merchant {merchant_id} not found")
-    template = validate_template(items, merchant_id)
+    template = _template_columns(items, merchant_id, settings)
     schedule_id = f"ps_{uuid.uuid4().hex[:20]}"
     await session.execute(insert(payout_schedules).values(
         id=schedule_id, merchant_id=merchant_id, owner=owner, name=name, spec=spec.model_dump(mode="json"),
-        cron=to_cron(spec), time_zone=time_zone, mode=mode, items=template, enabled=enabled, created_by=actor))
+        cron=to_cron(spec), time_zone=time_zone, mode=mode, enabled=enabled, created_by=actor, **template))
     await session.commit()  # the row first: Temporal's action refers to it
     row = await _row(session, schedule_id, None)
     await session.commit()
@@ -216,7 +228,7 @@ async def update_schedule(session: AsyncSession, temporal: Client | None, settin
         if changes.get(field) is not None:
             values[field] = changes[field]
     if changes.get("items") is not None:
-        values["items"] = validate_template(changes["items"], row["merchant_id"])
+        values.update(_template_columns(changes["items"], row["merchant_id"], settings))
     if values:
         await session.execute(update(payout_schedules).where(payout_schedules.c.id == schedule_id)
                               .values(**values, updated_at=datetime.now(timezone.utc)))
@@ -343,8 +355,9 @@ async def fire(sessionmaker: async_sessionmaker[AsyncSession], temporal: Client 
             return ScheduledBatchResult(outcome="skipped", detail="the schedule is paused")
         row = dict(row)
     key = batch_idempotency_key(schedule_id, fire_time)
+    template = _cipher(settings.codec_keys).decrypt_json(row["items_encrypted"])["items"]
     items = [{**item, "reference": item_reference(schedule_id, fire_time, line)}
-             for line, item in enumerate(row["items"], start=1)]
+             for line, item in enumerate(template, start=1)]
     async with sessionmaker() as session:
         try:
             _, batch = await bulk.create_bulk_payout(

@@ -1076,7 +1076,8 @@ payout_schedules = Table(
     Column("cron", String(200), nullable=False),  # the spec normalised: what the Temporal Schedule runs
     Column("time_zone", String(64), nullable=False),
     Column("mode", String(16), nullable=False),
-    Column("items", JSONB, nullable=False),  # the payout template, as POST /bulk-payouts items less reference
+    Column("items", JSONB, nullable=False),  # the payout template for display: beneficiaries masked
+    Column("items_encrypted", LargeBinary, nullable=False),  # {"items": [...]}: the template in full (FieldCipher)
     Column("enabled", Boolean, nullable=False),
     Column("created_by", String(128), nullable=False),
     _created_at(),

@@ -4,7 +4,8 @@ Revision ID: 0016_payout_schedules
 Revises: 0015_bulk_payouts
 
 `payout_schedules` holds the spec (normalised to one cron expression + IANA time zone), the
-template of payout items and whether it is enabled; each row is mirrored by a Temporal Schedule
+template of payout items (encrypted, as payouts' beneficiaries are; `items` keeps them masked for
+display) and whether it is enabled; each row is mirrored by a Temporal Schedule
 `payout-schedule-<id>`. `payout_schedule_runs` records what each fire time made (the bulk payout,
 or why nothing), one row per (schedule, fire time).
 """
@@ -34,6 +35,7 @@ def upgrade() -> None:
         sa.Column("time_zone", sa.String(length=64), nullable=False),
         sa.Column("mode", sa.String(length=16), nullable=False),
         sa.Column("items", postgresql.JSONB(), nullable=False),
+        sa.Column("items_encrypted", sa.LargeBinary(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),

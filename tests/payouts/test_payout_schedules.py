@@ -9,6 +9,7 @@ over a past week, which starts each fire time's workflow with that time as its n
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from datetime import datetime, time, timedelta, timezone
@@ -22,7 +23,7 @@ from temporalio.client import ScheduleBackfill, ScheduleOverlapPolicy
 
 from core.payouts.schedule_spec import WEEKDAYS, next_fire_times, to_cron, WeeklySpec
 from core.platform.names import payout_schedule_temporal_id
-from core.platform.tables import bulk_payouts, payout_schedule_runs, payouts
+from core.platform.tables import bulk_payouts, payout_schedule_runs, payout_schedules, payouts
 
 OPS = "ops_admin"
 BASE = "/api/v1/payout-schedules"
@@ -172,13 +173,22 @@ async def local_next_runs(handle, zone: ZoneInfo) -> set[str]:
 
 
 class TestScoping:
-    async def test_a_merchant_sees_and_edits_only_its_own(self, client, token_for, as_merchant, merchant):
+    async def test_a_merchant_sees_and_edits_only_its_own(self, client, token_for, as_merchant, merchant,
+                                                          sessionmaker):
         mine = await client.post(BASE, headers=as_merchant, json={
             "name": "Weekly suppliers", "spec": weekly(["mon"], "09:00"), "time_zone": "Europe/Paris",
             "items": [item(), item("5.50", 1)]})
         assert mine.status_code == 201, mine.text
         assert mine.json()["owner"] == "merchant" and mine.json()["merchant_id"] == merchant
         sid = mine.json()["id"]
+        # account numbers are kept encrypted like a payout's: the template is shown masked
+        assert mine.json()["items"][0]["beneficiary"] == {"type": "sepa", "name": "Supplier 0", "last4": "3000", "country": "DE",
+                                                          "bic": "COBADEFFXXX"}
+        assert "DE89370400440532013000" not in mine.text
+        async with sessionmaker() as s:
+            stored = (await s.execute(select(payout_schedules).where(payout_schedules.c.id == sid))).mappings().one()
+        assert "DE89370400440532013000" not in json.dumps(stored["items"])
+        assert b"DE89370400440532013000" not in stored["items_encrypted"]
 
         other_id = f"mer_{uuid.uuid4().hex[:12]}"
         r = await client.post("/api/v1/merchants", json={"id": other_id, "name": "Other", "default_currency": "EUR", "country": "DE"},
