@@ -1,7 +1,7 @@
 """payout schedules: merchant or platform batches of payouts on a calendar or cron (issue 22, item 2)
 
 Revision ID: 0016_payout_schedules
-Revises: 0015_bulk_payouts
+Revises: 0017_sla_rules
 
 `payout_schedules` holds the spec (normalised to one cron expression + IANA time zone), the
 template of payout items (encrypted, as payouts' beneficiaries are; `items` keeps them masked for
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016_payout_schedules"
-down_revision: Union[str, Sequence[str], None] = "0015_bulk_payouts"
+down_revision: Union[str, Sequence[str], None] = "0017_sla_rules"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
