@@ -48,6 +48,8 @@ from activities.bank_notifications import BankNotificationActivities
 from workflows.batch import BatchWorkflow
 from workflows.bulk_payouts import BulkPayoutIntakeWorkflow
 from activities.bulk_payouts import BulkPayoutActivities
+from workflows.payout_schedules import PayoutScheduleFireWorkflow
+from activities.payout_schedules import PayoutScheduleActivities
 from workflows.connector_health import ConnectorHealthWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.reaper import WorkflowReaperWorkflow
@@ -96,7 +98,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow, PayoutScheduleFireWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -138,6 +140,7 @@ def activities(deps: WorkerDeps) -> list:
         *bank_reconciliation_activities(deps),
         BulkPayoutActivities(deps.sessionmaker, deps.settings).start_bulk_payout_chunk,
         ApiLogActivities(deps.sessionmaker).prune_api_logs,
+        PayoutScheduleActivities(deps.sessionmaker, deps.settings).make_scheduled_bulk_payout,
     ]
 
 

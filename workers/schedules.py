@@ -17,6 +17,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from core.payouts.schedules import ensure_payout_schedules
 from core.payouts.temporal_ops import ReaperInput
 from core.platform.settings import Settings
 from core.platform.temporal import upsert_schedule
@@ -152,5 +153,6 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     done.append(BANK_RECONCILIATION_SCHEDULE_ID)
     await upsert_schedule(client, API_LOG_RETENTION_SCHEDULE_ID, api_log_retention_schedule(settings))
     done.append(API_LOG_RETENTION_SCHEDULE_ID)
+    done += await ensure_payout_schedules(client, settings)  # merchants' and platform's payout schedules
     log.info("schedules ensured: %s", ", ".join(done))
     return done

@@ -39,3 +39,6 @@ ROUTERS.append(sla.router)
 from api.routers import api_logs  # noqa: E402
 
 ROUTERS.append(api_logs.router)
+from api.routers import payout_schedules  # noqa: E402
+
+ROUTERS.append(payout_schedules.router)

@@ -78,7 +78,7 @@ class BulkPayoutOut(BaseModel):
     id: str
     merchant_id: str
     mode: Mode
-    source: Literal["json", "csv"]
+    source: Literal["json", "csv", "schedule"]
     status: str = Field(description="awaiting_approval | approval_rejected | approval_expired | approval_failed | "
                                     "failed | processing | completed")
     approval: Approval

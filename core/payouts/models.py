@@ -345,3 +345,22 @@ class StartChunkInput(BaseModel):
 class StartChunkResult(BaseModel):
     started: int
     remaining: int
+
+
+# --- payout schedules: the fire workflow's contracts (workflows/payout_schedules.py) ---
+
+class PayoutScheduleFireInput(BaseModel):
+    schedule_id: str
+    # None when the Temporal Schedule starts it: the fire time is then its TemporalScheduledStartTime
+    fire_time: datetime | None = None
+
+
+class ScheduledBatchInput(BaseModel):
+    schedule_id: str
+    fire_time: datetime
+
+
+class ScheduledBatchResult(BaseModel):
+    outcome: str  # created | skipped (schedule deleted or paused)
+    bulk_payout_id: str | None = None
+    detail: str | None = None

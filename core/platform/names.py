@@ -26,6 +26,7 @@ PAYOUT_SWEEP_WORKFLOW = "PayoutSweepWorkflow"
 BANK_NOTIFICATION_SWEEP_WORKFLOW = "BankNotificationSweepWorkflow"
 WORKFLOW_REAPER_WORKFLOW = "WorkflowReaperWorkflow"
 API_LOG_RETENTION_WORKFLOW = "ApiLogRetentionWorkflow"
+PAYOUT_SCHEDULE_FIRE_WORKFLOW = "PayoutScheduleFireWorkflow"
 
 
 def payout_workflow_id(payout_id: str) -> str:
@@ -38,6 +39,11 @@ def ops_action_workflow_id(action_id: str) -> str:
 
 def bulk_payout_intake_workflow_id(bulk_payout_id: str) -> str:
     return f"bulk-payout-intake-{bulk_payout_id}"
+
+
+def payout_schedule_temporal_id(schedule_id: str) -> str:
+    """The Temporal Schedule of a payout schedule; its runs are named <this>-<fire time> by Temporal."""
+    return f"payout-schedule-{schedule_id}"
 
 
 def health_workflow_id(run_id: str) -> str:

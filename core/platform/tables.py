@@ -1101,3 +1101,38 @@ api_request_log = Table(
     Index("ix_api_request_log_at", "at", "id"),
     Index("ix_api_request_log_merchant_at", "merchant_id", "at", "id"),
 )
+
+# --- payout schedules (issue 22): batches of payouts on a calendar or cron, on Temporal Schedules ---
+
+payout_schedules = Table(
+    "payout_schedules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),  # whose funds pay
+    Column("owner", String(16), nullable=False),  # merchant (its merchant_admin) | platform (ops)
+    Column("name", String(200), nullable=False),
+    Column("spec", JSONB, nullable=False),  # as given: {"kind": "daily"|"weekly"|"cron", ...}
+    Column("cron", String(200), nullable=False),  # the spec normalised: what the Temporal Schedule runs
+    Column("time_zone", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("items", JSONB, nullable=False),  # the payout template for display: beneficiaries masked
+    Column("items_encrypted", LargeBinary, nullable=False),  # {"items": [...]}: the template in full (FieldCipher)
+    Column("enabled", Boolean, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("owner in ('merchant','platform')", name="owner"),
+    CheckConstraint("mode in ('all_or_nothing','partial')", name="mode"),
+    Index("ix_payout_schedules_merchant_created", "merchant_id", "created_at", "id"),
+)
+
+payout_schedule_runs = Table(
+    "payout_schedule_runs",
+    metadata,
+    Column("schedule_id", String(64), ForeignKey("payout_schedules.id", ondelete="CASCADE"), primary_key=True),
+    Column("fire_time", DateTime(timezone=True), primary_key=True),
+    Column("bulk_payout_id", String(64), nullable=True),
+    Column("outcome", String(16), nullable=False),  # created | refused | skipped
+    Column("detail", Text, nullable=True),
+    _created_at(),
+)

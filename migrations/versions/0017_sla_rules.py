@@ -1,7 +1,7 @@
 """SLA rules keyed by rail, connector, beneficiary country and priority (issue 22, item 3)
 
 Revision ID: 0017_sla_rules
-Revises: 0015_bulk_payouts
+Revises: 0016_payout_schedules
 
 `sla_rules`: a settlement target (seconds, or business days after the rail's cutoff) for the
 payouts whose rail / connector / country / priority match (NULL = any); the most specific
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0017_sla_rules"
-down_revision: Union[str, Sequence[str], None] = "0015_bulk_payouts"
+down_revision: Union[str, Sequence[str], None] = "0016_payout_schedules"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

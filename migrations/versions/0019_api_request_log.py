@@ -1,7 +1,7 @@
 """api request log: one row per authenticated API request (issue 21, merchant portal)
 
 Revision ID: 0019_api_request_log
-Revises: 0017_sla_rules
+Revises: 0018_alert_expiry
 
 Who called what (route template, never the raw path), the outcome and how long it took; never a
 body or a header beyond the idempotency key and request id. Pruned by the api-log retention

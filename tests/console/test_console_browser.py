@@ -167,8 +167,8 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     await sign_in_as(page, "Olivia")
     await page.wait_for_selector("[data-testid=kpis]")
     assert await page.locator("#nav a").all_inner_texts() == [
-        "Overview", "Transactions", "Payouts", "Approvals", "Reconciliation", "Connectors", "Rails", "Batches", "SLA",
-        "Syncs", "Alerts", "API logs"]
+        "Overview", "Transactions", "Payouts", "Schedules", "Approvals", "Reconciliation", "Connectors", "Rails",
+        "Batches", "SLA", "Syncs", "Alerts", "API logs"]
 
     # KPIs match the API's overview
     await page.select_option("#currency", "EUR")
@@ -458,7 +458,7 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
 
     page = await open_page()
     await sign_in_as(page, f"{mine.name} — merchant admin")
-    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Alerts", "API logs"]
+    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs"]
     await page.wait_for_selector("[data-testid=kpis]")
     await shot(page, "14-merchant-overview")
 
@@ -801,6 +801,76 @@ async def test_a_page_left_while_loading_leaves_nothing_on_the_next(open_page):
     assert await page.locator("[data-testid=live-feed]").count() == 0
 
 
+async def _platform_schedule(api, ops, merchant_id: str) -> dict:
+    r = await api.post("/payout-schedules", headers=ops, json={
+        "merchant_id": merchant_id, "name": "Weekly settlement", "time_zone": "Europe/Paris",
+        "spec": {"kind": "weekly", "weekdays": ["mon", "thu"], "at": "09:00"},
+        "items": [{"amount": "125.00", "currency": "EUR", "method": "sepa", "priority": "instant",
+                   "beneficiary": {"name": "Lumen Treasury", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}},
+                  {"amount": "10.50", "currency": "EUR", "method": "sepa", "priority": "instant",
+                   "beneficiary": {"name": "Lumen Ops", "iban": "FR1420041010050500013M02606", "bic": "PSSTFRPPXXX"}}]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_schedules_page(open_page, api, demo_client, temporal_client):
+    """Olivia sees a platform payout schedule with its next run and payouts total, opens its next
+    ten runs (the API's preview) and a fire backfilled through Temporal with the batch it made,
+    then pauses and resumes it from the page (the API and the Temporal Schedule follow)."""
+    from datetime import datetime, timedelta, timezone
+
+    from temporalio.client import ScheduleBackfill, ScheduleOverlapPolicy
+
+    from core.platform.names import payout_schedule_temporal_id
+    from devstack.demo import DEMO_MERCHANTS
+
+    ops = demo_client.ops
+    await demo_client.ensure_merchant(DEMO_MERCHANTS[0])
+    schedule = await _platform_schedule(api, ops, DEMO_MERCHANTS[0].id)
+    sid = schedule["id"]
+    handle = temporal_client.get_schedule_handle(payout_schedule_temporal_id(sid))
+    monday = datetime(2026, 3, 2, 7, 30, tzinfo=timezone.utc)  # covers Monday 2 March 09:00 Paris
+    await handle.backfill(ScheduleBackfill(start_at=monday, end_at=monday + timedelta(hours=1),
+                                           overlap=ScheduleOverlapPolicy.ALLOW_ALL))
+
+    async def fired():
+        runs = (await api.get(f"/payout-schedules/{sid}", headers=ops)).json()["recent_runs"]
+        return runs and runs[0]["outcome"] == "created"
+
+    await wait_for(fired, "the backfilled fire to make its batch", 30)
+
+    page = await open_page()
+    await sign_in_as(page, "Olivia")
+    await page.click("#nav a[data-page=schedules]")
+    row = page.locator(f"[data-testid=schedules][data-loaded=true] tr[data-schedule='{sid}']")
+    await row.wait_for()
+    text = await row.inner_text()
+    assert "Weekly settlement" in text and "weekly on Mon, Thu at 09:00" in text and "Europe/Paris" in text, text
+    assert "2 · €135.50" in text and "Platform" in text, text
+    assert await page.inner_text(f"[data-next-run='{sid}']") != "—"
+    await page.wait_for_selector(f"tr[data-schedule='{sid}'] a.merchant.named")
+
+    await page.click(f"[data-runs='{sid}']")
+    await page.wait_for_selector("[data-testid=schedule-next-runs] li")
+    preview = (await api.get(f"/payout-schedules/{sid}/preview", params={"count": 10}, headers=ops)).json()
+    shown = [await li.get_attribute("data-at") for li in await page.locator("[data-testid=schedule-next-runs] li").all()]
+    assert shown == [t["at_utc"] for t in preview["next"]]
+    run = page.locator("#drawer-body tr[data-run='2026-03-02T08:00:00+00:00']")
+    assert "Created" in await run.inner_text()
+    await shot(page, "30-schedules-next-runs")
+    await page.click("#drawer-close")
+
+    await page.click(f"[data-pause-schedule='{sid}']")
+    await page.wait_for_selector(f"[data-state='{sid}'] [data-status=paused]")
+    assert (await api.get(f"/payout-schedules/{sid}", headers=ops)).json()["enabled"] is False
+    assert (await handle.describe()).schedule.state.paused is True
+    await page.click(f"[data-resume-schedule='{sid}']")
+    await page.wait_for_selector(f"[data-state='{sid}'] [data-status=active]")
+    assert (await handle.describe()).schedule.state.paused is False
+    await shot(page, "31-schedules")
+    assert page.js_errors == []
+
+
 SCREEN_SIZES = {"desktop": {"width": 1440, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 
@@ -851,12 +921,15 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
            'expired', $1, 'dlq_size: payouts_dlq is 3 for platform (> 0)', now()) RETURNING id""",
         f"dlq_size:{uuid.uuid4().hex}")
 
+    schedule_id = (await _platform_schedule(api, ops, lumen))["id"]
+
     pages = [
         ("overview", "#/overview", "[data-testid=kpis] .kpi"),
         ("transactions", "#/transactions", "[data-testid=transactions] [data-tx]"),
         ("payouts", "#/payouts", "[data-testid=payouts] tr[data-payout]"),
         ("payout-dlq", f"#/payouts/{stuck['id']}", "[data-testid=timeline] li"),
         ("payout-batch", f"#/payouts/{batch_pid}", "[data-testid=routing-why]"),
+        ("schedules", "#/schedules", f"[data-testid=schedules][data-loaded=true] tr[data-schedule='{schedule_id}']"),
         ("approvals", "#/approvals", "[data-testid=create-action] #a-type"),
         ("reconciliation", "#/reconciliation", "[data-testid=recon-summary]"),
         ("connectors", "#/connectors", "[data-testid=connectors][data-loaded=true] [data-connector]"),

@@ -61,6 +61,8 @@ def test_histories_exist():
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
     assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
     assert "alert_expiry_one_expired" in names  # AlertExpiryWorkflow (issue 20)
+    # a payout schedule's fire (recorded by tests/payouts/test_payout_schedules.py with PAYOPS_RECORD_HISTORIES=1)
+    assert "payout_schedule_fire_created" in names
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")

@@ -10,6 +10,7 @@ const PAGES = [
   { id: "overview", label: "Overview", load: () => import("./pages/overview.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "transactions", label: "Transactions", load: () => import("./pages/transactions.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "payouts", label: "Payouts", load: () => import("./pages/payouts.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "schedules", label: "Schedules", load: () => import("./pages/schedules.js"), allowed: (me) => can(me, "payouts:read") },
   { id: "approvals", label: "Approvals", load: () => import("./pages/approvals.js"), allowed: (me) => !me.is_merchant_user && can(me, "ops_actions:read") },
   { id: "reconciliation", label: "Reconciliation", load: () => import("./pages/reconciliation.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
   { id: "connectors", label: "Connectors", load: () => import("./pages/connectors.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
