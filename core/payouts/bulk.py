@@ -28,6 +28,7 @@ import asyncio
 import csv
 import io
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -119,8 +120,25 @@ def _validate_item(line: int, raw: Any, merchant_id: str) -> tuple[dict | None, 
 
 
 def items_from_csv(text: str) -> list[dict]:
-    """One item per data row. Unknown columns are refused (a typo must not drop a value)."""
-    reader = csv.DictReader(io.StringIO(text))
+    """One item per data row. Unknown columns are refused (a typo must not drop a value).
+
+    A spreadsheet's export reads as it is: CRLF line ends and quoted cells (commas, line breaks,
+    doubled quotes) are CSV; `;` separates the cells when the header row has `;` and no comma
+    (the export of a spreadsheet set to a locale whose decimal mark is a comma)."""
+    header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
+    delimiter = ";" if ";" in header and "," not in header else ","
+    # newline="": the csv module sees every line end (a classic Mac export ends lines with CR only)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return _csv_rows(reader)
+    except csv.Error as exc:
+        raise Unprocessable(
+            f"the CSV cannot be read after line {reader.line_num}: {exc}",
+            extra={"errors": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]},
+        ) from None
+
+
+def _csv_rows(reader: csv.DictReader) -> list[dict]:
     if not reader.fieldnames:
         raise Unprocessable("the CSV has no header row",
                             extra={"errors": [{"loc": ["body"], "msg": "no header", "type": "value_error"}]})

@@ -6,6 +6,8 @@ ledger check afterwards."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import signal
 import uuid
 
@@ -210,6 +212,85 @@ class TestIntake:
         assert (await client.get(f"{BASE}/{batch['id']}", headers=token_for(OPS))).status_code == 200
         page = (await client.get(f"{BASE}/{batch['id']}/items?status=rejected", headers=as_merchant)).json()
         assert [i["line"] for i in page["data"]] == [3]
+
+    async def test_csv_as_a_multipart_upload_the_way_curl_dash_f_sends_it(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        csv_text = ("reference,amount,currency,method,priority,beneficiary_name,beneficiary_iban,beneficiary_bic\n"
+                    f"form-1,12.50,EUR,sepa,instant,Jane Doe,{IBANS[0]},{BICS[0]}\n"
+                    f"form-2,3.00,EUR,sepa,instant,John Roe,{IBANS[1]},{BICS[1]}\n")
+
+        def curl_form(boundary: str) -> tuple[bytes, dict]:
+            # the bytes of `curl -F file=@payroll.csv` (curl picks a fresh boundary every time)
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"payroll.csv\"\r\n"
+                    f"Content-Type: text/csv\r\n\r\n{csv_text}\r\n--{boundary}--\r\n").encode()
+            return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+        headers = {**as_merchant, **key()}
+        body, ctype = curl_form("------------------------d74496d66958873e")
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", content=body, headers={**headers, **ctype})
+        assert r.status_code == 201, r.text
+        batch = r.json()
+        assert batch["source"] == "csv" and [i["reference"] for i in batch["items"]] == ["form-1", "form-2"]
+        assert batch["totals"] == [{"currency": "EUR", "amount": "15.50", "amount_minor": 1550}]
+        # the same file uploaded again (another boundary) is the same batch, not two payrolls
+        body, ctype = curl_form("------------------------0b5f1e2c9a7d4e11")
+        again = await client.post(f"{BASE}/csv?mode=all_or_nothing", content=body, headers={**headers, **ctype})
+        assert again.status_code == 200 and again.json()["id"] == batch["id"], again.text
+        # and what httpx's files= sends (a browser's file input alike)
+        r = await client.post(f"{BASE}/csv?mode=partial", headers={**as_merchant, **key()},
+                              files={"file": ("p.csv", csv_text.replace("form-", "form-b").encode(), "text/csv")})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 2, r.text
+        assert await payout_count(sessionmaker, merchant) == 4
+
+    async def test_a_spreadsheets_csv_export_bom_crlf_quoted_commas(self, client, as_merchant, merchant):
+        rows = [
+            ["reference", "amount", "currency", "method", "description", "beneficiary_name", "beneficiary_iban",
+             "beneficiary_bic", "metadata.department"],
+            ["xl-1", "1250.00", "EUR", "sepa", 'Salary, December "13th month"', "Doe, Jane", IBANS[0], BICS[0],
+             "Sales, EMEA"],
+            ["xl-2", "7.25", "EUR", "sepa", "Expenses\r\nline two", "Roe, John", IBANS[1], BICS[1], ""],
+        ]
+        buf = io.StringIO()
+        csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n").writerows(rows)
+        exported = "\ufeff".encode() + buf.getvalue().encode()  # what "CSV UTF-8" saves: BOM first
+        assert exported.startswith(b"\xef\xbb\xbf") and b'"Doe, Jane"' in exported and b"\r\n" in exported
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", headers={**as_merchant, **key()},
+                              files={"file": ("payroll.csv", exported, "application/vnd.ms-excel")})
+        assert r.status_code == 201, r.text
+        first, second = r.json()["items"]
+        assert (first["reference"], second["reference"]) == ("xl-1", "xl-2")
+        p1 = (await client.get(f"/api/v1/payouts/{first['payout_id']}", headers=as_merchant)).json()
+        assert p1["amount_minor"] == 125000 and p1["description"] == 'Salary, December "13th month"'
+        assert p1["metadata"] == {"department": "Sales, EMEA"} and p1["beneficiary"]["name"] == "Doe, Jane"
+        p2 = (await client.get(f"/api/v1/payouts/{second['payout_id']}", headers=as_merchant)).json()
+        assert p2["description"] == "Expenses\r\nline two" and p2["metadata"] == {}
+
+        # a spreadsheet in a decimal-comma locale separates cells with ';'
+        semi = "\ufeffreference;amount;currency;method;beneficiary_name;beneficiary_iban;beneficiary_bic\r\n" \
+               f'xl-3;9.99;EUR;sepa;"Doe; Jane";{IBANS[2]};{BICS[2]}\r\n'
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", headers={**as_merchant, **key()},
+                              files={"file": ("payroll.csv", semi.encode(), "text/csv")})
+        assert r.status_code == 201, r.text
+        p3 = (await client.get(f"/api/v1/payouts/{r.json()['items'][0]['payout_id']}", headers=as_merchant)).json()
+        assert p3["amount_minor"] == 999 and p3["beneficiary"]["name"] == "Doe; Jane"
+
+    async def test_a_multipart_upload_without_a_file_part_is_a_422_naming_the_parts(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        csv_text = f"reference,amount,currency,method,beneficiary_name,beneficiary_iban,beneficiary_bic\n" \
+                   f"np-1,1.00,EUR,sepa,Jane,{IBANS[0]},{BICS[0]}\n"
+        headers = {**as_merchant, **key()}
+        r = await client.post(f"{BASE}/csv?mode=partial", headers=headers,
+                              files={"upload": ("payroll.csv", csv_text.encode(), "text/csv")})
+        assert r.status_code == 422, r.text
+        problem = r.json()
+        assert problem["errors"][0]["loc"] == ["body", "file"] and "upload" in problem["detail"]
+        assert await payout_count(sessionmaker, merchant) == 0
+        # the key was not spent: the corrected upload goes through with it
+        r = await client.post(f"{BASE}/csv?mode=partial", headers=headers,
+                              files={"file": ("payroll.csv", csv_text.encode(), "text/csv")})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 1, r.text
 
 
 class TestProcessing:
