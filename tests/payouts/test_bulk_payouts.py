@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.ledger import service as ledger
-from core.platform.tables import bulk_payout_items, bulk_payouts, payout_events, payouts
+from core.platform.tables import (bulk_payout_items, bulk_payouts, payout_events, payout_rollups_daily,
+                                  payout_rollups_hourly, payouts)
 
 OPS = "ops_admin"
 BASE = "/api/v1/bulk-payouts"
@@ -291,6 +292,28 @@ class TestIntake:
         r = await client.post(f"{BASE}/csv?mode=partial", headers=headers,
                               files={"file": ("payroll.csv", csv_text.encode(), "text/csv")})
         assert r.status_code == 201 and r.json()["accepted_count"] == 1, r.text
+
+    async def test_the_dashboard_rollups_count_a_batchs_payouts_like_single_ones(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        # a batch's payouts are counted by one grouped statement, a single payout by its row trigger
+        items = [item(f"roll-{n}", amount=f"{n + 1}.50", n=n) for n in range(25)] + [item("roll-bad", amount="x")]
+        r = await client.post(BASE, json={"mode": "partial", "items": items}, headers={**as_merchant, **key()})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 25, r.text
+        single = {k: v for k, v in item("x", amount="100.00").items() if k != "reference"}
+        r = await client.post("/api/v1/payouts", json=single, headers={**as_merchant, "Idempotency-Key": "roll-s"})
+        assert r.status_code == 201, r.text
+        p = payouts.c
+        async with sessionmaker() as s:
+            truth = (await s.execute(
+                select(func.count(), func.sum(p.amount_minor), func.sum(p.fee_minor))
+                .where(p.merchant_id == merchant, p.status == "pending"))).one()
+            for table in (payout_rollups_hourly, payout_rollups_daily):
+                counted = (await s.execute(
+                    select(func.sum(table.c.payout_count), func.sum(table.c.amount_minor), func.sum(table.c.fee_minor))
+                    .where(table.c.merchant_id == merchant, table.c.status == "pending"))).one()
+                assert tuple(counted) == tuple(truth), table.name
+        assert truth[0] == 26 and truth[1] == sum(n * 100 + 150 for n in range(25)) + 10000
 
 
 class TestProcessing:
