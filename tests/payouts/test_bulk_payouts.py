@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.ledger import service as ledger
+from core.payouts import bulk
 from core.platform.tables import (bulk_payout_items, bulk_payouts, payout_events, payout_rollups_daily,
                                   payout_rollups_hourly, payouts)
 
@@ -314,6 +315,23 @@ class TestIntake:
                     .where(table.c.merchant_id == merchant, table.c.status == "pending"))).one()
                 assert tuple(counted) == tuple(truth), table.name
         assert truth[0] == 26 and truth[1] == sum(n * 100 + 150 for n in range(25)) + 10000
+
+    async def test_an_approved_all_or_nothing_batch_whose_reference_was_taken_creates_no_payout(
+        self, client, as_merchant, merchant, sessionmaker, settings
+    ):
+        items = [item("aon-1", amount="11000.00"), item("aon-2", amount="10.00", n=1)]
+        r = await client.post(BASE, json={"mode": "all_or_nothing", "items": items}, headers={**as_merchant, **key()})
+        assert r.status_code == 201 and r.json()["status"] == "awaiting_approval", r.text
+        # meanwhile a single payout takes one of its references
+        single = {k: v for k, v in item("x").items() if k != "reference"}
+        r2 = await client.post("/api/v1/payouts", json=single, headers={**as_merchant, "Idempotency-Key": "aon-2"})
+        assert r2.status_code == 201, r2.text
+        # the approval's execution (APPROVE_BULK_PAYOUT) fails the batch and commits that
+        outcome = await bulk.release_approved(sessionmaker, None, settings, r.json()["id"], actor="approver")
+        assert "all_or_nothing created nothing" in outcome["failed"]
+        assert await payout_count(sessionmaker, merchant) == 1  # the single payout, not aon-1
+        async with sessionmaker() as s:
+            assert await s.scalar(select(bulk_payouts.c.status).where(bulk_payouts.c.id == r.json()["id"])) == "failed"
 
 
 class TestProcessing:
