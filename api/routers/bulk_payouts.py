@@ -51,11 +51,42 @@ async def create_bulk_payout(
 
 create_bulk_payout.__doc__ = (create_bulk_payout.__doc__ or "") + _CREATE_DOC
 
+_CSV_EXAMPLE = (
+    "reference,amount,currency,method,beneficiary_name,beneficiary_iban,beneficiary_bic,metadata.employee\n"
+    "payroll-0001,1250.00,EUR,sepa,Jane Doe,DE89370400440532013000,COBADEFFXXX,E-17\n")
+_CSV_PART = "file"
+_CSV_MAX_BYTES = 10 * 1024 * 1024
 _CSV_BODY = {
-    "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}, "example": (
-        "reference,amount,currency,method,beneficiary_name,beneficiary_iban,beneficiary_bic,metadata.employee\n"
-        "payroll-0001,1250.00,EUR,sepa,Jane Doe,DE89370400440532013000,COBADEFFXXX,E-17\n")}}},
+    "requestBody": {"required": True, "content": {
+        "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": [_CSV_PART], "properties": {
+                _CSV_PART: {"type": "string", "format": "binary",
+                            "description": "the CSV file (`curl -F file=@payroll.csv`, an HTML file input)"}}},
+            "encoding": {_CSV_PART: {"contentType": "text/csv, application/vnd.ms-excel, application/octet-stream"}},
+        },
+    }},
 }
+
+
+def _csv_problem(msg: str, loc: list[str]) -> Unprocessable:
+    return Unprocessable(msg, extra={"errors": [{"loc": loc, "msg": msg, "type": "value_error"}]})
+
+
+async def _csv_bytes(request: Request) -> bytes:
+    """The CSV: the raw body, or the `file` part of a multipart/form-data upload."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return await request.body()
+    # a malformed multipart body is a 400 (Starlette's parser); one part of at most the CSV's cap
+    async with request.form(max_files=1, max_fields=10, max_part_size=_CSV_MAX_BYTES) as form:
+        part = form.get(_CSV_PART)
+        if part is None:
+            names = ", ".join(sorted(set(form.keys()))) or "none"
+            raise _csv_problem(f"the CSV goes in a part named '{_CSV_PART}' (parts sent: {names})",
+                               ["body", _CSV_PART])
+        if isinstance(part, str):  # `curl -F 'file=<payroll.csv'`: the file's text as a plain field
+            return part.encode("utf-8")
+        return await part.read(_CSV_MAX_BYTES + 1)
 
 
 @router.post(
@@ -69,20 +100,23 @@ async def create_bulk_payout_csv(
     mode: Literal["all_or_nothing", "partial"] = Query(description="as in the JSON request"),
     merchant_id: str | None = Query(default=None, max_length=64, description="platform roles only"),
 ):
-    """The same batch as a CSV upload (`Content-Type: text/csv`, UTF-8, one row per payout).
+    """The same batch as a CSV upload, UTF-8, one row per payout: the raw body
+    (`Content-Type: text/csv`, `curl --data-binary @payroll.csv`) or a `multipart/form-data` form
+    with the file in a part named `file` (`curl -F file=@payroll.csv`, a browser's file input).
+    A spreadsheet's export is taken as it is: a UTF-8 BOM, CRLF line ends, quoted cells with
+    commas or line breaks, and `;` as the separator when the header row has no comma.
 
     Columns: reference, amount, currency, method, priority, description, beneficiary_name,
     beneficiary_iban, beneficiary_bic, beneficiary_routing_number, beneficiary_account_number,
     beneficiary_account_type, beneficiary_sort_code, beneficiary_phone, beneficiary_operator and
     any `metadata.<key>`; empty cells are left out. Line numbers in the report are data rows."""
-    raw = await request.body()
-    if len(raw) > 10 * 1024 * 1024:
-        raise Unprocessable("the CSV exceeds 10 MiB")
+    raw = await _csv_bytes(request)
+    if len(raw) > _CSV_MAX_BYTES:
+        raise _csv_problem("the CSV exceeds 10 MiB", ["body"])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise Unprocessable("the CSV is not UTF-8",
-                            extra={"errors": [{"loc": ["body"], "msg": "not UTF-8", "type": "value_error"}]}) from None
+        raise _csv_problem("the CSV is not UTF-8", ["body"]) from None
     items = bulk.items_from_csv(text)
     status, payload = await bulk.create_bulk_payout(
         session, temporal, settings, redis, merchant_id=_creating_merchant(principal, merchant_id),

@@ -25,15 +25,19 @@ What a caller relies on:
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
+import json
 import logging
+import re
 import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import String, and_, any_, func, insert, literal, select, tuple_, update
+from sqlalchemy import String, and_, any_, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -82,6 +86,39 @@ def _any(values: list[str]):
     return any_(literal(list(values), ARRAY(String)))
 
 
+# PostgreSQL types of the columns written by _insert_rows; "bytea" values travel as base64 text
+_ITEM_COLUMNS = {
+    "bulk_payout_id": "text", "line": "int", "merchant_id": "text", "reference": "text", "status": "text",
+    "error_code": "text", "error_field": "text", "error_reason": "text", "existing_payout_id": "text",
+    "payout_id": "text", "amount_minor": "bigint", "currency": "text", "fee_minor": "bigint", "method": "text",
+    "priority": "text", "rail": "text", "beneficiary_encrypted": "bytea", "beneficiary_masked": "jsonb",
+    "description": "text", "metadata": "jsonb",
+}
+_EVENT_COLUMNS = {"id": "text", "merchant_id": "text", "type": "text", "payout_id": "text", "payout_version": "int",
+                  "data": "jsonb"}
+# the payouts' INSERT of a bulk payout is counted in the dashboard rollups by one grouped statement
+# (dashboard_rollup_new_payouts) instead of a row trigger per payout: migration 0021_w19_bulk_rollups
+_ROLLUPS_SETTING = "payops.payout_rollups"
+
+
+async def _insert_rows(session: AsyncSession, table, columns: dict[str, str], rows: list[dict]) -> None:
+    """INSERT … SELECT FROM jsonb_to_recordset(:rows): thousands of rows in one statement with one
+    bind parameter. (An executemany runs the INSERT, and the table's statement triggers, once per row.)"""
+    if not rows:
+        return
+    record = ", ".join(f"{c} {'text' if t == 'bytea' else t}" for c, t in columns.items())
+    values = ", ".join(f"decode(x.{c}, 'base64')" if t == "bytea" else f"x.{c}" for c, t in columns.items())
+    for row in rows:
+        for c, t in columns.items():
+            if t == "bytea" and row[c] is not None:
+                row[c] = base64.b64encode(row[c]).decode("ascii")
+    await session.execute(
+        text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {values} "
+             f"FROM jsonb_to_recordset(CAST(CAST(:rows AS text) AS jsonb)) AS x({record})"),
+        {"rows": json.dumps(rows, separators=(",", ":"))},
+    )
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 
@@ -119,8 +156,25 @@ def _validate_item(line: int, raw: Any, merchant_id: str) -> tuple[dict | None, 
 
 
 def items_from_csv(text: str) -> list[dict]:
-    """One item per data row. Unknown columns are refused (a typo must not drop a value)."""
-    reader = csv.DictReader(io.StringIO(text))
+    """One item per data row. Unknown columns are refused (a typo must not drop a value).
+
+    A spreadsheet's export reads as it is: CRLF line ends and quoted cells (commas, line breaks,
+    doubled quotes) are CSV; `;` separates the cells when the header row has `;` and no comma
+    (the export of a spreadsheet set to a locale whose decimal mark is a comma)."""
+    header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
+    delimiter = ";" if ";" in header and "," not in header else ","
+    # newline="": the csv module sees every line end (a classic Mac export ends lines with CR only)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return _csv_rows(reader)
+    except csv.Error as exc:
+        raise Unprocessable(
+            f"the CSV cannot be read after line {reader.line_num}: {exc}",
+            extra={"errors": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]},
+        ) from None
+
+
+def _csv_rows(reader: csv.DictReader) -> list[dict]:
     if not reader.fieldnames:
         raise Unprocessable("the CSV has no header row",
                             extra={"errors": [{"loc": ["body"], "msg": "no header", "type": "value_error"}]})
@@ -334,8 +388,7 @@ async def create_bulk_payout(
             "beneficiary_masked": mask_beneficiary(req["beneficiary"]),
             "description": req.get("description"), "metadata": req.get("metadata") or {},
         })
-    for start in range(0, len(rows), 1000):
-        await session.execute(bulk_payout_items.insert(), rows[start:start + 1000])
+    await _insert_rows(session, bulk_payout_items, _ITEM_COLUMNS, rows)
     await session.execute(idempotency.response_update(
         merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key, resource_id=batch_id, status=201,
         body={"bulk_payout_id": batch_id},
@@ -414,8 +467,10 @@ async def release(session: AsyncSession, settings: Settings, batch_id: str, *, a
         i.rail, literal(PayoutStatus.PENDING.value), i.beneficiary_encrypted, i.beneficiary_masked, i.description,
         i.metadata,
     ).where(released_items(batch_id)).order_by(i.line)
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
+    # a savepoint: an all_or_nothing batch that cannot be released leaves no payout behind, even when
+    # the caller commits (release_approved commits the batch's `failed` status)
+    savepoint = await session.begin_nested()
+    await session.execute(select(func.set_config(_ROLLUPS_SETTING, "by_statement", True)))
     created = (await session.execute(
         pg_insert(payouts).from_select(
             ["id", "merchant_id", "idempotency_key", "amount_minor", "currency", "fee_minor", "method", "priority",
@@ -423,6 +478,7 @@ async def release(session: AsyncSession, settings: Settings, batch_id: str, *, a
             source,
         ).on_conflict_do_nothing(constraint="uq_payouts_merchant_idempotency_key").returning(*payouts.c)
     )).mappings().all()
+    await session.execute(select(func.set_config(_ROLLUPS_SETTING, "by_row", True)))
     created_ids = {r["id"] for r in created}
     if len(created_ids) < batch["accepted_count"]:
         lost = (await session.execute(
@@ -430,6 +486,7 @@ async def release(session: AsyncSession, settings: Settings, batch_id: str, *, a
         )).all()
         lost = [r for r in lost if r.payout_id not in created_ids]
         if batch["mode"] == "all_or_nothing":
+            await savepoint.rollback()
             return {"failed": f"{len(lost)} reference(s) were used by other payouts meanwhile "
                               f"({', '.join(r.reference for r in lost[:5])}); all_or_nothing created nothing"}
         for r in lost:
@@ -455,14 +512,16 @@ async def release(session: AsyncSession, settings: Settings, batch_id: str, *, a
             "payout_id": r["id"], "payout_version": r["version"],
             "data": PayoutOut.model_validate(payout_view(dict(r), settings)).model_dump(mode="json"),
         } for r in created]
-        for start in range(0, len(outbox), 1000):
-            await session.execute(insert(events), outbox[start:start + 1000])
+        await _insert_rows(session, events, _EVENT_COLUMNS, outbox)
     lost_count = batch["accepted_count"] - len(created_ids)
     await session.execute(update(bulk_payouts).where(bulk_payouts.c.id == batch_id).values(
         status=RELEASED, released_at=func.now(), updated_at=func.now(),
         accepted_count=len(created_ids), rejected_count=bulk_payouts.c.rejected_count + lost_count,
         intake_completed_at=None if created_ids else func.now(),
     ))
+    if created_ids:  # last: the rollup rows it locks are held only until the caller's commit
+        await session.execute(select(func.dashboard_rollup_new_payouts(literal(list(created_ids), ARRAY(String)))))
+    await savepoint.commit()
     return {"created": len(created_ids), "duplicates": lost_count}
 
 

@@ -230,6 +230,11 @@ def test_worker_scales():
     assert "container_name" not in worker, "a fixed container_name prevents --scale worker=N"
     assert not worker.get("ports"), "published ports prevent --scale worker=N"
     assert command_of("worker") == ["payops", "worker"]
+    # compose runs several workers (README "Scaling out"); none is special
+    assert worker["deploy"]["replicas"] >= 2
+    assert "hostname" not in worker and not any(
+        "worker" in str(dep) for svc in SERVICES.values() for dep in (svc.get("depends_on") or {})
+    ), "no service may depend on one particular worker"
 
 
 def test_migrate_is_a_one_shot_payops_migrate():

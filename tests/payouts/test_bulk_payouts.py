@@ -6,6 +6,8 @@ ledger check afterwards."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import signal
 import uuid
 
@@ -13,7 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from core.ledger import service as ledger
-from core.platform.tables import bulk_payout_items, bulk_payouts, payout_events, payouts
+from core.payouts import bulk
+from core.platform.tables import (bulk_payout_items, bulk_payouts, payout_events, payout_rollups_daily,
+                                  payout_rollups_hourly, payouts)
 
 OPS = "ops_admin"
 BASE = "/api/v1/bulk-payouts"
@@ -210,6 +214,124 @@ class TestIntake:
         assert (await client.get(f"{BASE}/{batch['id']}", headers=token_for(OPS))).status_code == 200
         page = (await client.get(f"{BASE}/{batch['id']}/items?status=rejected", headers=as_merchant)).json()
         assert [i["line"] for i in page["data"]] == [3]
+
+    async def test_csv_as_a_multipart_upload_the_way_curl_dash_f_sends_it(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        csv_text = ("reference,amount,currency,method,priority,beneficiary_name,beneficiary_iban,beneficiary_bic\n"
+                    f"form-1,12.50,EUR,sepa,instant,Jane Doe,{IBANS[0]},{BICS[0]}\n"
+                    f"form-2,3.00,EUR,sepa,instant,John Roe,{IBANS[1]},{BICS[1]}\n")
+
+        def curl_form(boundary: str) -> tuple[bytes, dict]:
+            # the bytes of `curl -F file=@payroll.csv` (curl picks a fresh boundary every time)
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"payroll.csv\"\r\n"
+                    f"Content-Type: text/csv\r\n\r\n{csv_text}\r\n--{boundary}--\r\n").encode()
+            return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+        headers = {**as_merchant, **key()}
+        body, ctype = curl_form("------------------------d74496d66958873e")
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", content=body, headers={**headers, **ctype})
+        assert r.status_code == 201, r.text
+        batch = r.json()
+        assert batch["source"] == "csv" and [i["reference"] for i in batch["items"]] == ["form-1", "form-2"]
+        assert batch["totals"] == [{"currency": "EUR", "amount": "15.50", "amount_minor": 1550}]
+        # the same file uploaded again (another boundary) is the same batch, not two payrolls
+        body, ctype = curl_form("------------------------0b5f1e2c9a7d4e11")
+        again = await client.post(f"{BASE}/csv?mode=all_or_nothing", content=body, headers={**headers, **ctype})
+        assert again.status_code == 200 and again.json()["id"] == batch["id"], again.text
+        # and what httpx's files= sends (a browser's file input alike)
+        r = await client.post(f"{BASE}/csv?mode=partial", headers={**as_merchant, **key()},
+                              files={"file": ("p.csv", csv_text.replace("form-", "form-b").encode(), "text/csv")})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 2, r.text
+        assert await payout_count(sessionmaker, merchant) == 4
+
+    async def test_a_spreadsheets_csv_export_bom_crlf_quoted_commas(self, client, as_merchant, merchant):
+        rows = [
+            ["reference", "amount", "currency", "method", "description", "beneficiary_name", "beneficiary_iban",
+             "beneficiary_bic", "metadata.department"],
+            ["xl-1", "1250.00", "EUR", "sepa", 'Salary, December "13th month"', "Doe, Jane", IBANS[0], BICS[0],
+             "Sales, EMEA"],
+            ["xl-2", "7.25", "EUR", "sepa", "Expenses\r\nline two", "Roe, John", IBANS[1], BICS[1], ""],
+        ]
+        buf = io.StringIO()
+        csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n").writerows(rows)
+        exported = "\ufeff".encode() + buf.getvalue().encode()  # what "CSV UTF-8" saves: BOM first
+        assert exported.startswith(b"\xef\xbb\xbf") and b'"Doe, Jane"' in exported and b"\r\n" in exported
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", headers={**as_merchant, **key()},
+                              files={"file": ("payroll.csv", exported, "application/vnd.ms-excel")})
+        assert r.status_code == 201, r.text
+        first, second = r.json()["items"]
+        assert (first["reference"], second["reference"]) == ("xl-1", "xl-2")
+        p1 = (await client.get(f"/api/v1/payouts/{first['payout_id']}", headers=as_merchant)).json()
+        assert p1["amount_minor"] == 125000 and p1["description"] == 'Salary, December "13th month"'
+        assert p1["metadata"] == {"department": "Sales, EMEA"} and p1["beneficiary"]["name"] == "Doe, Jane"
+        p2 = (await client.get(f"/api/v1/payouts/{second['payout_id']}", headers=as_merchant)).json()
+        assert p2["description"] == "Expenses\r\nline two" and p2["metadata"] == {}
+
+        # a spreadsheet in a decimal-comma locale separates cells with ';'
+        semi = "\ufeffreference;amount;currency;method;beneficiary_name;beneficiary_iban;beneficiary_bic\r\n" \
+               f'xl-3;9.99;EUR;sepa;"Doe; Jane";{IBANS[2]};{BICS[2]}\r\n'
+        r = await client.post(f"{BASE}/csv?mode=all_or_nothing", headers={**as_merchant, **key()},
+                              files={"file": ("payroll.csv", semi.encode(), "text/csv")})
+        assert r.status_code == 201, r.text
+        p3 = (await client.get(f"/api/v1/payouts/{r.json()['items'][0]['payout_id']}", headers=as_merchant)).json()
+        assert p3["amount_minor"] == 999 and p3["beneficiary"]["name"] == "Doe; Jane"
+
+    async def test_a_multipart_upload_without_a_file_part_is_a_422_naming_the_parts(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        csv_text = f"reference,amount,currency,method,beneficiary_name,beneficiary_iban,beneficiary_bic\n" \
+                   f"np-1,1.00,EUR,sepa,Jane,{IBANS[0]},{BICS[0]}\n"
+        headers = {**as_merchant, **key()}
+        r = await client.post(f"{BASE}/csv?mode=partial", headers=headers,
+                              files={"upload": ("payroll.csv", csv_text.encode(), "text/csv")})
+        assert r.status_code == 422, r.text
+        problem = r.json()
+        assert problem["errors"][0]["loc"] == ["body", "file"] and "upload" in problem["detail"]
+        assert await payout_count(sessionmaker, merchant) == 0
+        # the key was not spent: the corrected upload goes through with it
+        r = await client.post(f"{BASE}/csv?mode=partial", headers=headers,
+                              files={"file": ("payroll.csv", csv_text.encode(), "text/csv")})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 1, r.text
+
+    async def test_the_dashboard_rollups_count_a_batchs_payouts_like_single_ones(
+        self, client, as_merchant, merchant, sessionmaker
+    ):
+        # a batch's payouts are counted by one grouped statement, a single payout by its row trigger
+        items = [item(f"roll-{n}", amount=f"{n + 1}.50", n=n) for n in range(25)] + [item("roll-bad", amount="x")]
+        r = await client.post(BASE, json={"mode": "partial", "items": items}, headers={**as_merchant, **key()})
+        assert r.status_code == 201 and r.json()["accepted_count"] == 25, r.text
+        single = {k: v for k, v in item("x", amount="100.00").items() if k != "reference"}
+        r = await client.post("/api/v1/payouts", json=single, headers={**as_merchant, "Idempotency-Key": "roll-s"})
+        assert r.status_code == 201, r.text
+        p = payouts.c
+        async with sessionmaker() as s:
+            truth = (await s.execute(
+                select(func.count(), func.sum(p.amount_minor), func.sum(p.fee_minor))
+                .where(p.merchant_id == merchant, p.status == "pending"))).one()
+            for table in (payout_rollups_hourly, payout_rollups_daily):
+                counted = (await s.execute(
+                    select(func.sum(table.c.payout_count), func.sum(table.c.amount_minor), func.sum(table.c.fee_minor))
+                    .where(table.c.merchant_id == merchant, table.c.status == "pending"))).one()
+                assert tuple(counted) == tuple(truth), table.name
+        assert truth[0] == 26 and truth[1] == sum(n * 100 + 150 for n in range(25)) + 10000
+
+    async def test_an_approved_all_or_nothing_batch_whose_reference_was_taken_creates_no_payout(
+        self, client, as_merchant, merchant, sessionmaker, settings
+    ):
+        items = [item("aon-1", amount="11000.00"), item("aon-2", amount="10.00", n=1)]
+        r = await client.post(BASE, json={"mode": "all_or_nothing", "items": items}, headers={**as_merchant, **key()})
+        assert r.status_code == 201 and r.json()["status"] == "awaiting_approval", r.text
+        # meanwhile a single payout takes one of its references
+        single = {k: v for k, v in item("x").items() if k != "reference"}
+        r2 = await client.post("/api/v1/payouts", json=single, headers={**as_merchant, "Idempotency-Key": "aon-2"})
+        assert r2.status_code == 201, r2.text
+        # the approval's execution (APPROVE_BULK_PAYOUT) fails the batch and commits that
+        outcome = await bulk.release_approved(sessionmaker, None, settings, r.json()["id"], actor="approver")
+        assert "all_or_nothing created nothing" in outcome["failed"]
+        assert await payout_count(sessionmaker, merchant) == 1  # the single payout, not aon-1
+        async with sessionmaker() as s:
+            assert await s.scalar(select(bulk_payouts.c.status).where(bulk_payouts.c.id == r.json()["id"])) == "failed"
 
 
 class TestProcessing:
