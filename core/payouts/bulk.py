@@ -187,6 +187,15 @@ def _csv_rows(reader: csv.DictReader) -> list[dict]:
         )
     items = []
     for row in reader:
+        if row.get(None):  # DictReader's restkey: cells beyond the header's columns
+            # an unquoted "1,500.00" splits an amount into two cells and shifts the rest of the row:
+            # refuse the file rather than pay 1 and read the other cells into the wrong columns
+            raise Unprocessable(
+                f"line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} cells but the header has "
+                f"{len(reader.fieldnames)}; quote any cell that contains the separator (\"1,500.00\")",
+                extra={"errors": [{"loc": ["body", reader.line_num], "msg": "more cells than the header",
+                                   "type": "value_error"}]},
+            )
         item: dict[str, Any] = {}
         beneficiary: dict[str, Any] = {}
         metadata: dict[str, str] = {}

@@ -61,3 +61,15 @@ def test_an_unreadable_csv_is_a_422_with_its_line_not_a_crash():
     with pytest.raises(Unprocessable) as exc:
         items_from_csv("reference,description\r\nok,fine\r\nbig," + "x" * 200_000 + "\r\n")
     assert "after line 2" in exc.value.detail  # the header and the row "ok"
+
+
+def test_an_unquoted_thousands_separator_refuses_the_file_instead_of_paying_the_first_digits():
+    """`1,500.00` unquoted in a comma-separated file is two cells: the row would read amount "1"
+    and shift every later cell. The file is refused, naming the line."""
+    text = "reference,amount,currency,description\r\nr-1,25.00,EUR,rent\r\nr-2,1,500.00,EUR,bonus\r\n"
+    with pytest.raises(Unprocessable) as refused:
+        items_from_csv(text)
+    assert "line 3 has 5 cells but the header has 4" in str(refused.value.detail or refused.value)
+    quoted = "reference,amount,currency,description\r\nr-2,\"1,500.00\",EUR,bonus\r\n"
+    assert items_from_csv(quoted) == [{"reference": "r-2", "amount": "1,500.00", "currency": "EUR",
+                                       "description": "bonus"}]
