@@ -366,3 +366,29 @@ class TestDismiss:
         assert counts["suppressed"] >= 1
         assert [x["status"] for x in await recs(sessionmaker, merchant_id=computed["b"], kind="cheaper_route")] == [
             "dismissed"]
+
+
+# --- the Schedule and the workflow on a real worker -----------------------------------------------
+
+
+async def test_the_recommendations_schedule_runs_the_workflow_which_opens_them(temporal_client, worker, settings,
+                                                                             sessionmaker):
+    from tests.polling import wait_until
+    from workers.schedules import RECOMMENDATIONS_SCHEDULE_ID, recommendations_schedule
+    from core.platform.temporal import upsert_schedule
+
+    mid = await new_merchant(sessionmaker)
+    await add_payouts(sessionmaker, wire_payouts(mid, days=[1, 2, 3], per_day=2, target_after=timedelta(days=7)))
+    await upsert_schedule(temporal_client, RECOMMENDATIONS_SCHEDULE_ID, recommendations_schedule(settings))
+    handle = temporal_client.get_schedule_handle(RECOMMENDATIONS_SCHEDULE_ID)
+    try:
+        described = await handle.describe()
+        assert described.schedule.action.workflow == "RecommendationWorkflow"
+        await handle.trigger()
+        [rec] = await wait_until(lambda: recs(sessionmaker, merchant_id=mid, kind="cheaper_route"), timeout=30,
+                                 interval=0.1, what="the scheduled run's recommendation")
+        # the worker's connectors are the sandbox bank's: ACH goes through bank_ach
+        assert rec["action_params"]["connector"] == "bank_ach"
+        assert rec["impact_minor"] == 6 * (1500 - 25)  # the seeded ACH fee: 25 fixed
+    finally:
+        await handle.delete()
