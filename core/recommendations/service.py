@@ -171,7 +171,8 @@ def float_runway_drafts(daily: list[dict], balances: dict[tuple[str, str], int],
         drafts.append(Draft(
             kind=RecommendationKind.FLOAT_RUNWAY, merchant_id=merchant_id,
             dedupe_key=f"float_runway:{merchant_id}:{currency}",
-            title=f"{merchant_id}'s {currency} balance runs out in {runway:.1f} days: top up {top_up} {currency} minor",
+            title=(f"{merchant_id}'s {currency} balance runs out in {runway:.1f} days at its payout velocity: "
+                   "top up to a month of payouts"),
             impact_minor=top_up, currency=currency,
             impact_arithmetic=(
                 f"payouts took {outflow} {currency} minor (amount + fee, {count} payouts) in {window_days} days: "
