@@ -5,12 +5,15 @@ expiry, and a merchant seeing only its own."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 import statistics
 from fractions import Fraction
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -346,6 +349,15 @@ class TestApply:
         assert again.status_code == 200 and again.json()["action_id"] == body["action_id"]
         assert await action_count(sessionmaker, rid) == 1
 
+    async def test_two_applies_racing_create_one_action(self, client, token_for, computed, sessionmaker):
+        rid = computed["b_route"]
+        first, second = await asyncio.gather(
+            client.post(f"{BASE}/{rid}/apply", headers=token_for("risk_ops", sub="ops-1")),
+            client.post(f"{BASE}/{rid}/apply", headers=token_for("treasury_ops", sub="ops-2")))
+        assert first.status_code == second.status_code == 200, (first.text, second.text)
+        assert first.json()["action_id"] == second.json()["action_id"]
+        assert await action_count(sessionmaker, rid) == 1
+
     async def test_an_informational_one_cannot_be_applied(self, client, token_for, computed):
         r = await client.post(f"{BASE}/{computed['a_float']}/apply", headers=token_for(OPS))
         assert r.status_code == 409 and r.json()["type"] == "recommendation_not_applicable"
@@ -390,5 +402,12 @@ async def test_the_recommendations_schedule_runs_the_workflow_which_opens_them(t
         # the worker's connectors are the sandbox bank's: ACH goes through bank_ach
         assert rec["action_params"]["connector"] == "bank_ach"
         assert rec["impact_minor"] == 6 * (1500 - 25)  # the seeded ACH fee: 25 fixed
+        query = f'WorkflowType = "RecommendationWorkflow" AND TaskQueue = "{settings.temporal_task_queue}"'
+        [run] = [w async for w in temporal_client.list_workflows(query)]
+        result = await temporal_client.get_workflow_handle(run.id, run_id=run.run_id).result()
+        assert result["opened"] >= 1  # no result type given: the JSON object
+        if os.environ.get("PAYOPS_RECORD_HISTORIES") == "1":  # tests/platform/test_replay.py replays it
+            history = await temporal_client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+            (Path(__file__).parent.parent / "histories" / "recommendations_run.json").write_text(history.to_json())
     finally:
         await handle.delete()
