@@ -939,6 +939,7 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("sla", "#/sla", f"[data-testid=sla-open] tr[data-overdue='{stuck['id']}']"),
         ("syncs", "#/syncs", "[data-testid=sync-cards] [data-source]"),
         ("alerts", "#/alerts", "[data-testid=alerts] table"),
+        ("recommendations", "#/recommendations", "[data-testid=recommendations] table"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():
