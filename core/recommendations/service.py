@@ -265,8 +265,9 @@ async def recompute(session: AsyncSession, settings: Settings, connectors: list[
         min_payouts=settings.recommendation_failure_min_payouts)
     counts = {"expired": expired, "computed": len(drafts), "opened": 0, "refreshed": 0, "suppressed": 0}
     ttl = timedelta(hours=settings.recommendation_ttl_hours)
+    decided = await store.recently_decided_keys(session, now)
     for draft in drafts:
-        if await store.decided_recently(session, draft.dedupe_key, now):
+        if draft.dedupe_key in decided:
             counts["suppressed"] += 1
             continue
         _, created = await store.upsert_pending(session, draft, now=now, ttl=ttl)

@@ -83,14 +83,13 @@ _UPSERT = text("""
 """)
 
 
-async def decided_recently(session: AsyncSession, dedupe_key: str, now: datetime) -> bool:
-    """An applied or dismissed recommendation under this key still within its lifetime: the same
+async def recently_decided_keys(session: AsyncSession, now: datetime) -> set[str]:
+    """Dedupe keys of applied or dismissed recommendations still within their lifetime: the same
     suggestion is not raised again until then."""
-    return bool(await session.scalar(select(recommendations.c.id).where(
-        recommendations.c.dedupe_key == dedupe_key,
+    return set(await session.scalars(select(recommendations.c.dedupe_key).distinct().where(
         recommendations.c.status.in_([RecommendationStatus.APPLIED.value, RecommendationStatus.DISMISSED.value]),
         recommendations.c.expires_at > now,
-    ).limit(1)))
+    )))
 
 
 async def upsert_pending(session: AsyncSession, draft: Draft, *, now: datetime, ttl: timedelta) -> tuple[str, bool]:
