@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.api_logs import ApiLogActivities
+from activities.recommendations import RecommendationActivities
 from activities.bank_reconciliation import BankReconciliationActivities
 from activities.exports import ExportActivities
 from activities.health import HealthActivities
@@ -38,6 +39,7 @@ from workers.schedules import ensure_schedules
 from core.platform.settings import Settings, get_settings
 from core.platform.temporal import connect_temporal
 from workflows.alerts import AlertCheckWorkflow, AlertExpiryWorkflow
+from workflows.recommendations import RecommendationWorkflow
 from workflows.bank_reconciliation import BankReconciliationWorkflow
 from workflows.export import ExportWorkflow
 from workflows.health import HealthCheckWorkflow
@@ -98,7 +100,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow, PayoutScheduleFireWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow, PayoutScheduleFireWorkflow, RecommendationWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -108,7 +110,9 @@ def activities(deps: WorkerDeps) -> list:
     ops_actions = OpsActionActivities(deps.sessionmaker, deps.redis, deps.settings)
     sync = SyncActivities(deps.sessionmaker, deps.redis, deps.settings)
     alerts = AlertActivities(deps.sessionmaker, deps.redis, deps.settings)
+    recommendations = RecommendationActivities(deps.sessionmaker, deps.connectors, deps.settings)
     return [
+        recommendations.compute_recommendations,
         health.check_worker_dependencies,
         payouts.place_payout_hold,
         payouts.route_payout,

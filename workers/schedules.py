@@ -30,6 +30,7 @@ from workflows.bank_reconciliation import BankReconciliationInput, BankReconcili
 from workflows.maintenance import BankNotificationSweepInput, BankNotificationSweepWorkflow
 from workflows.maintenance import PayoutSweepInput, PayoutSweepWorkflow
 from workflows.reaper import WorkflowReaperWorkflow
+from workflows.recommendations import RecommendationInput, RecommendationWorkflow
 
 log = logging.getLogger("payops.schedules")
 
@@ -40,6 +41,7 @@ BANK_NOTIFICATION_SWEEP_SCHEDULE_ID = "bank-notification-sweeper"
 BANK_RECONCILIATION_SCHEDULE_ID = "bank-reconciliation"
 WORKFLOW_REAPER_SCHEDULE_ID = "workflow-reaper"
 API_LOG_RETENTION_SCHEDULE_ID = "api-log-retention"
+RECOMMENDATIONS_SCHEDULE_ID = "recommendations"
 
 
 def payout_sweep_schedule(settings: Settings) -> Schedule:
@@ -137,6 +139,20 @@ def api_log_retention_schedule(settings: Settings) -> Schedule:
     )
 
 
+def recommendations_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RecommendationWorkflow.run,
+            RecommendationInput(),
+            id=RECOMMENDATIONS_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
+            every=timedelta(seconds=settings.recommendation_every_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await upsert_schedule(client, PAYOUT_SWEEP_SCHEDULE_ID, payout_sweep_schedule(settings))
     await upsert_schedule(client, ALERT_CHECK_SCHEDULE_ID, alert_check_schedule(settings))
@@ -154,5 +170,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     await upsert_schedule(client, API_LOG_RETENTION_SCHEDULE_ID, api_log_retention_schedule(settings))
     done.append(API_LOG_RETENTION_SCHEDULE_ID)
     done += await ensure_payout_schedules(client, settings)  # merchants' and platform's payout schedules
+    await upsert_schedule(client, RECOMMENDATIONS_SCHEDULE_ID, recommendations_schedule(settings))
+    done.append(RECOMMENDATIONS_SCHEDULE_ID)
     log.info("schedules ensured: %s", ", ".join(done))
     return done

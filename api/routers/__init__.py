@@ -42,3 +42,7 @@ ROUTERS.append(api_logs.router)
 from api.routers import payout_schedules  # noqa: E402
 
 ROUTERS.append(payout_schedules.router)
+
+from api.routers import recommendations  # noqa: E402
+
+ROUTERS.append(recommendations.router)

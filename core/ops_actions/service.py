@@ -252,8 +252,14 @@ async def create_action(
     reason: str | None = None,
     expires_in_seconds: float | None = None,
     rollback_of: str | None = None,
+    action_id: str | None = None,
 ) -> dict:
-    """Create an action awaiting approval, then start its workflow. Returns its view."""
+    """Create an action awaiting approval, then start its workflow. Returns its view.
+
+    `action_id` (optional) makes creation idempotent for a caller that derives it from its own
+    key (a recommendation's apply): when that action exists already, its view is returned."""
+    if action_id is not None and await session.scalar(select(ops_actions.c.id).where(ops_actions.c.id == action_id)):
+        return await get_action(session, settings, action_id)
     kind = ActionType(action_type)
     spec = SPECS[kind]
     p = _validated_params(spec, params)
@@ -266,7 +272,7 @@ async def create_action(
         )
     await _check_target(session, kind, p)
     target = {**spec.target(p), "conflict_key": spec.conflict_key(p)}
-    action_id = f"act_{uuid.uuid4().hex}"
+    action_id = action_id or f"act_{uuid.uuid4().hex}"
     now = datetime.now(timezone.utc)
     clean_params = p.model_dump(mode="json", exclude_none=True)
     try:

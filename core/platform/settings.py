@@ -171,6 +171,15 @@ class Settings(BaseSettings):
     # per-severity lifetimes overriding alert_ttl_hours (JSON), e.g. {"critical": 0, "low": 24}; 0 = never
     alert_ttl_hours_by_severity: dict[str, float] = {}
     alert_expiry_every_seconds: float = 300.0  # how often the alert-expiry Schedule runs
+    # Recommendations (core/recommendations): how often they are recomputed, how long one stays
+    # pending, the float runway that triggers a top-up suggestion, the failing-connector thresholds
+    recommendation_every_seconds: float = 3600.0
+    recommendation_ttl_hours: float = 72.0
+    recommendation_runway_days: int = 7
+    recommendation_window_days: int = 30  # the observed window: fees, volume, velocity
+    recommendation_failure_window_hours: float = 24.0
+    recommendation_failure_rate: float = 0.2  # a connector failing this share of payouts (or more)
+    recommendation_failure_min_payouts: int = 10  # ... over at least this many payouts
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
     # `payops up` in dev runs the demo (devstack/demo.py): demo merchants paying out at a trickle
     demo_enabled: bool = True

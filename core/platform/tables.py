@@ -1083,6 +1083,39 @@ sla_rule_changes = Table(
     Index("ix_sla_rule_changes_rule_id", "rule_id", "id"),
 )
 
+# --- recommendations (core/recommendations): explainable suggestions, each with an ops action ---
+
+recommendations = Table(
+    "recommendations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("merchant_id", String(64), nullable=True),  # NULL: a platform-wide one (a connector)
+    Column("dedupe_key", String(255), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("title", Text, nullable=False),
+    Column("impact_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("impact_arithmetic", Text, nullable=False),
+    Column("confidence", Numeric(4, 3), nullable=False),
+    Column("confidence_explanation", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("action_type", String(32), nullable=True),  # NULL: informational, nothing to apply
+    Column("action_params", JSONB, nullable=True),
+    Column("action_id", String(64), nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("status in ('pending','applied','dismissed','expired')", name="status"),
+    CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
+    Index("uq_recommendations_pending_dedupe_key", "dedupe_key", unique=True,
+          postgresql_where=text("status = 'pending'")),
+    Index("ix_recommendations_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_recommendations_created", "created_at", "id"),
+)
+
 # One row per authenticated API request (core/api_logs): no bodies, no headers but the two named.
 api_request_log = Table(
     "api_request_log",

@@ -168,7 +168,7 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     await page.wait_for_selector("[data-testid=kpis]")
     assert await page.locator("#nav a").all_inner_texts() == [
         "Overview", "Transactions", "Payouts", "Schedules", "Approvals", "Reconciliation", "Connectors", "Rails",
-        "Batches", "SLA", "Syncs", "Alerts", "API logs"]
+        "Batches", "SLA", "Syncs", "Alerts", "API logs", "Recommendations"]
 
     # KPIs match the API's overview
     await page.select_option("#currency", "EUR")
@@ -458,7 +458,7 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
 
     page = await open_page()
     await sign_in_as(page, f"{mine.name} — merchant admin")
-    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs"]
+    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs", "Recommendations"]
     await page.wait_for_selector("[data-testid=kpis]")
     await shot(page, "14-merchant-overview")
 
@@ -939,6 +939,7 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("sla", "#/sla", f"[data-testid=sla-open] tr[data-overdue='{stuck['id']}']"),
         ("syncs", "#/syncs", "[data-testid=sync-cards] [data-source]"),
         ("alerts", "#/alerts", "[data-testid=alerts] table"),
+        ("recommendations", "#/recommendations", "[data-testid=recommendations] table"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():

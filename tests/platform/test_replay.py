@@ -58,6 +58,8 @@ def test_histories_exist():
     # patch reset-follows-accepted-connector-v1: a Reset's new run routed elsewhere follows the
     # connector the bank accepted it on (recorded by tests/payouts/test_payout_reset.py)
     assert "payout_reset_follows_accepted_connector" in names
+    # the RecommendationWorkflow (recorded by tests/recommendations/test_recommendations.py)
+    assert "recommendations_run" in names
     assert {"ops_action_freeze_executed", "ops_action_adjust_executed", "ops_action_rejected"} <= names
     assert {"reconciliation_two_shards", "reconciliation_bad_dates"} <= names
     assert "alert_expiry_one_expired" in names  # AlertExpiryWorkflow (issue 20)

@@ -20,6 +20,7 @@ const PAGES = [
   { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
   { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "api-logs", label: "API logs", load: () => import("./pages/api_logs.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "recommendations", label: "Recommendations", load: () => import("./pages/recommendations.js"), allowed: (me) => can(me, "dashboard:read") },
 ];
 
 export function can(me, permission) {

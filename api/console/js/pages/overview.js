@@ -6,6 +6,7 @@ import { badge, clear, errorBox, h, fill, statusLabel } from "../dom.js";
 import { merchantLink } from "../links.js";
 import { count, dateTime, delta, majorToNumber, money, prefs, rate, shortLabel, time } from "../format.js";
 import * as live from "../live.js";
+import { topThree } from "./recommendations.js";
 
 const PALETTE = ["#2456d3", "#13795b", "#c0362c", "#a15c00", "#7a2fd1", "#0e7490", "#be185d", "#4d7c0f"];
 // time axes: horizontal labels, as many as fit (Chart.js skips the rest)
@@ -33,6 +34,8 @@ export async function render({ root, me }) {
       .map(([v, l]) => h("option", { value: v }, l)));
   const currencySel = h("select", { id: "currency" });
   const body = h("div", {});
+  const recs = h("div", {});
+  topThree(me).then((box) => recs.append(box)).catch(() => {});
   const feed = h("ol", { class: "feed", "aria-live": "polite", "data-testid": "live-feed" });
   root.append(
     h("div", { class: "row" },
@@ -41,6 +44,7 @@ export async function render({ root, me }) {
       h("label", { for: "period" }, "Period", periodSel),
       h("label", { for: "currency" }, "Currency", currencySel)),
     body,
+    recs,
     h("section", { class: "panel", "aria-labelledby": "feed-title" },
       h("h2", { id: "feed-title" }, "Live activity"),
       feed));

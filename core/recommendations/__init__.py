@@ -1,0 +1,1 @@
+"""Recommendations: explainable suggestions computed from payops's own data (issue 20)."""
