@@ -1,7 +1,7 @@
 """recommendations: explainable suggestions with impact, confidence and an ops action (issue 20)
 
 Revision ID: 0020_recommendations
-Revises: 0021_w19_bulk_rollups
+Revises: 0019_api_request_log
 
 One row per recommendation. While one is pending its dedupe key is unique (a partial unique
 index), so a recomputation refreshes it instead of adding a second; once applied, dismissed or
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0020_recommendations"
-down_revision: Union[str, Sequence[str], None] = "0021_w19_bulk_rollups"
+down_revision: Union[str, Sequence[str], None] = "0019_api_request_log"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,7 +1,7 @@
 """Bulk payouts count in the dashboard rollups by one grouped statement (issue 19, intake speed)
 
 Revision ID: 0021_w19_bulk_rollups
-Revises: 0019_api_request_log
+Revises: 0020_recommendations
 
 A payout's INSERT is counted in `payout_rollups_hourly`/`_daily` by a deferred row trigger
 (0011): at COMMIT, one upsert per payout per table. A bulk payout inserts up to 10,000 payouts
@@ -23,7 +23,7 @@ from typing import Sequence, Union
 from alembic import op
 
 revision: str = "0021_w19_bulk_rollups"
-down_revision: Union[str, Sequence[str], None] = "0019_api_request_log"
+down_revision: Union[str, Sequence[str], None] = "0020_recommendations"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
