@@ -940,6 +940,7 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("syncs", "#/syncs", "[data-testid=sync-cards] [data-source]"),
         ("alerts", "#/alerts", "[data-testid=alerts] table"),
         ("recommendations", "#/recommendations", "[data-testid=recommendations] table"),
+        ("api-logs", "#/api-logs", "[data-testid=api-logs] table"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():
