@@ -220,6 +220,9 @@ class SyncActivities:
                        for r in page.records]
         for r in results:
             (normalized if isinstance(r, NormalizedTransaction) else rejected).append(r)
+        invalid_countries = sum(1 for r in normalized if r.payer_country_invalid)
+        if invalid_countries:
+            metrics.sync_invalid_country_total.labels(params.source).inc(invalid_countries)
         state_cursors = page.cursor if (params.source == "vima" and params.mode == "incremental") else None
         async with self._sessionmaker() as session, session.begin():
             conn = await driver_connection(session)

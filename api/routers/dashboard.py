@@ -87,13 +87,14 @@ async def trends(
 @router.get("/metrics/breakdown", response_model=Breakdown, responses=problems(401, 403, 422))
 async def breakdown(
     request: Request, principal: DashboardRead, session: Session,
-    by: Annotated[str, Query(pattern="^(project|merchant|source|status|currency|rail)$")],
+    by: Annotated[str, Query(pattern="^(project|merchant|source|status|currency|rail|country)$")],
     period: PeriodQ = None, from_: FromQ = None, to: ToQ = None,
     merchant_id: str | None = None, project: str | None = None, source: str | None = None,
     currency: CurrencyQ = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
-    """KPIs per project, merchant, source, status or currency (per currency, by GMV); `rail`
-    breaks payouts down by rail."""
+    """KPIs per project, merchant, source, status, currency or payer country (per currency, by
+    GMV; `country` is ISO 3166-1 alpha-2, null when unknown, read from the transactions rather
+    than the rollups); `rail` breaks payouts down by rail."""
     scope = _scope(principal, merchant_id, project, source, currency)
     window = dm.resolve_window(period, from_, to, default="30d")
     key = dm.cache_key("breakdown", w=[window.start, window.end], s=scope.key(), by=by, n=limit)

@@ -42,7 +42,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 Granularity = Literal["hour", "day"]
-BreakdownBy = Literal["project", "merchant", "source", "status", "currency", "rail"]
+BreakdownBy = Literal["project", "merchant", "source", "status", "currency", "rail", "country"]
 
 # rollup column -> raw `transactions` expression, for the dimensions a read can filter or group on
 DIMENSIONS = {"merchant": "merchant_id", "project": "project", "source": "source", "status": "status",
@@ -476,6 +476,8 @@ async def breakdown(session: AsyncSession, window: Window, scope: Scope, *, by: 
                     limit: int = 100) -> dict[str, Any]:
     if by == "rail":
         return await _payout_breakdown(session, window, scope, limit)
+    if by == "country":
+        return await _country_breakdown(session, window, scope, limit)
     col = DIMENSIONS[by]
     params: dict[str, Any] = {"lim": limit}
     source = _union(window, scope, _ROLLUP_COLS, params)
@@ -490,6 +492,25 @@ async def breakdown(session: AsyncSession, window: Window, scope: Scope, *, by: 
         items.append({"key": (key or None) if col in ("merchant_id", "project") else key,
                       "currency": r["currency"], **d})
     return {"by": by, "window": {"from": window.start, "to": window.end}, "merchant_id": scope.merchant_id,
+            "items": items}
+
+
+async def _country_breakdown(session: AsyncSession, window: Window, scope: Scope, limit: int) -> dict[str, Any]:
+    """By payer country (None: unknown). The rollups have no country dimension, so this one reads
+    the window's `transactions` rows (index ix_transactions_occurred_country), with the rollups'
+    definitions: the same aggregates over one row per transaction."""
+    params: dict[str, Any] = {"lim": limit, "lo": window.start, "hi": window.end}
+    where = scope.where(params)
+    rows = (await session.execute(text(f"""
+        SELECT payer_country, currency, {_AGG}
+          FROM (SELECT payer_country, currency, status, 1 AS txn_count, amount_minor, fee_minor,
+                       dashboard_fraud_flag(raw) AS fraud_count
+                  FROM transactions WHERE occurred_at >= :lo AND occurred_at < :hi{where}) r
+         GROUP BY payer_country, currency
+         ORDER BY gmv DESC NULLS LAST, transactions DESC, payer_country NULLS LAST, currency LIMIT :lim"""),
+        params)).mappings().all()
+    items = [{"key": r["payer_country"], "currency": r["currency"], **derive(dict(r))} for r in rows]
+    return {"by": "country", "window": {"from": window.start, "to": window.end}, "merchant_id": scope.merchant_id,
             "items": items}
 
 

@@ -124,6 +124,10 @@ sync_rows_total = Counter(
     "sync_rows_total", "Rows of finished provider sync runs, by source and outcome (inserted, updated, unchanged, "
     "quarantined)", ["source", "outcome"],
 )
+sync_invalid_country_total = Counter(
+    "sync_invalid_country_total", "Synced records whose payer country was not an ISO 3166-1 alpha-2 code (stored "
+    "without a country)", ["source"],
+)
 sync_last_success_timestamp_seconds = Gauge(
     "sync_last_success_timestamp_seconds", "Unix time of the last successful sync run of each source", ["source"],
 )

@@ -297,6 +297,7 @@ transactions = Table(
     Column("data_hash", String(64), nullable=False),
     _created_at(),
     _updated_at(),
+    Column("payer_country", String(2), nullable=True),  # ISO 3166-1 alpha-2 (0022)
     PrimaryKeyConstraint("id", "occurred_at", name="pk_transactions"),
     CheckConstraint("status in ('success','failed','pending','refunded')", name="status"),
     Index("ix_transactions_occurred_at", "occurred_at"),
@@ -307,6 +308,8 @@ transactions = Table(
     Index("ix_transactions_source_id", "source_id"),
     Index("ix_transactions_payer_email", text("lower(payer_email)")),
     Index("ix_transactions_client_operation_id_only", "client_operation_id"),
+    # migration 0022_transaction_country: the breakdown by payer country reads the window's rows
+    Index("ix_transactions_occurred_country", "occurred_at", "payer_country"),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 

@@ -44,6 +44,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("payer_email", "text"),
     ("payer_name", "text"),
     ("payer_id", "text"),
+    ("payer_country", "text"),
     ("utr", "text"),
     ("occurred_at", "timestamptz"),
     ("source_updated_at", "timestamptz"),

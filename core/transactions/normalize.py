@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.platform.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
+from core.transactions.countries import payer_country
 
 # Longest text kept per field (the columns' sizes); a longer value is quarantined, not cut.
 NAME_MAX = 1000  # payer names are stored whole (text column since migration 0013)
@@ -56,6 +57,9 @@ class NormalizedTransaction:
     # the provider's version of the record (Vima: operation_update_id); an older one never
     # replaces a newer one
     source_version: int | None = None
+    # ISO 3166-1 alpha-2 (Vima's payer_country); an invalid value is stored as None and flagged
+    payer_country: str | None = None
+    payer_country_invalid: bool = False
 
 
 @dataclass(slots=True)
@@ -237,6 +241,7 @@ def normalize_vima(op: dict[str, Any], *, source: str = "vima") -> NormalizedTra
         currency = str(op.get("complete_currency") or "").upper()
         amount = to_minor(op.get("complete_amount"), currency, field="complete_amount")
         fee = to_minor(op.get("fee_amount") or 0, currency, field="fee_amount", allow_zero=True)
+        country, country_invalid = payer_country(op.get("payer_country"))
         return NormalizedTransaction(
             source=source,
             source_id=source_id,
@@ -257,6 +262,8 @@ def normalize_vima(op: dict[str, Any], *, source: str = "vima") -> NormalizedTra
             raw_json=raw_json,
             data_hash=data_hash,
             source_version=_version(op.get("operation_update_id"), "operation_update_id"),
+            payer_country=country,
+            payer_country_invalid=country_invalid,
         )
     except InvalidRecord as exc:
         return _rejected(source, source_id, str(exc), op, data_hash)

@@ -158,9 +158,9 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     # a transaction for the unified view (what a provider sync writes)
     await db.execute("SELECT ensure_transaction_partitions(date_trunc('month', now())::date - 1, 2)")
     await db.execute("""INSERT INTO transactions (id, source, source_id, client_operation_id, project, amount_minor, currency,
-                        status, payer_email, occurred_at, raw, data_hash)
+                        status, payer_email, payer_country, occurred_at, raw, data_hash)
                         VALUES (nextval('transactions_id_seq'), 'vima', 'op-console-1', 'order-1', 'shop', 123456, 'EUR',
-                        'success', 'asha@example.com', now() - interval '5 minutes', '{"operation_id": "op-console-1"}', 'h1')""")
+                        'success', 'asha@example.com', 'SN', now() - interval '5 minutes', '{"operation_id": "op-console-1"}', 'h1')""")
 
     page = await open_page()
     await shot(page, "00-sign-in")
@@ -181,6 +181,10 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     assert await page.inner_text("[data-testid=kpi-payouts_settled]") == (
         f"{settled['count']['value']:,} · {euros(settled['amount_minor']['value'])}")
     assert await page.inner_text("[data-testid=kpi-transactions]") == f"{overview['kpis']['transactions']['value']:,}"
+    # top countries (EUR): the one EUR transaction's payer country, with its GMV
+    top = page.locator("[data-testid=top-countries] li[data-country]")
+    await top.first.wait_for()
+    assert await top.count() == 1 and (await top.first.inner_text()).startswith(f"SN {euros(123456)}")
     await page.wait_for_selector("body[data-live=on]")
     await shot(page, "01-overview")
 

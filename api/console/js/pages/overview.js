@@ -99,6 +99,7 @@ export async function render({ root, me }) {
     const donutCanvas = h("canvas", { "aria-label": "Payouts by status", role: "img" });
     const providerCanvas = h("canvas", { "aria-label": "GMV by provider", role: "img" });
     const projectCanvas = h("canvas", { "aria-label": "GMV by project", role: "img" });
+    const countryList = h("ol", { class: "top-countries", "data-testid": "top-countries" }, h("li", { class: "muted" }, "Loading…"));
     clear(body).append(windowNote,
       h("section", { class: "grid kpis", "aria-label": "Key figures", "data-testid": "kpis" }, cards),
       h("section", { class: "grid charts", "aria-label": "Charts" },
@@ -106,7 +107,8 @@ export async function render({ root, me }) {
         h("div", { class: "panel" }, h("h2", {}, "Transactions"), h("div", { class: "chart-box" }, volCanvas)),
         h("div", { class: "panel" }, h("h2", {}, "Payouts by status"), h("div", { class: "chart-box" }, donutCanvas)),
         h("div", { class: "panel" }, h("h2", {}, "By provider"), h("div", { class: "chart-box" }, providerCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, "By project"), h("div", { class: "chart-box" }, projectCanvas))));
+        h("div", { class: "panel" }, h("h2", {}, "By project"), h("div", { class: "chart-box" }, projectCanvas)),
+        h("div", { class: "panel" }, h("h2", {}, `Top countries${state.currency ? ` (${state.currency})` : ""}`), countryList)));
 
     // payouts by status group, all currencies
     const groups = {};
@@ -120,11 +122,12 @@ export async function render({ root, me }) {
 
     const granularity = state.period === "24h" ? "hour" : "day";
     const params = { period: state.period, granularity, tz: prefs.tz };
-    const [gmv, volume, bySource, byProject] = await Promise.allSettled([
+    const [gmv, volume, bySource, byProject, byCountry] = await Promise.allSettled([
       api("/metrics/trends", { params: { ...params, metric: "gmv", currency: state.currency || undefined } }),
       api("/metrics/trends", { params: { ...params, metric: "transactions" } }),
       api("/metrics/breakdown", { params: { by: "source", period: state.period, currency: state.currency || undefined } }),
       api("/metrics/breakdown", { params: { by: "project", period: state.period, currency: state.currency || undefined, limit: 10 } }),
+      api("/metrics/breakdown", { params: { by: "country", period: state.period, currency: state.currency || undefined, limit: 5 } }),
     ]);
     if (gmv.status === "fulfilled") {
       const series = gmv.value.series;
@@ -155,6 +158,14 @@ export async function render({ root, me }) {
         options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => money(items[c.dataIndex].gmv || 0, items[c.dataIndex].currency) } } } },
       }));
     }
+    // top 5 payer countries by GMV in the selected currency (rows without a country: "Unknown")
+    if (byCountry.status === "fulfilled") {
+      const items = byCountry.value.items.filter((i) => i.currency === state.currency && i.gmv > 0).slice(0, 5);
+      clear(countryList).append(...(items.length ? items.map((i) => h("li", { "data-country": i.key || "" },
+        h("span", { class: i.key ? "mono" : "muted" }, i.key || "Unknown"), " ", money(i.gmv, i.currency),
+        h("span", { class: "muted" }, ` · ${count(i.succeeded)} succeeded`)))
+        : [h("li", { class: "muted" }, "No succeeded transactions in this window.")]));
+    } else clear(countryList).append(h("li", { class: "muted" }, "Could not load countries."));
     body.dataset.loaded = "true";
   }
 
