@@ -47,3 +47,14 @@ async def merchant_health(session: AsyncSession, merchant_id: str, now: datetime
                        "success_rate": _share(r["settled"], r["finished"])} for r in rails],
         }
     return {"merchant_id": merchant_id, "windows": windows}
+
+
+async def record_probe(sessionmaker, checks: dict[str, dict[str, Any]], *, at: datetime,
+                       retention_days: float) -> int:
+    """Store one `/ready` probe (a row per component) and prune probes past the retention; returns
+    how many rows were pruned."""
+    rows = [{"at": at, "component": name, "up": check["status"] == "up", "latency_ms": check.get("latency_ms")}
+            for name, check in checks.items()]
+    async with sessionmaker() as session, session.begin():
+        await store.insert_probes(session, rows)
+        return await store.delete_probes_older_than(session, at - timedelta(days=retention_days), batch=5000)
