@@ -3,8 +3,11 @@ check `/ready` answers with) and prunes probes past the retention; its Schedule'
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timedelta, timezone
+
+from pathlib import Path
 
 from sqlalchemy import insert, select
 
@@ -30,9 +33,13 @@ async def test_the_probe_workflow_writes_a_row_per_component_and_prunes_old_ones
             dict(at=now - timedelta(days=31), component="redis", up=False, latency_ms=None),
             dict(at=now - timedelta(days=2), component="redis", up=False, latency_ms=None)])
     started = datetime.now(timezone.utc)
-    result = await temporal_client.execute_workflow(
+    handle = await temporal_client.start_workflow(
         ReadyProbeWorkflow.run, ReadyProbeInput(retention_days=30),
         id=f"ready-probe-{uuid.uuid4().hex}", task_queue=settings.temporal_task_queue)
+    result = await handle.result()
+    if os.environ.get("PAYOPS_RECORD_HISTORIES") == "1":  # tests/platform/test_replay.py replays it
+        (Path(__file__).parent.parent / "histories" / "ready_probe_run.json").write_text(
+            (await handle.fetch_history()).to_json())
     assert result.up == {"postgres": True, "redis": True, "temporal": True}
     assert result.pruned == 1
     rows = await probe_rows(sessionmaker)
