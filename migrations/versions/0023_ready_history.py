@@ -1,7 +1,7 @@
 """ready probe history: one row per component per `/ready` probe (issue 21, merchant health)
 
 Revision ID: 0023_ready_history
-Revises: 0021_w19_bulk_rollups
+Revises: 0022_transaction_country
 
 What the merchant health view's per-component uptime is computed from. Kept like the API request
 log (PAYOPS_API_LOG_RETENTION_DAYS).
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023_ready_history"
-down_revision: Union[str, Sequence[str], None] = "0021_w19_bulk_rollups"
+down_revision: Union[str, Sequence[str], None] = "0022_transaction_country"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
