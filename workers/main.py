@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.api_logs import ApiLogActivities
+from activities.ready_probe import ReadyProbeActivities
 from activities.recommendations import RecommendationActivities
 from activities.bank_reconciliation import BankReconciliationActivities
 from activities.exports import ExportActivities
@@ -59,6 +60,7 @@ from workflows.reconciliation import ReconciliationWorkflow
 from workflows.sync import SyncWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 from workflows.api_logs import ApiLogRetentionWorkflow
+from workflows.ready_probe import ReadyProbeWorkflow
 from core.webhooks.service import ensure_dispatcher
 import workflows as workflow_package
 
@@ -100,7 +102,7 @@ class WorkerDeps:
 
 
 def workflows() -> list[type]:
-    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow, PayoutScheduleFireWorkflow, RecommendationWorkflow]
+    return [HealthCheckWorkflow, PayoutWorkflow, PayoutSweepWorkflow, OpsActionWorkflow, WebhookDeliveryWorkflow, WebhookDispatchWorkflow, SyncWorkflow, AlertCheckWorkflow, BatchWorkflow, ConnectorHealthWorkflow, ReconciliationWorkflow, ExportWorkflow, BankNotificationSweepWorkflow, BankReconciliationWorkflow, WorkflowReaperWorkflow, BulkPayoutIntakeWorkflow, ApiLogRetentionWorkflow, AlertExpiryWorkflow, PayoutScheduleFireWorkflow, RecommendationWorkflow, ReadyProbeWorkflow]
 
 
 def activities(deps: WorkerDeps) -> list:
@@ -144,6 +146,7 @@ def activities(deps: WorkerDeps) -> list:
         *bank_reconciliation_activities(deps),
         BulkPayoutActivities(deps.sessionmaker, deps.settings).start_bulk_payout_chunk,
         ApiLogActivities(deps.sessionmaker).prune_api_logs,
+        ReadyProbeActivities(deps.engine, deps.sessionmaker, deps.redis).probe_ready,
         PayoutScheduleActivities(deps.sessionmaker, deps.settings).make_scheduled_bulk_payout,
     ]
 

@@ -26,6 +26,8 @@ from core.reconciliation.service import ensure_reconciliation_schedules
 from core.sync.service import ensure_sync_schedules
 from workflows.alerts import AlertCheckInput, AlertCheckWorkflow, AlertExpiryInput, AlertExpiryWorkflow
 from workflows.api_logs import ApiLogRetentionInput, ApiLogRetentionWorkflow
+from activities.ready_probe import ReadyProbeInput
+from workflows.ready_probe import ReadyProbeWorkflow
 from workflows.bank_reconciliation import BankReconciliationInput, BankReconciliationWorkflow
 from workflows.maintenance import BankNotificationSweepInput, BankNotificationSweepWorkflow
 from workflows.maintenance import PayoutSweepInput, PayoutSweepWorkflow
@@ -41,6 +43,7 @@ BANK_NOTIFICATION_SWEEP_SCHEDULE_ID = "bank-notification-sweeper"
 BANK_RECONCILIATION_SCHEDULE_ID = "bank-reconciliation"
 WORKFLOW_REAPER_SCHEDULE_ID = "workflow-reaper"
 API_LOG_RETENTION_SCHEDULE_ID = "api-log-retention"
+READY_PROBE_SCHEDULE_ID = "ready-probe"
 RECOMMENDATIONS_SCHEDULE_ID = "recommendations"
 
 
@@ -139,6 +142,19 @@ def api_log_retention_schedule(settings: Settings) -> Schedule:
     )
 
 
+def ready_probe_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReadyProbeWorkflow.run,
+            ReadyProbeInput(retention_days=settings.api_log_retention_days),
+            id=READY_PROBE_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.ready_probe_every_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 def recommendations_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -172,5 +188,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     done += await ensure_payout_schedules(client, settings)  # merchants' and platform's payout schedules
     await upsert_schedule(client, RECOMMENDATIONS_SCHEDULE_ID, recommendations_schedule(settings))
     done.append(RECOMMENDATIONS_SCHEDULE_ID)
+    await upsert_schedule(client, READY_PROBE_SCHEDULE_ID, ready_probe_schedule(settings))
+    done.append(READY_PROBE_SCHEDULE_ID)
     log.info("schedules ensured: %s", ", ".join(done))
     return done

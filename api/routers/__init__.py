@@ -46,3 +46,7 @@ ROUTERS.append(payout_schedules.router)
 from api.routers import recommendations  # noqa: E402
 
 ROUTERS.append(recommendations.router)
+
+from api.routers import merchant_health  # noqa: E402
+
+ROUTERS.append(merchant_health.router)

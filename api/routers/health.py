@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.platform.db import server_version
+from core.health.ready import readiness
 
 from core.payouts.store import open_payouts_past_target
 from core.platform.metrics import payouts_past_target_date
@@ -26,37 +25,11 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-async def _timed(check) -> dict:
-    started = time.perf_counter()
-    try:
-        detail = await asyncio.wait_for(check(), timeout=3.0)
-        return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1), **(detail or {})}
-    except Exception as exc:  # noqa: BLE001 — a failing dependency is reported, not raised
-        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
-
-
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Readiness: PostgreSQL, Redis and Temporal, each reported. 503 unless all are up."""
     state = request.app.state
-
-    async def postgres():
-        return {"version": await server_version(state.engine)}
-
-    async def redis():
-        if state.redis is None:
-            raise RuntimeError("PAYOPS_REDIS_URL is not set")
-        await state.redis.ping()
-
-    async def temporal():
-        client = await state.temporal_holder.get()
-        if client is None:
-            raise RuntimeError("not connected")
-        await client.service_client.check_health()
-
-    checks = dict(zip(("postgres", "redis", "temporal"), await asyncio.gather(
-        _timed(postgres), _timed(redis), _timed(temporal)
-    )))
+    checks = await readiness(state.engine, state.redis, state.temporal_holder.get)
     ok = all(c["status"] == "up" for c in checks.values())
     # Not ready is a 503 with Retry-After like every outage answer (api/outages.py); the body stays
     # the per-dependency report load balancers and `payops up` read.

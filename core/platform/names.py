@@ -27,6 +27,7 @@ PAYOUT_SWEEP_WORKFLOW = "PayoutSweepWorkflow"
 BANK_NOTIFICATION_SWEEP_WORKFLOW = "BankNotificationSweepWorkflow"
 WORKFLOW_REAPER_WORKFLOW = "WorkflowReaperWorkflow"
 API_LOG_RETENTION_WORKFLOW = "ApiLogRetentionWorkflow"
+READY_PROBE_WORKFLOW = "ReadyProbeWorkflow"
 PAYOUT_SCHEDULE_FIRE_WORKFLOW = "PayoutScheduleFireWorkflow"
 
 

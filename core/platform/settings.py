@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     # dropped (counted in api_log_dropped_total) rather than slow the request down.
     api_log_queue_size: int = Field(default=10_000, ge=1)
     api_log_batch_size: int = Field(default=500, ge=1)  # rows per INSERT of a flush
+    # The `/ready` history behind the merchant health view's uptime (core/health); kept like the API log.
+    ready_probe_every_seconds: float = Field(default=60.0, gt=0)  # the ReadyProbe Schedule's interval
     api_log_flush_interval_seconds: float = Field(default=1.0, gt=0)  # the longest a row waits in memory
     # GraphQL (/api/v1/graphql): introspection is on unless PAYOPS_ENV=prod
     graphql_max_depth: int = Field(default=8, ge=1)

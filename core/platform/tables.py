@@ -1138,6 +1138,18 @@ api_request_log = Table(
     Index("ix_api_request_log_merchant_at", "merchant_id", "at", "id"),
 )
 
+# One row per component per `/ready` probe (core/health; migration 0023_ready_history).
+ready_probes = Table(
+    "ready_probes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("component", String(32), nullable=False),
+    Column("up", Boolean, nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Index("ix_ready_probes_at", "at", "id"),
+)
+
 # --- payout schedules (issue 22): batches of payouts on a calendar or cron, on Temporal Schedules ---
 
 payout_schedules = Table(

@@ -65,6 +65,7 @@ def test_histories_exist():
     assert "alert_expiry_one_expired" in names  # AlertExpiryWorkflow (issue 20)
     # a payout schedule's fire (recorded by tests/payouts/test_payout_schedules.py with PAYOPS_RECORD_HISTORIES=1)
     assert "payout_schedule_fire_created" in names
+    assert "ready_probe_run" in names  # ReadyProbeWorkflow (recorded by tests/health/test_ready_probe.py)
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")

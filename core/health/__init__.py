@@ -1,0 +1,1 @@
+"""System health as one merchant sees it: webhook deliveries, its API requests, payops's uptime."""
