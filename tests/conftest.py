@@ -337,3 +337,21 @@ async def skipping_env(base_settings: Settings):
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture
+def scratch_db(postgres_server_url):
+    """An empty database of its own on the test PostgreSQL server (for migrations run by a test),
+    dropped afterwards."""
+    name = f"payops_scratch_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql):
+        conn = await asyncpg.connect(postgres_server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield _with_database(postgres_server_url, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

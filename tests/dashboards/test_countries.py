@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta, timezone
-from uuid import uuid4
 
 import asyncpg
 import pycountry
@@ -78,23 +77,6 @@ async def test_sync_store_writes_the_country(pg_conn):
 BACKFILL_VALUES = ["SN", "ci", "Gh", "XX", "UK", "", " SN", "SEN", "ß", "\u0130N", "1A", 12, True, None,
                    ["SN"], {"c": "SN"}, _MISSING, *sorted(ISO)[::7]]
 
-
-@pytest.fixture
-def scratch_db(postgres_server_url):
-    from tests.conftest import _with_database  # why: a private helper of the conftest, used only here
-
-    name = f"payops_geo_{uuid4().hex[:10]}"
-
-    async def run(sql):
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield _with_database(postgres_server_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_migration_backfills_from_raw_like_the_normaliser(scratch_db):

@@ -3,10 +3,7 @@ the tables in core/platform/tables.py match what the migrations build."""
 
 from __future__ import annotations
 
-import asyncio
 
-import asyncpg
-import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
@@ -17,25 +14,6 @@ def test_a_single_head():
     script = ScriptDirectory.from_config(alembic_config("postgresql://unused/db"))
     assert len(script.get_heads()) == 1, f"merge the heads: {script.get_heads()}"
 
-
-@pytest.fixture
-def scratch_db(postgres_server_url):
-    from uuid import uuid4
-
-    from tests.conftest import _with_database
-
-    name = f"payops_mig_{uuid4().hex[:10]}"
-
-    async def run(sql):
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield _with_database(postgres_server_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_upgrade_downgrade_round_trip_and_models_match(scratch_db):
