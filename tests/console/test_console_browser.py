@@ -268,7 +268,7 @@ async def test_overview_widgets_add_move_and_remove(open_page, api, demo_client)
 
     await page.click("[data-testid=add-widget]")
     await page.select_option("#modal-kind", "kpi")
-    await page.fill("#modal-title", "Fees")
+    await page.fill("#modal-name", "Fees")
     await page.fill("#modal-config", '{"metric": "fees"}')
     await page.click("[data-modal=submit]")
     await page.wait_for_selector(f"{grid} [data-widget] h2:text-is('Fees')")

@@ -168,7 +168,7 @@ export async function render({ root, me }) {
     catalog = catalog || await api("/dashboard/widgets/catalog");
     const values = await modal("Add a widget", [
       { name: "kind", label: "Kind", type: "select", options: catalog.map((c) => ({ value: c.kind, label: `${c.label} — ${c.description.split("\n")[0]}` })) },
-      { name: "title", label: "Title", help: "empty: the kind's name" },
+      { name: "name", label: "Title", help: "empty: the kind's name" },
       { name: "config", label: "Config (JSON)", type: "textarea",
         help: "empty: the kind's example — " + Object.entries(EXAMPLES).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("; ") },
     ], { submit: "Add" });
@@ -180,7 +180,7 @@ export async function render({ root, me }) {
       toast("Config is not valid JSON", "error");
       return;
     }
-    await api("/dashboard/widgets", { method: "POST", body: { kind: values.kind, title: values.title.trim() || null, config } });
+    await api("/dashboard/widgets", { method: "POST", body: { kind: values.kind, title: values.name.trim() || null, config } });
     toast("Widget added");
     await renderWidgets();
   }
