@@ -20,9 +20,9 @@ from api.routers import sync  # noqa: E402
 
 ROUTERS.append(sync.router)
 
-from api.routers import alerts, dashboard, exports, live, transactions  # noqa: E402
+from api.routers import alerts, dashboard, dashboard_widgets, exports, live, transactions  # noqa: E402
 
-ROUTERS += [dashboard.router, transactions.router, exports.router, alerts.router, live.router]
+ROUTERS += [dashboard_widgets.router, dashboard.router, transactions.router, exports.router, alerts.router, live.router]
 
 from api.routers import reconciliation  # noqa: E402
 

@@ -15,12 +15,14 @@ from core.alerts import service as alert_service
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
+SEVERITIES = "^(low|medium|high|critical)(,(low|medium|high|critical))*$"
+
 
 @router.get("", response_model=AlertPage, responses=problems(401, 403, 422))
 async def list_alerts(
     principal: DashboardRead, session: Session,
     status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved|expired)$")] = None,
-    severity: Annotated[str | None, Query(pattern="^(low|medium|high|critical)$")] = None,
+    severity: Annotated[str | None, Query(pattern=SEVERITIES, description="one, or several: critical,high")] = None,
     rule: str | None = None, merchant_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
 ):

@@ -32,14 +32,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-async def cached_json(request: Request, key: str, compute: Callable[[], Awaitable[dict]]) -> Response:
-    """The answer from the snapshot cache, or computed (and stored); `X-Cache` says which."""
+async def cached_body(request: Request, key: str, compute: Callable[[], Awaitable[dict]]) -> tuple[bytes, bool]:
+    """The JSON answer from the snapshot cache, or computed (and stored); and whether it was a hit."""
     cache = request.app.state.dashboard_cache
 
     async def produce() -> bytes:
         return json.dumps(await compute(), default=_json_default, separators=(",", ":")).encode()
 
-    body, hit = await cache.get_or_compute(key, produce)
+    return await cache.get_or_compute(key, produce)
+
+
+async def cached_json(request: Request, key: str, compute: Callable[[], Awaitable[dict]]) -> Response:
+    """The answer from the snapshot cache, or computed (and stored); `X-Cache` says which."""
+    body, hit = await cached_body(request, key, compute)
     return Response(body, media_type="application/json", headers={"X-Cache": "hit" if hit else "miss"})
 
 
@@ -59,9 +64,31 @@ async def overview(
     fraud rate — each with the previous window's value. Money comes per currency. Default window:
     the last 24 hours (whole UTC hours, the current one included)."""
     scope = _scope(principal, merchant_id, project, source, currency)
+    return await cached_json(request, *overview_query(session, scope, period, from_, to))
+
+
+# The reads below are shared with the dashboard widgets' data (api/routers/dashboard_widgets.py):
+# the same computation under the same cache key, so a widget shows the Overview's own numbers.
+Query_ = tuple[str, Callable[[], Awaitable[dict]]]
+
+
+def overview_query(session, scope: dm.Scope, period, from_, to) -> Query_:
     window = dm.resolve_window(period, from_, to)
     key = dm.cache_key("overview", w=[window.start, window.end], s=scope.key())
-    return await cached_json(request, key, lambda: dm.overview(session, window, scope))
+    return key, lambda: dm.overview(session, window, scope)
+
+
+def trends_query(session, scope: dm.Scope, *, metric: str, granularity: str, tz_name: str, period, from_, to) -> Query_:
+    window = dm.resolve_window(period, from_, to, default="30d" if granularity == "day" else "24h")
+    key = dm.cache_key("trends", w=[window.start, window.end], s=scope.key(), m=metric, g=granularity, tz=tz_name)
+    return key, lambda: dm.trends(session, window, scope, metric=metric, granularity=granularity,  # type: ignore[arg-type]
+                                  tz_name=tz_name)
+
+
+def breakdown_query(session, scope: dm.Scope, *, by: str, limit: int, period, from_, to) -> Query_:
+    window = dm.resolve_window(period, from_, to, default="30d")
+    key = dm.cache_key("breakdown", w=[window.start, window.end], s=scope.key(), by=by, n=limit)
+    return key, lambda: dm.breakdown(session, window, scope, by=by, limit=limit)  # type: ignore[arg-type]
 
 
 @router.get("/metrics/trends", response_model=Trends, responses=problems(401, 403, 422))
@@ -77,11 +104,9 @@ async def trends(
     """One metric over time, by hour or by day in a reporting time zone; money metrics give one
     series per currency. Empty buckets are zero (or null for rates)."""
     scope = _scope(principal, merchant_id, project, source, currency)
-    window = dm.resolve_window(period, from_, to, default="30d" if granularity == "day" else "24h")
     tz_name = tz or request.app.state.settings.dashboard_timezone
-    key = dm.cache_key("trends", w=[window.start, window.end], s=scope.key(), m=metric, g=granularity, tz=tz_name)
-    return await cached_json(request, key, lambda: dm.trends(
-        session, window, scope, metric=metric, granularity=granularity, tz_name=tz_name))  # type: ignore[arg-type]
+    return await cached_json(request, *trends_query(session, scope, metric=metric, granularity=granularity,
+                                                    tz_name=tz_name, period=period, from_=from_, to=to))
 
 
 @router.get("/metrics/breakdown", response_model=Breakdown, responses=problems(401, 403, 422))
@@ -96,9 +121,8 @@ async def breakdown(
     GMV; `country` is ISO 3166-1 alpha-2, null when unknown, read from the transactions rather
     than the rollups); `rail` breaks payouts down by rail."""
     scope = _scope(principal, merchant_id, project, source, currency)
-    window = dm.resolve_window(period, from_, to, default="30d")
-    key = dm.cache_key("breakdown", w=[window.start, window.end], s=scope.key(), by=by, n=limit)
-    return await cached_json(request, key, lambda: dm.breakdown(session, window, scope, by=by, limit=limit))  # type: ignore[arg-type]
+    return await cached_json(request, *breakdown_query(session, scope, by=by, limit=limit, period=period,
+                                                       from_=from_, to=to))
 
 
 @router.get("/metrics/heatmap", response_model=Heatmap, responses=problems(401, 403, 422))

@@ -220,13 +220,14 @@ def _uncursor(cursor: str) -> int:
 
 async def list_alerts(session: AsyncSession, *, merchant_id: str | None, status: str | None, severity: str | None,
                       rule: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`severity`: one, or several separated by commas (e.g. "critical,high")."""
     conds = []
     if merchant_id is not None:
         conds.append(alerts.c.data["merchant_id"].astext == merchant_id)
     if status is not None:
         conds.append(alerts.c.status == status)
     if severity is not None:
-        conds.append(alerts.c.severity == severity)
+        conds.append(alerts.c.severity.in_(severity.split(",")))
     if rule is not None:
         conds.append(alerts.c.rule == rule)
     if cursor:

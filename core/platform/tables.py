@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -1183,4 +1184,55 @@ payout_schedule_runs = Table(
     Column("outcome", String(16), nullable=False),  # created | refused | skipped
     Column("detail", Text, nullable=True),
     _created_at(),
+)
+
+# --- dashboard widgets (issue 20, item 2; migration 0024_w20widgets_widgets) -----------------------
+# A tenant's layout exists once it was first read (seeded with the defaults then); its widgets are
+# ordered by position; every change is in the append-only dashboard_widget_changes.
+
+dashboard_layouts = Table(
+    "dashboard_layouts",
+    metadata,
+    Column("tenant_kind", String(16), nullable=False),  # platform | merchant | agent
+    Column("tenant_id", String(64), nullable=False),  # "platform" for the platform's
+    Column("created_by", String(128), nullable=False),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_kind", "tenant_id"),
+    CheckConstraint("tenant_kind in ('platform','merchant','agent')", name="tenant_kind"),
+)
+
+dashboard_widgets = Table(
+    "dashboard_widgets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_kind", String(16), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("kind in ('kpi','trend','breakdown','gauge','table','alerts','map')", name="kind"),
+    ForeignKeyConstraint(["tenant_kind", "tenant_id"], ["dashboard_layouts.tenant_kind", "dashboard_layouts.tenant_id"],
+                         ondelete="CASCADE"),
+    Index("ix_dashboard_widgets_tenant_position", "tenant_kind", "tenant_id", "position", "id"),
+)
+
+dashboard_widget_changes = Table(
+    "dashboard_widget_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_kind", String(16), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("widget_id", String(64), nullable=True),  # NULL: the whole layout (seeded, reordered)
+    Column("change", String(16), nullable=False),  # seeded | created | updated | deleted | reordered
+    Column("actor", String(128), nullable=False),
+    Column("before", JSONB, nullable=True),
+    Column("after", JSONB, nullable=True),
+    _created_at(),
+    CheckConstraint("change in ('seeded','created','updated','deleted','reordered')", name="change"),
+    Index("ix_dashboard_widget_changes_tenant", "tenant_kind", "tenant_id", "id"),
 )

@@ -245,6 +245,68 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     assert page.js_errors == []
 
 
+async def test_overview_widgets_add_move_and_remove(open_page, api, demo_client):
+    """The Overview is built from the platform's widget layout: the six defaults draw; ops add a
+    KPI widget from the catalog, move it up and remove it, and the API's layout follows each step;
+    a merchant admin edits its own merchant's layout, not the platform's."""
+    from devstack.demo import DEMO_MERCHANTS
+
+    ops = demo_client.ops
+    page = await open_page()
+    await sign_in_as(page, "Olivia")
+    grid = "[data-testid=widget-grid]"
+    await page.wait_for_selector(f"{grid} [data-widget]")
+    titles = lambda: page.locator(f"{grid} [data-widget] h2").all_inner_texts()  # noqa: E731
+    assert await titles() == ["GMV trend", "Transaction volume", "Float available", "Conversion rate",
+                              "Top countries", "Alerts"]
+    # every default drew its data (no error box): the gauges, the country list, the alerts list
+    await page.wait_for_selector(f"{grid} [data-kind=gauge] .gauge")
+    await page.wait_for_selector(f"{grid} [data-testid=top-countries]")
+    await page.wait_for_selector(f"{grid} .widget-alerts")
+    assert await page.locator(f"{grid} .error-box").count() == 0
+    await shot(page, "17-overview-widgets")
+
+    await page.click("[data-testid=add-widget]")
+    await page.select_option("#modal-kind", "kpi")
+    await page.fill("#modal-name", "Fees")
+    await page.fill("#modal-config", '{"metric": "fees"}')
+    await page.click("[data-modal=submit]")
+    await page.wait_for_selector(f"{grid} [data-widget] h2:text-is('Fees')")
+    layout = (await api.get("/dashboard/widgets", headers=ops)).json()["data"]
+    assert [w["title"] for w in layout][-1] == "Fees" and layout[-1]["config"]["metric"] == "fees"
+    added = layout[-1]["id"]
+    await page.wait_for_selector(f"[data-widget='{added}'] .kpi .value")
+
+    await page.click(f"[data-move-up='{added}']")
+
+    async def moved_up():
+        return (await titles())[-2:] == ["Fees", "Alerts"]
+
+    await wait_for(moved_up, "the new widget to move up one place")
+    order = [w["title"] for w in (await api.get("/dashboard/widgets", headers=ops)).json()["data"]]
+    assert order[-2:] == ["Fees", "Alerts"]
+    await shot(page, "18-overview-widget-added")
+
+    await page.click(f"[data-remove='{added}']")
+    await page.wait_for_selector(f"[data-widget='{added}']", state="detached")
+    assert await titles() == order[:-2] + ["Alerts"]
+    assert "Fees" not in [w["title"] for w in (await api.get("/dashboard/widgets", headers=ops)).json()["data"]]
+
+    # a merchant admin: its own merchant's layout (the defaults), its edits stay there
+    mine = DEMO_MERCHANTS[0]
+    await demo_client.ensure_merchant(mine)
+    merchant_page = await open_page()
+    await sign_in_as(merchant_page, f"{mine.name} — merchant admin")
+    await merchant_page.wait_for_selector(f"{grid} [data-widget]")
+    first = await merchant_page.get_attribute(f"{grid} [data-widget]", "data-widget")
+    await merchant_page.click(f"[data-remove='{first}']")
+    await merchant_page.wait_for_selector(f"[data-widget='{first}']", state="detached")
+    assert len(await merchant_page.locator(f"{grid} [data-widget]").all()) == 5
+    platform = (await api.get("/dashboard/widgets", headers=ops)).json()["data"]
+    assert len(platform) == 6 and first not in {w["id"] for w in platform}
+    assert page.js_errors == [] and merchant_page.js_errors == []
+
+
 async def test_a_terminated_payout_offers_repair_not_retry(open_page, api, demo_client, bank, temporal_client, settings):
     """A dlq payout whose workflow is terminated in Temporal: its page says the workflow was closed
     outside payops and offers no Retry / Cancel; Repair… creates the REPAIR_PAYOUT action, linked

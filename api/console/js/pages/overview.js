@@ -1,8 +1,9 @@
-// Overview: KPI cards against the previous window, GMV and volume trends, payout status donut,
-// provider and project bars, and the live activity feed.
+// Overview: KPI cards against the previous window, then the tenant's widget layout (GET
+// /dashboard/widgets: GMV trend, volume, float and conversion gauges, top countries, alerts by
+// default; add / remove / move for those who may edit it), and the live activity feed.
 
 import { api } from "../api.js";
-import { badge, clear, errorBox, h, fill, statusLabel } from "../dom.js";
+import { actionButton, badge, clear, errorBox, h, fill, modal, statusLabel, table, toast } from "../dom.js";
 import { merchantLink } from "../links.js";
 import { count, dateTime, delta, majorToNumber, money, prefs, rate, shortLabel, time } from "../format.js";
 import * as live from "../live.js";
@@ -11,7 +12,6 @@ import { topThree } from "./recommendations.js";
 const PALETTE = ["#2456d3", "#13795b", "#c0362c", "#a15c00", "#7a2fd1", "#0e7490", "#be185d", "#4d7c0f"];
 // time axes: horizontal labels, as many as fit (Chart.js skips the rest)
 const TIME_TICKS = { maxRotation: 0, autoSkip: true, autoSkipPadding: 12, maxTicksLimit: 8 };
-const STATUS_COLORS = { settled: "#13795b", pending: "#d9a406", in_flight: "#2456d3", failed: "#c0362c", cancelled: "#98a2b3", dlq: "#7a2fd1" };
 
 function kpiCard(id, label, value, pair, { inverse = false, note } = {}) {
   const d = note ? { text: note, dir: "flat" } : delta(pair?.value, pair?.previous);
@@ -26,8 +26,39 @@ function chart(canvas, config) {
   return new window.Chart(canvas, { ...config, options: { responsive: true, maintainAspectRatio: false, animation: false, ...config.options } });
 }
 
+const EXAMPLES = {
+  kpi: { metric: "gmv" }, trend: { metric: "gmv" }, breakdown: { by: "source", metric: "gmv", limit: 5 },
+  gauge: { metric: "success_rate", min: 0, max: 1, thresholds: [{ at: 0, level: "bad" }, { at: 0.9, level: "ok" }] },
+  table: { query: "recent_payouts", limit: 10 }, alerts: { severity: ["critical", "high"] }, map: {},
+};
+const MONEY = ["gmv", "net_revenue", "fees", "refunds", "average_transaction", "float_available"];
+const isMoney = (m) => MONEY.includes(m);
+const isRate = (m) => m.endsWith("_rate");
+
+// a metric of the Overview's answer: counts and rates for all currencies, money per currency
+function overviewValue(ov, metric, currency) {
+  if (!isMoney(metric)) return ov.kpis[metric];
+  const block = ov.by_currency.find((c) => c.currency === currency) || ov.by_currency[0];
+  return block ? block[metric] : null;
+}
+
+function gauge(cfg, value, currency) {
+  const span = cfg.max - cfg.min;
+  const pct = value === null || value === undefined ? 0 : Math.max(0, Math.min(100, ((value - cfg.min) / span) * 100));
+  const level = [...cfg.thresholds].reverse().find((t) => value !== null && value !== undefined && value >= t.at)?.level || "none";
+  const shown = cfg.metric === "float_available" ? money(value, currency) : rate(value);
+  return h("div", { class: `gauge ${level}`, "data-level": level },
+    h("div", { class: "gauge-value", "data-testid": `gauge-${cfg.metric}` }, shown),
+    h("div", { class: "gauge-track", role: "meter", "aria-valuemin": cfg.min, "aria-valuemax": cfg.max, "aria-valuenow": value ?? "" },
+      h("span", { class: "gauge-fill", style: `width:${pct.toFixed(1)}%` })),
+    h("div", { class: "gauge-scale muted" },
+      h("span", {}, cfg.metric === "float_available" ? money(cfg.min, currency) : rate(cfg.min)),
+      h("span", {}, cfg.metric === "float_available" ? money(cfg.max, currency) : rate(cfg.max))));
+}
+
 export async function render({ root, me }) {
   const charts = [];
+  const widgetCharts = [];
   const state = { period: "24h", currency: null };
   const periodSel = h("select", { id: "period" },
     [["24h", "Last 24 hours"], ["7d", "Last 7 days"], ["30d", "Last 30 days"], ["90d", "Last 90 days"]]
@@ -94,79 +125,138 @@ export async function render({ root, me }) {
     // the window's last bucket ends in the future; the header says "now" instead
     const to = new Date(overview.window.to) > new Date() ? "now" : dateTime(overview.window.to);
     const windowNote = h("p", { class: "muted", "data-testid": "window" }, `${dateTime(overview.window.from)} – ${to} (${prefs.tz}), compared with the ${state.period} before.`);
-    const gmvCanvas = h("canvas", { "aria-label": "GMV over time", role: "img" });
-    const volCanvas = h("canvas", { "aria-label": "Transaction volume over time", role: "img" });
-    const donutCanvas = h("canvas", { "aria-label": "Payouts by status", role: "img" });
-    const providerCanvas = h("canvas", { "aria-label": "GMV by provider", role: "img" });
-    const projectCanvas = h("canvas", { "aria-label": "GMV by project", role: "img" });
-    const countryList = h("ol", { class: "top-countries", "data-testid": "top-countries" }, h("li", { class: "muted" }, "Loading…"));
     clear(body).append(windowNote,
       h("section", { class: "grid kpis", "aria-label": "Key figures", "data-testid": "kpis" }, cards),
-      h("section", { class: "grid charts", "aria-label": "Charts" },
-        h("div", { class: "panel wide" }, h("h2", {}, `GMV${cur ? ` (${cur.currency})` : ""}`), h("div", { class: "chart-box" }, gmvCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, "Transactions"), h("div", { class: "chart-box" }, volCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, "Payouts by status"), h("div", { class: "chart-box" }, donutCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, "By provider"), h("div", { class: "chart-box" }, providerCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, "By project"), h("div", { class: "chart-box" }, projectCanvas)),
-        h("div", { class: "panel" }, h("h2", {}, `Top countries${state.currency ? ` (${state.currency})` : ""}`), countryList)));
-
-    // payouts by status group, all currencies
-    const groups = {};
-    for (const c of overview.by_currency) for (const [g, v] of Object.entries(c.payouts)) groups[g] = (groups[g] || 0) + v.count.value;
-    const groupNames = Object.keys(groups).filter((g) => groups[g] > 0);
-    charts.push(chart(donutCanvas, {
-      type: "doughnut",
-      data: { labels: groupNames.map(statusLabel), datasets: [{ data: groupNames.map((g) => groups[g]), backgroundColor: groupNames.map((g) => STATUS_COLORS[g] || "#667085") }] },
-      options: { plugins: { legend: { position: "right", labels: { boxWidth: 12 } }, tooltip: { callbacks: { label: (c) => `${c.label}: ${count(c.raw)}` } } } },
-    }));
-
-    const granularity = state.period === "24h" ? "hour" : "day";
-    const params = { period: state.period, granularity, tz: prefs.tz };
-    const [gmv, volume, bySource, byProject, byCountry] = await Promise.allSettled([
-      api("/metrics/trends", { params: { ...params, metric: "gmv", currency: state.currency || undefined } }),
-      api("/metrics/trends", { params: { ...params, metric: "transactions" } }),
-      api("/metrics/breakdown", { params: { by: "source", period: state.period, currency: state.currency || undefined } }),
-      api("/metrics/breakdown", { params: { by: "project", period: state.period, currency: state.currency || undefined, limit: 10 } }),
-      api("/metrics/breakdown", { params: { by: "country", period: state.period, currency: state.currency || undefined, limit: 5 } }),
-    ]);
-    if (gmv.status === "fulfilled") {
-      const series = gmv.value.series;
-      charts.push(chart(gmvCanvas, {
-        type: "line",
-        data: {
-          labels: (series[0]?.points || []).map((p) => shortLabel(p.t, granularity)),
-          datasets: series.map((s, i) => ({ label: s.currency, data: s.points.map((p) => majorToNumber(p.value || 0, s.currency)), borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length] + "33", fill: true, tension: .25, pointRadius: 0 })),
-        },
-        options: { scales: { x: { ticks: TIME_TICKS }, y: { ticks: { callback: (v) => new Intl.NumberFormat(undefined, { notation: "compact" }).format(v) } } },
-          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${new Intl.NumberFormat(undefined, { style: "currency", currency: c.dataset.label }).format(c.raw)}` } } } },
-      }));
-    }
-    if (volume.status === "fulfilled") {
-      const pts = volume.value.series[0]?.points || [];
-      charts.push(chart(volCanvas, {
-        type: "bar",
-        data: { labels: pts.map((p) => shortLabel(p.t, granularity)), datasets: [{ label: "transactions", data: pts.map((p) => p.value || 0), backgroundColor: "#2456d3" }] },
-        options: { plugins: { legend: { display: false } }, scales: { x: { ticks: TIME_TICKS }, y: { beginAtZero: true, ticks: { precision: 0 } } } },
-      }));
-    }
-    for (const [res, canvas] of [[bySource, providerCanvas], [byProject, projectCanvas]]) {
-      if (res.status !== "fulfilled") continue;
-      const items = res.value.items.filter((i) => i.currency && (!state.currency || i.currency === state.currency));
-      charts.push(chart(canvas, {
-        type: "bar",
-        data: { labels: items.map((i) => i.key || "(none)"), datasets: [{ label: `GMV ${state.currency || ""}`, data: items.map((i) => majorToNumber(i.gmv || 0, i.currency)), backgroundColor: PALETTE.slice(0, items.length) }] },
-        options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => money(items[c.dataIndex].gmv || 0, items[c.dataIndex].currency) } } } },
-      }));
-    }
-    // top 5 payer countries by GMV in the selected currency (rows without a country: "Unknown")
-    if (byCountry.status === "fulfilled") {
-      const items = byCountry.value.items.filter((i) => i.currency === state.currency && i.gmv > 0).slice(0, 5);
-      clear(countryList).append(...(items.length ? items.map((i) => h("li", { "data-country": i.key || "" },
-        h("span", { class: i.key ? "mono" : "muted" }, i.key || "Unknown"), " ", money(i.gmv, i.currency),
-        h("span", { class: "muted" }, ` · ${count(i.succeeded)} succeeded`)))
-        : [h("li", { class: "muted" }, "No succeeded transactions in this window.")]));
-    } else clear(countryList).append(h("li", { class: "muted" }, "Could not load countries."));
+      widgetsBox);
+    await renderWidgets();
     body.dataset.loaded = "true";
+  }
+
+  // --- the layout's widgets (GET /dashboard/widgets): each drawn from its own data endpoint ---
+  const widgetsBox = h("section", { "aria-label": "Widgets", "data-testid": "widgets" });
+  let catalog = null;
+
+  async function renderWidgets() {
+    widgetCharts.splice(0).forEach((c) => c && c.destroy());
+    let layout;
+    try {
+      layout = await api("/dashboard/widgets");
+    } catch (err) {
+      fill(widgetsBox, errorBox(err));
+      return;
+    }
+    const ids = layout.data.map((w) => w.id);
+    const tools = layout.can_edit
+      ? h("div", { class: "row widget-tools" }, h("span", { class: "spacer" }),
+        actionButton("Add widget", addWidget, { "data-testid": "add-widget" }))
+      : null;
+    const grid = h("div", { class: "grid charts widgets-grid", "data-testid": "widget-grid" },
+      layout.data.map((w, i) => widgetPanel(w, i, ids, layout.can_edit)));
+    if (!layout.data.length) grid.append(h("p", { class: "muted" }, "No widgets on this dashboard."));
+    fill(widgetsBox, tools, grid);
+    widgetsBox.dataset.count = String(layout.data.length);
+  }
+
+  async function move(ids, i, by) {
+    const order = ids.slice();
+    [order[i], order[i + by]] = [order[i + by], order[i]];
+    await api("/dashboard/widgets/reorder", { method: "POST", body: { ids: order } });
+    await renderWidgets();
+  }
+
+  async function addWidget() {
+    catalog = catalog || await api("/dashboard/widgets/catalog");
+    const values = await modal("Add a widget", [
+      { name: "kind", label: "Kind", type: "select", options: catalog.map((c) => ({ value: c.kind, label: `${c.label} — ${c.description.split("\n")[0]}` })) },
+      { name: "name", label: "Title", help: "empty: the kind's name" },
+      { name: "config", label: "Config (JSON)", type: "textarea",
+        help: "empty: the kind's example — " + Object.entries(EXAMPLES).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("; ") },
+    ], { submit: "Add" });
+    if (!values) return;
+    let config;
+    try {
+      config = values.config.trim() ? JSON.parse(values.config) : EXAMPLES[values.kind];
+    } catch {
+      toast("Config is not valid JSON", "error");
+      return;
+    }
+    await api("/dashboard/widgets", { method: "POST", body: { kind: values.kind, title: values.name.trim() || null, config } });
+    toast("Widget added");
+    await renderWidgets();
+  }
+
+  function widgetPanel(w, i, ids, canEdit) {
+    const content = h("div", { class: "widget-body" }, h("p", { class: "muted" }, "Loading…"));
+    const controls = canEdit ? h("span", { class: "widget-controls" },
+      actionButton("↑", () => move(ids, i, -1), { title: "Move up", "aria-label": `Move ${w.title} up`, "data-move-up": w.id, disabled: i === 0 }),
+      actionButton("↓", () => move(ids, i, 1), { title: "Move down", "aria-label": `Move ${w.title} down`, "data-move-down": w.id, disabled: i === ids.length - 1 }),
+      actionButton("×", async () => {
+        await api(`/dashboard/widgets/${encodeURIComponent(w.id)}`, { method: "DELETE" });
+        toast(`Removed ${w.title}`);
+        await renderWidgets();
+      }, { title: "Remove", "aria-label": `Remove ${w.title}`, "data-remove": w.id })) : null;
+    const panel = h("div", { class: `panel widget${w.kind === "trend" && w.config.metric === "gmv" ? " wide" : ""}`, "data-widget": w.id, "data-kind": w.kind },
+      h("div", { class: "row widget-head" }, h("h2", {}, w.title), h("span", { class: "spacer" }), controls),
+      content);
+    loadWidget(w, content).catch((err) => fill(content, errorBox(err)));
+    return panel;
+  }
+
+  async function loadWidget(w, content) {
+    const res = await api(`/dashboard/widgets/${encodeURIComponent(w.id)}/data`,
+      { params: { period: state.period, currency: state.currency || undefined, tz: prefs.tz } });
+    const d = res.data, cfg = w.config;
+    const currency = cfg.currency || state.currency;
+    if (w.kind === "kpi" || w.kind === "gauge") {
+      const v = overviewValue(d, cfg.metric, currency);
+      if (w.kind === "kpi") {
+        const shown = isMoney(cfg.metric) ? money(v?.value, currency) : isRate(cfg.metric) ? rate(v?.value) : count(v?.value);
+        fill(content, kpiCard(`w-${w.id}`, isMoney(cfg.metric) ? `${cfg.metric.replace(/_/g, " ")} (${currency || "—"})` : cfg.metric.replace(/_/g, " "), shown, v));
+      } else {
+        fill(content, gauge(cfg, v?.value, currency));
+      }
+    } else if (w.kind === "trend") {
+      const gran = res.source.params.granularity;
+      const canvas = h("canvas", { "aria-label": `${w.title} over time`, role: "img" });
+      fill(content, h("div", { class: "chart-box" }, canvas));
+      const money_ = isMoney(cfg.metric);
+      const series = d.series.filter((s) => !money_ || !currency || s.currency === currency || d.series.length === 1);
+      const bar = cfg.chart === "bar";
+      widgetCharts.push(chart(canvas, {
+        type: bar ? "bar" : "line",
+        data: {
+          labels: (series[0]?.points || []).map((p) => shortLabel(p.t, gran)),
+          datasets: series.map((s, k) => ({ label: s.currency || cfg.metric, data: s.points.map((p) => money_ ? majorToNumber(p.value || 0, s.currency) : (p.value || 0)),
+            borderColor: PALETTE[k % PALETTE.length], backgroundColor: bar ? PALETTE[k % PALETTE.length] : PALETTE[k % PALETTE.length] + "33", fill: !bar, tension: .25, pointRadius: 0 })),
+        },
+        options: { plugins: { legend: { display: money_ && series.length > 1 } }, scales: { x: { ticks: TIME_TICKS }, y: { beginAtZero: true, ticks: { callback: (v) => new Intl.NumberFormat(undefined, { notation: "compact" }).format(v) } } } },
+      }));
+    } else if (w.kind === "breakdown") {
+      const m = cfg.metric;
+      const moneyRow = cfg.by !== "rail" ? isMoney(m) : m === "amount_minor";
+      const items = d.items.filter((i) => (!moneyRow || !currency || i.currency === currency) && (i[m] ?? 0) > 0).slice(0, cfg.limit);
+      const fmt = (i) => moneyRow ? money(i[m], i.currency) : isRate(m) || m === "settle_rate" ? rate(i[m]) : count(i[m]);
+      const unknown = cfg.by === "country" ? "Unknown" : "(none)";
+      fill(content, h("ol", { class: "top-countries", "data-testid": cfg.by === "country" ? "top-countries" : `breakdown-${cfg.by}` },
+        items.length ? items.map((i) => h("li", { "data-key": i.key || "", "data-country": cfg.by === "country" ? (i.key || "") : null },
+          h("span", { class: i.key ? "mono" : "muted" }, i.key || unknown), " ", fmt(i),
+          m === "gmv" ? h("span", { class: "muted" }, ` · ${count(i.succeeded)} succeeded`) : null))
+          : [h("li", { class: "muted" }, "Nothing in this window.")]));
+    } else if (w.kind === "table") {
+      const rows = d.data;
+      const col = (label, cell, num) => ({ label, cell, num });
+      fill(content, cfg.query === "recent_payouts"
+        ? table([col("Payout", (p) => h("a", { href: `#/payouts/${encodeURIComponent(p.id)}`, class: "mono id" }, p.id.slice(0, 14) + "…")),
+          col("Status", (p) => badge(p.status)), col("Amount", (p) => money(p.amount_minor, p.currency), true)], rows, { empty: "No payouts yet." })
+        : table([col("When", (t) => time(t.occurred_at)), col("Source", (t) => t.source), col("Status", (t) => badge(t.status)),
+          col("Amount", (t) => money(t.amount_minor, t.currency), true)], rows, { empty: "No transactions yet." }));
+    } else if (w.kind === "alerts") {
+      fill(content, h("ul", { class: "plain widget-alerts" }, d.data.length
+        ? d.data.map((a) => h("li", { "data-alert": a.id }, badge(a.severity), " ", a.message || a.rule))
+        : h("li", {}, "No alerts.")));
+    } else {
+      fill(content, h("p", { class: "muted", "data-testid": "map-placeholder" }, "No agent data yet."));
+    }
   }
 
   function feedItem(channel, data) {
@@ -195,5 +285,5 @@ export async function render({ root, me }) {
   periodSel.addEventListener("change", () => { state.period = periodSel.value; load(); });
   currencySel.addEventListener("change", () => { state.currency = currencySel.value; load(); });
   await load();
-  return () => { off(); clearTimeout(reloadTimer); charts.forEach((c) => c && c.destroy()); };
+  return () => { off(); clearTimeout(reloadTimer); charts.forEach((c) => c && c.destroy()); widgetCharts.forEach((c) => c && c.destroy()); };
 }
