@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from core.platform.auth_tokens import mint_dev_token
+# the browser, server and sandbox fixtures of the console's main browser test, shared as they are
 from tests.console.test_console_browser import (  # noqa: F401 — fixtures
     CHROMIUM,
     api,
@@ -30,13 +31,13 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
 
 
 @pytest.fixture
-def demo_client(served, settings):
+def demo_client(served, settings):  # noqa: F811 — the imported fixtures
     from devstack.demo import DemoClient
 
     return DemoClient(served, settings)
 
 
-async def approved_ops_action(api: httpx.AsyncClient, settings, type_: str, params: dict) -> dict:
+async def approved_ops_action(api: httpx.AsyncClient, settings, type_: str, params: dict) -> dict:  # noqa: F811
     def as_(role: str, sub: str) -> dict:
         return {"Authorization": f"Bearer {mint_dev_token(settings, role=role, sub=sub)}"}
 
@@ -56,7 +57,7 @@ async def approved_ops_action(api: httpx.AsyncClient, settings, type_: str, para
     return action
 
 
-async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api, demo_client, settings):
+async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api, demo_client, settings):  # noqa: F811
     from devstack.demo import DEMO_MERCHANTS
 
     lumen = DEMO_MERCHANTS[0]
