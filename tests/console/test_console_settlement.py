@@ -37,6 +37,10 @@ def demo_client(served, settings):  # noqa: F811 — the imported fixtures
     return DemoClient(served, settings)
 
 
+def money_text(minor: int) -> str:
+    return f"€{minor / 100:,.2f}"
+
+
 async def approved_ops_action(api: httpx.AsyncClient, settings, type_: str, params: dict) -> dict:  # noqa: F811
     def as_(role: str, sub: str) -> dict:
         return {"Authorization": f"Bearer {mint_dev_token(settings, role=role, sub=sub)}"}
@@ -112,9 +116,17 @@ async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api
         return (await api.get(f"/payouts/{payout_id}", headers=demo_client.ops)).json()["status"] == "settled"
 
     await wait_for(settled, "the withdrawal to settle", 60)
+    # the page follows it live: its status in the result, and the funds it took
+    await page.wait_for_selector(f"[data-withdrawal-status='{payout_id}'] [data-status=settled]")
     after = (await api.get(f"/merchants/{lumen.id}/settlement", headers=demo_client.ops)).json()
     (eur_after,) = [c for c in after["currencies"] if c["currency"] == "EUR"]
     assert eur_after["available_minor"] == eur_before["available_minor"] - 1234 - payout["fee_minor"]
+    available = money_text(eur_after["available_minor"])
+
+    async def panel_shows_it():
+        return available in await page.inner_text("[data-currency=EUR] [data-field=available]")
+
+    await wait_for(panel_shows_it, f"the panel to show {available} available")
 
     # it is on the Payouts page, and the link opens it
     await page.click("#nav a[data-page=payouts]")

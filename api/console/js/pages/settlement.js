@@ -8,6 +8,7 @@ import { api } from "../api.js";
 import { actionButton, badge, errorBox, facts, fill, h, modal, table, toast } from "../dom.js";
 import { dateTime, exponent, money, prefs } from "../format.js";
 import { payoutLink } from "../links.js";
+import * as live from "../live.js";
 
 // "12.50" EUR -> 1250 without floats
 export function toMinor(amount, currency) {
@@ -95,7 +96,8 @@ export async function render({ root, me, args, navigate }) {
       const payout = await api(`/merchants/${encodeURIComponent(merchantId)}/withdrawals`, {
         method: "POST", body, headers: { "Idempotency-Key": crypto.randomUUID() } });
       fill(result, h("div", { class: "panel", "data-payout": payout.id }, "Withdrawal created: payout ", payoutLink(payout.id),
-        ` of ${money(payout.amount_minor, payout.currency)} (fee ${money(payout.fee_minor, payout.currency)}), `, badge(payout.status)));
+        ` of ${money(payout.amount_minor, payout.currency)} (fee ${money(payout.fee_minor, payout.currency)}), `,
+        h("span", { "data-withdrawal-status": payout.id }, badge(payout.status))));
       await load();
     } catch (err) {
       fill(result, errorBox(err));
@@ -107,7 +109,8 @@ export async function render({ root, me, args, navigate }) {
     fill(kyc, h("p", {}, "KYC ", badge(panel.kyc_status),
       panel.can_withdraw ? "" : " — withdrawals are possible once ops have verified the KYC."));
     fill(actions, isAdmin ? [
-      actionButton("Withdraw", withdraw, { class: "primary", "data-testid": "withdraw", disabled: !panel.can_withdraw }),
+      actionButton("Withdraw", withdraw, { class: "primary", "data-testid": "withdraw", disabled: !panel.can_withdraw,
+        title: panel.can_withdraw ? null : `KYC is ${panel.kyc_status}: withdrawals need a verified KYC` }),
       actionButton("Register bank account", register, { "data-testid": "register-account" })] : null);
     fill(cards, panel.currencies.map((c) => h("section", { class: "panel", "data-currency": c.currency },
       h("div", { class: "card-head" }, h("h3", {}, c.currency)),
@@ -133,5 +136,20 @@ export async function render({ root, me, args, navigate }) {
     root.dataset.loaded = "true";
   }
 
-  await load();
+  // a payout of this merchant moved (a withdrawal's hold placed, sent, settled): the funds moved with it
+  let timer = null;
+  const off = live.on("payouts", (msg) => {
+    if (msg.merchant_id && msg.merchant_id !== merchantId) return;
+    const status = result.querySelector(`[data-withdrawal-status="${CSS.escape(msg.payout_id || "")}"]`);
+    if (status) fill(status, badge(msg.status));
+    clearTimeout(timer);
+    timer = setTimeout(() => load().catch(() => {}), 500);
+  });
+  try {
+    await load();
+  } catch (err) {
+    off();
+    throw err;
+  }
+  return () => { off(); clearTimeout(timer); };
 }
