@@ -20,8 +20,11 @@ PROFILE_FIELDS = ("company_name", "country", "account_type")
 
 
 async def lock_merchant(session: AsyncSession, merchant_id: str) -> dict:
+    """The merchant's row, locked against other profile/KYC/bank-account changes. FOR NO KEY
+    UPDATE: the foreign-key checks of its payouts and holds (FOR KEY SHARE) are not blocked."""
     row = (await session.execute(
-        select(merchants).where(merchants.c.id == merchant_id).with_for_update())).mappings().first()
+        select(merchants).where(merchants.c.id == merchant_id).with_for_update(key_share=True)  # FOR NO KEY UPDATE
+    )).mappings().first()
     if row is None:
         raise NotFound(f"merchant {merchant_id} not found")
     return dict(row)
