@@ -62,7 +62,7 @@ merchants = Table(
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _created_at(),
     _updated_at(),
-    # profile and KYC (core/merchants/profile.py; migration 0024_w21money_merchant_money)
+    # profile and KYC (core/merchants/profile.py; migration 0025_w21money_merchant_money)
     Column("company_name", String(200), nullable=True),  # the legal name; null: `name`
     Column("account_type", String(16), nullable=False, server_default="business"),
     Column("kyc_status", String(16), nullable=False, server_default="pending"),

@@ -1,7 +1,7 @@
 """merchant profile and KYC, KYC history, merchant audit, payout bank accounts (issue 21, items 2 and 6)
 
-Revision ID: 0024_w21money_merchant_money
-Revises: 0023_ready_history
+Revision ID: 0025_w21money_merchant_money
+Revises: 0024_w20widgets_widgets
 
 The merchant's profile (company name, account type) and KYC status on `merchants`, every KYC
 change in `merchant_kyc_history`, profile and bank-account changes in `merchant_audit`, and the
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0024_w21money_merchant_money"
-down_revision: Union[str, Sequence[str], None] = "0023_ready_history"
+revision: str = "0025_w21money_merchant_money"
+down_revision: Union[str, Sequence[str], None] = "0024_w20widgets_widgets"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
