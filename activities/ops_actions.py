@@ -29,6 +29,7 @@ from core.ops_actions.models import (
     SPECS,
     ActionType,
     AdjustBalanceParams,
+    ApproveBankAccountParams,
     ApproveBulkPayoutParams,
     ApprovalRecordInput,
     CancelPayoutParams,
@@ -42,15 +43,19 @@ from core.ops_actions.models import (
     ResumePayoutsParams,
     RetryPayoutsParams,
     RouteOverrideParams,
+    SetKycStatusParams,
     StepInput,
     StepResult,
     UnfreezeMerchantParams,
 )
+from core.merchants import bank_accounts as merchant_bank_accounts
+from core.merchants import profile as merchant_profile
 from core.ops_actions.store import (
     append_audit,
     deactivate_controls,
     get_action_row,
     insert_control,
+    list_approvals,
     lock_active_control,
     publish_ops_action_update,
     record_step,
@@ -184,6 +189,8 @@ class OpsActionActivities:
             ActionType.ADJUST_BALANCE: self._adjust_balance,
             ActionType.REPAIR_PAYOUT: self._repair_payout,
             ActionType.APPROVE_BULK_PAYOUT: self._approve_bulk_payout,
+            ActionType.SET_KYC_STATUS: self._set_kyc_status,
+            ActionType.APPROVE_BANK_ACCOUNT: self._approve_bank_account,
         }[kind]
         return ExecuteActionResult(result=await handler(params, p))
 
@@ -360,3 +367,31 @@ class OpsActionActivities:
             raise _refuse(f"{exc.code}: {exc.message}") from None
         return {"merchant_id": p.merchant_id, "amount_minor": p.amount_minor, "currency": p.currency,
                 "journal_transaction_id": journal.transaction_id, "ref": ref}
+
+    async def _signers(self, session: AsyncSession, params: ExecuteActionInput) -> str:
+        """Who decided an action: its creator and approvers (an automatic execution's actor is "workflow")."""
+        row = await get_action_row(session, params.action_id)
+        approvers = [a["approver"] for a in await list_approvals(session, params.action_id) if a["decision"] == "approve"]
+        return f"{row['created_by']} (approved by {', '.join(approvers) or 'nobody'})"[:128]
+
+    async def _set_kyc_status(self, params: ExecuteActionInput, p: SetKycStatusParams) -> dict:
+        """Idempotent: the history row carries the action id, so a retried attempt finds its change."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                change = await merchant_profile.set_kyc_status(
+                    session, p.merchant_id, to_status=p.status.value, actor=await self._signers(session, params),
+                    reason=f"{p.reason} (ops action {params.action_id})"[:1000], action_id=params.action_id)
+        except NotFound as exc:
+            raise _refuse(str(exc)) from None
+        return {"merchant_id": p.merchant_id, "from_status": change["from_status"], "to_status": change["to_status"]}
+
+    async def _approve_bank_account(self, params: ExecuteActionInput, p: ApproveBankAccountParams) -> dict:
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                account = await merchant_bank_accounts.review_account(
+                    session, merchant_id=p.merchant_id, account_id=p.account_id, approve=p.approve,
+                    actor=await self._signers(session, params), reason=p.reason, action_id=params.action_id)
+        except (InvalidState, NotFound) as exc:
+            raise _refuse(str(exc)) from None
+        return {"merchant_id": p.merchant_id, "account_id": p.account_id, "status": account["status"],
+                "effective_at": account["effective_at"].isoformat() if account["effective_at"] else None}

@@ -50,3 +50,7 @@ ROUTERS.append(recommendations.router)
 from api.routers import merchant_health  # noqa: E402
 
 ROUTERS.append(merchant_health.router)
+
+from api.routers import merchant_settlement  # noqa: E402
+
+ROUTERS.append(merchant_settlement.router)

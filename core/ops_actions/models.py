@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.merchants.models import KycStatus
 from core.platform.roles import Permission, Role, permissions_of
 
 
@@ -31,6 +32,8 @@ class ActionType(StrEnum):
     ADJUST_BALANCE = "ADJUST_BALANCE"
     REPAIR_PAYOUT = "REPAIR_PAYOUT"
     APPROVE_BULK_PAYOUT = "APPROVE_BULK_PAYOUT"
+    SET_KYC_STATUS = "SET_KYC_STATUS"
+    APPROVE_BANK_ACCOUNT = "APPROVE_BANK_ACCOUNT"
 
 
 class RiskLevel(StrEnum):
@@ -212,6 +215,24 @@ class AdjustBalanceParams(_Params):
         return v
 
 
+class SetKycStatusParams(_Params):
+    """Change a merchant's KYC status (the only way ops change it); recorded in its KYC history."""
+
+    merchant_id: str = _Id
+    status: KycStatus
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ApproveBankAccountParams(_Params):
+    """Decide on a merchant's payout bank account: approve ends its cool-off now (or verifies it
+    when PAYOPS_BANK_ACCOUNT_ACTIVATION=approval_only); approve=false rejects it."""
+
+    merchant_id: str = _Id
+    account_id: str = _Id
+    approve: bool = True
+    reason: str = Field(min_length=1, max_length=500)
+
+
 # --- the catalog --------------------------------------------------------------------------------
 
 
@@ -320,6 +341,19 @@ SPECS: dict[ActionType, ActionSpec] = {
             RiskLevel.HIGH, False, _merchant, lambda p: None,
             lambda p: (ActionType.ADJUST_BALANCE, {**p.model_dump(), "amount_minor": -p.amount_minor,
                                                    "reason": f"rollback: {p.reason}"[:500]}),
+        ),
+        ActionSpec(
+            ActionType.SET_KYC_STATUS, SetKycStatusParams,
+            "Set a merchant's KYC status (pending, verified, rejected, needs_info) with a reason; the change "
+            "is appended to the merchant's KYC history. Only a verified merchant may withdraw.",
+            RiskLevel.MEDIUM, True, _merchant, lambda p: f"kyc:{p.merchant_id}",
+        ),
+        ActionSpec(
+            ActionType.APPROVE_BANK_ACCOUNT, ApproveBankAccountParams,
+            "Approve a merchant's payout bank account (it takes effect now instead of after its cool-off) "
+            "or reject it (approve=false): withdrawals can then never go to it.",
+            RiskLevel.MEDIUM, True, lambda p: {"kind": "bank_account", "id": p.account_id},
+            lambda p: f"bank_account:{p.account_id}",
         ),
     ]
 }

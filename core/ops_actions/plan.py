@@ -17,11 +17,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.ledger import service as ledger
+from core.merchants import bank_accounts
+from core.merchants.service import get_merchant
+from core.platform.errors import NotFound
 from core.ops_actions import store
 from core.ops_actions.models import (
     SPECS,
     ActionType,
     AdjustBalanceParams,
+    ApproveBankAccountParams,
     ApproveBulkPayoutParams,
     CancelPayoutParams,
     ClearRouteOverrideParams,
@@ -31,6 +35,7 @@ from core.ops_actions.models import (
     ResumePayoutsParams,
     RetryPayoutsParams,
     RouteOverrideParams,
+    SetKycStatusParams,
     UnfreezeMerchantParams,
 )
 from core.payouts import bulk
@@ -293,6 +298,50 @@ async def _adjust_balance(session: AsyncSession, plan: Plan, p: AdjustBalancePar
                     f"{p.currency} balance by {abs(p.amount_minor)} minor units: {available} -> {after}.")
 
 
+async def _set_kyc_status(session: AsyncSession, plan: Plan, p: SetKycStatusParams) -> None:
+    try:
+        merchant = await get_merchant(session, p.merchant_id)
+    except NotFound as exc:
+        plan.refusal = plan.summary = str(exc)
+        return
+    current = merchant["kyc_status"]
+    plan.merchants.append({"merchant_id": p.merchant_id, "change": "kyc_status", "from_status": current,
+                           "to_status": p.status.value})
+    if current == p.status.value:
+        plan.notes.append(f"the KYC status is already {current}: executing it records the change again")
+    plan.summary = f"Set merchant {p.merchant_id}'s KYC status {current} -> {p.status.value} ({p.reason})."
+    if p.status.value == "verified":
+        plan.notes.append("the merchant may then withdraw to its usable bank accounts")
+    elif current == "verified":
+        plan.notes.append("the merchant can no longer withdraw; payouts already created go on")
+
+
+async def _approve_bank_account(session: AsyncSession, plan: Plan, p: ApproveBankAccountParams) -> None:
+    try:
+        account = await bank_accounts.get_account(session, p.merchant_id, p.account_id)
+    except NotFound as exc:
+        plan.refusal = plan.summary = str(exc)
+        return
+    details = account["details"]
+    change = {"merchant_id": p.merchant_id, "change": "bank_account_approved" if p.approve else "bank_account_rejected",
+              "account_id": p.account_id, "rail": account["rail"], "currency": account["currency"],
+              "last4": details.get("last4"), "from_status": account["status"],
+              "effective_at_before": account["effective_at"].isoformat() if account["effective_at"] else None}
+    plan.merchants.append(change)
+    if p.approve and account["status"] == "rejected":
+        plan.refusal = f"bank account {p.account_id} was rejected: it cannot be approved"
+        plan.summary = plan.refusal
+    elif p.approve:
+        plan.summary = (f"Approve {p.merchant_id}'s {account['rail']} {account['currency']} account ending "
+                        f"{details.get('last4')}: withdrawals may go to it from the execution on"
+                        + (" (its cool-off ends early)." if account["cooling_off"] else "."))
+        if account["replaces_id"]:
+            plan.notes.append(f"it replaces account {account['replaces_id']}, which is superseded from then on")
+    else:
+        plan.summary = (f"Reject {p.merchant_id}'s {account['rail']} {account['currency']} account ending "
+                        f"{details.get('last4')}: no withdrawal can go to it.")
+
+
 _PLANNERS: dict[ActionType, Any] = {
     ActionType.FREEZE_MERCHANT: _freeze,
     ActionType.UNFREEZE_MERCHANT: _unfreeze,
@@ -305,6 +354,8 @@ _PLANNERS: dict[ActionType, Any] = {
     ActionType.REPAIR_PAYOUT: _repair_payout,
     ActionType.APPROVE_BULK_PAYOUT: _approve_bulk_payout,
     ActionType.ADJUST_BALANCE: _adjust_balance,
+    ActionType.SET_KYC_STATUS: _set_kyc_status,
+    ActionType.APPROVE_BANK_ACCOUNT: _approve_bank_account,
 }
 
 

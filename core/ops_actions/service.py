@@ -26,6 +26,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.platform.auth_tokens import Principal
 from core.platform.errors import Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable, Unprocessable, typed
+from core.merchants.bank_accounts import get_account
+from core.merchants.profile import check_kyc_change
 from core.merchants.service import get_merchant
 from core.platform.names import OPS_ACTION_WORKFLOW, ops_action_workflow_id, search_attribute_keys
 from core.ops_actions.models import (
@@ -182,6 +184,10 @@ async def _check_target(session: AsyncSession, action_type: ActionType, p: Any) 
             raise NotFound(f"bulk payout {p.bulk_payout_id} of merchant {p.merchant_id} not found")
         if status != "awaiting_approval":
             raise InvalidState(f"bulk payout {p.bulk_payout_id} is {status}, not awaiting approval")
+    if action_type == ActionType.SET_KYC_STATUS:
+        await check_kyc_change(session, p.merchant_id, p.status.value)  # InvalidState when it changes nothing
+    if action_type == ActionType.APPROVE_BANK_ACCOUNT:
+        await get_account(session, p.merchant_id, p.account_id)  # NotFound
     if action_type in (ActionType.CANCEL_PAYOUT, ActionType.REPAIR_PAYOUT):
         if await session.scalar(select(payouts.c.id).where(payouts.c.id == p.payout_id)) is None:
             raise NotFound(f"payout {p.payout_id} not found")

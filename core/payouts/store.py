@@ -266,3 +266,22 @@ async def payouts_with_holds(session: AsyncSession, payout_ids: list[str]) -> di
 async def payout_status(session: AsyncSession, payout_id: str) -> str | None:
     """The payout's status (None when there is no such payout)."""
     return await session.scalar(select(payouts.c.status).where(payouts.c.id == payout_id))
+
+
+async def active_holds_by_status(session: AsyncSession, merchant_id: str) -> list[dict]:
+    """A merchant's active holds summed per (currency, payout status): what its held balance is
+    made of (the settlement panel splits it into pending and in flight)."""
+    rows = await session.execute(
+        select(ledger_holds.c.currency, payouts.c.status, func.sum(ledger_holds.c.amount_minor).label("held_minor"),
+               func.count().label("payouts"))
+        .select_from(ledger_holds.join(payouts, payouts.c.id == ledger_holds.c.payout_id))
+        .where(ledger_holds.c.merchant_id == merchant_id, ledger_holds.c.status == "active")
+        .group_by(ledger_holds.c.currency, payouts.c.status))
+    return [{"currency": r.currency, "status": r.status, "held_minor": int(r.held_minor), "payouts": int(r.payouts)}
+            for r in rows]
+
+
+async def payout_id_for_key(session: AsyncSession, merchant_id: str, idempotency_key: str) -> str | None:
+    """The payout a merchant's Idempotency-Key created, if any (the key stays on the payout for good)."""
+    return await session.scalar(select(payouts.c.id).where(
+        payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key))

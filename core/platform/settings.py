@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=15, ge=1)  # aliased fields per query: a simple complexity bound
     graphql_max_tokens: int = Field(default=2000, ge=1)  # tokens in a query document: bounds its size and cost
     graphql_max_page_size: int = Field(default=200, ge=1)
+    # Merchants' payout bank accounts (core/merchants/bank_accounts.py): a registered account, the
+    # first one too, is usable only this many hours after it passed its checks (the cool-off), or
+    # as soon as an APPROVE_BANK_ACCOUNT ops action approves it.
+    bank_account_cool_off_hours: float = Field(default=24.0, ge=0)
+    # cool_off_or_approval: whichever comes first; approval_only: no cool-off, an ops approval is required.
+    bank_account_activation: Literal["cool_off_or_approval", "approval_only"] = "cool_off_or_approval"
 
     # --- reconciliation ------------------------------------------------------------------
     reconciliation_timezone: str = "Asia/Kolkata"  # a run's dates are days in this zone

@@ -62,6 +62,67 @@ merchants = Table(
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _created_at(),
     _updated_at(),
+    # profile and KYC (core/merchants/profile.py; migration 0025_w21money_merchant_money)
+    Column("company_name", String(200), nullable=True),  # the legal name; null: `name`
+    Column("account_type", String(16), nullable=False, server_default="business"),
+    Column("kyc_status", String(16), nullable=False, server_default="pending"),
+    Column("kyc_updated_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("account_type in ('individual','business')", name="account_type"),
+    CheckConstraint("kyc_status in ('pending','verified','rejected','needs_info')", name="kyc_status"),
+)
+
+# Every KYC status change: who, when, from -> to, why, and the ops action that made it.
+merchant_kyc_history = Table(
+    "merchant_kyc_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("action_id", String(64), nullable=True),  # one change per ops action (a retried execution finds it)
+    _created_at(),
+    Index("ix_merchant_kyc_history_merchant", "merchant_id", "id"),
+    Index("uq_merchant_kyc_history_action", "action_id", unique=True),
+)
+
+# The merchant's audit trail of profile and payout bank account changes.
+merchant_audit = Table(
+    "merchant_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _created_at(),
+    Index("ix_merchant_audit_merchant", "merchant_id", "id"),
+)
+
+# A merchant's own payout bank accounts (withdrawals go only to these). Details are encrypted
+# (FieldCipher, like a payout's beneficiary); `effective_at` is the end of the cool-off.
+merchant_bank_accounts = Table(
+    "merchant_bank_accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("rail", String(32), nullable=False),  # the payout method: sepa, ach, wire, faster_payments, mobile_money
+    Column("currency", String(3), nullable=False),
+    Column("details_encrypted", LargeBinary, nullable=False),
+    Column("details_masked", JSONB, nullable=False),
+    Column("checks", JSONB, nullable=False, server_default=text("'[]'::jsonb")),  # the checks it passed
+    Column("status", String(24), nullable=False),  # pending_verification | verified | rejected
+    Column("effective_at", DateTime(timezone=True), nullable=True),  # null: waits for an ops approval
+    Column("replaces_id", String(64), nullable=True),  # the account of the same rail+currency it replaces
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    Column("reviewed_by", String(128), nullable=True),  # the ops action's executor, when one decided
+    Column("review_reason", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("status in ('pending_verification','verified','rejected')", name="status"),
+    Index("ix_merchant_bank_accounts_merchant", "merchant_id", "rail", "currency", "created_at"),
 )
 
 # --- ledger ---------------------------------------------------------------------------

@@ -524,7 +524,7 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
 
     page = await open_page()
     await sign_in_as(page, f"{mine.name} — merchant admin")
-    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs", "Recommendations"]
+    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs", "Settlement", "Profile", "Recommendations"]
     await page.wait_for_selector("[data-testid=kpis]")
     await shot(page, "14-merchant-overview")
 
@@ -1007,6 +1007,8 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("alerts", "#/alerts", "[data-testid=alerts] table"),
         ("recommendations", "#/recommendations", "[data-testid=recommendations] table"),
         ("api-logs", "#/api-logs", "[data-testid=api-logs] table"),
+        ("settlement", f"#/settlement/{lumen}", "[data-testid=settlement-panel] [data-currency=EUR]"),
+        ("profile", f"#/profile/{lumen}", "[data-testid=profile] [data-field=kyc_status]"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():

@@ -258,6 +258,39 @@ class TestPlanPerType:
                                     "account": f"merchant:{merchant}:available"}]
         assert plan["merchants"] == [{"merchant_id": merchant, "change": "3 payouts created"}]
 
+    async def test_set_kyc_status(self, client, token_for, sessionmaker, settings):
+        merchant = await create_merchant(sessionmaker)
+        action = await create(sessionmaker, settings, "SET_KYC_STATUS",
+                              {"merchant_id": merchant, "status": "verified", "reason": "documents checked"})
+        plan = await plan_of(client, token_for, action["id"])
+        assert plan["would_refuse"] is None and plan["payouts"] == [] and plan["amounts"] == []
+        assert plan["merchants"] == [{"merchant_id": merchant, "change": "kyc_status", "from_status": "pending",
+                                      "to_status": "verified"}]
+        assert "pending -> verified" in plan["summary"]
+
+    async def test_approve_bank_account(self, client, token_for, sessionmaker, settings):
+        from core.merchants import bank_accounts  # why: the account an APPROVE_BANK_ACCOUNT is about
+
+        merchant = await create_merchant(sessionmaker)
+        async with sessionmaker() as session, session.begin():
+            account = await bank_accounts.register_account(
+                session, settings, merchant, actor="m", rail="sepa", currency="EUR",
+                details={"iban": "DE89370400440532013000", "bic": "COBADEFFXXX"})
+        action = await create(sessionmaker, settings, "APPROVE_BANK_ACCOUNT",
+                              {"merchant_id": merchant, "account_id": account["id"], "reason": "called back"})
+        plan = await plan_of(client, token_for, action["id"])
+        assert plan["would_refuse"] is None
+        assert plan["merchants"] == [{
+            "merchant_id": merchant, "change": "bank_account_approved", "account_id": account["id"], "rail": "sepa",
+            "currency": "EUR", "last4": "3000", "from_status": "verified",
+            "effective_at_before": account["effective_at"].isoformat()}]
+        assert "cool-off ends early" in plan["summary"]
+        async with sessionmaker() as session, session.begin():
+            await bank_accounts.review_account(session, merchant_id=merchant, account_id=account["id"],
+                                               approve=False, actor="ops", reason="fraud")
+        plan = await plan_of(client, token_for, action["id"])
+        assert plan["would_refuse"] == f"bank account {account['id']} was rejected: it cannot be approved"
+
 
 # --- plan == what execution then does ------------------------------------------------------------
 

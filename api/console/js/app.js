@@ -20,6 +20,8 @@ const PAGES = [
   { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
   { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "api-logs", label: "API logs", load: () => import("./pages/api_logs.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "settlement", label: "Settlement", load: () => import("./pages/settlement.js"), allowed: (me) => can(me, "balances:read") },
+  { id: "profile", label: "Profile", load: () => import("./pages/profile.js"), allowed: (me) => me.is_merchant_user || can(me, "balances:read") },
   { id: "recommendations", label: "Recommendations", load: () => import("./pages/recommendations.js"), allowed: (me) => can(me, "dashboard:read") },
 ];
 
