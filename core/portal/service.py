@@ -37,9 +37,9 @@ def _parse_cursor(key: Any) -> tuple[datetime, str]:
 
 
 def parse_kinds(raw: list[str] | None) -> list[str]:
-    if not raw:
+    names = [n.strip() for item in raw or [] for n in item.split(",") if n.strip()]
+    if not names:
         return list(KINDS)
-    names = [n.strip() for item in raw for n in item.split(",") if n.strip()]
     unknown = sorted(set(names) - set(KINDS))
     if unknown:
         raise Unprocessable(f"unknown kind(s): {', '.join(unknown)}; use {', '.join(KINDS)}")

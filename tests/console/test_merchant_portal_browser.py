@@ -19,7 +19,7 @@ OPS_ONLY = ["overview", "approvals", "reconciliation", "connectors", "rails", "b
             "recommendations", "merchant"]
 
 
-async def test_merchant_portal_dashboard_live_feed_and_api_log(open_page, api, demo_client):
+async def test_merchant_portal_dashboard_live_feed_and_api_log(open_page, api, demo_client):  # noqa: F811
     from devstack.demo import DEMO_MERCHANTS
 
     mine, other = DEMO_MERCHANTS[0], DEMO_MERCHANTS[1]
@@ -42,7 +42,7 @@ async def test_merchant_portal_dashboard_live_feed_and_api_log(open_page, api, d
     await page.wait_for_selector("[data-testid=activity-panel][data-loaded=true]")
     await page.wait_for_selector(f"[data-testid=activity-feed] li[data-ref='{before['id']}']")
     assert await page.locator(f"[data-testid=activity-feed] li[data-ref='{theirs['id']}']").count() == 0
-    assert await page.inner_text(f"[data-testid=portal-merchant]") == mine.name
+    assert await page.inner_text("[data-testid=portal-merchant]") == mine.name
 
     # a payout created while the page is open arrives in the feed live; another merchant's does not
     live_other = await demo_client.create_payout(other, rng)
@@ -76,7 +76,7 @@ async def test_merchant_portal_dashboard_live_feed_and_api_log(open_page, api, d
     assert page.js_errors == []
 
 
-async def test_ops_view_as_shows_the_banner_and_no_write_button(open_page, api, demo_client, db):
+async def test_ops_view_as_shows_the_banner_and_no_write_button(open_page, api, demo_client, db):  # noqa: F811
     from devstack.demo import DEMO_MERCHANTS
 
     mine = DEMO_MERCHANTS[0]
