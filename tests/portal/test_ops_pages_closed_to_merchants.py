@@ -11,7 +11,6 @@ OPS_PAGE_READS = [
     "/reconciliation/summary?date=2030-01-01", "/reconciliation/discrepancies?date=2030-01-01",
     "/reconciliation/schedule", "/reconciliation/runs/x",  # reconciliation
     "/connectors/health",  # connectors
-    "/rails", "/rails/calendars/target2", "/rails/sepa_ct",  # rails
     "/payouts/batches", "/payouts/batches/x",  # batches
     "/sla/breaches", "/sla/rules", "/sla/rules/changes",  # sla
     "/sync/status", "/sync/quarantine", "/sync/runs/x",  # syncs
@@ -23,7 +22,7 @@ OPS_PAGE_READS = [
 # cutoffs and fees (what the settlement panel's next settlement date comes from), the merchant's
 # own alerts (float_low on its balance) and its own recommendations. Their scoping is tested in
 # tests/rails and tests/recommendations; the portal shows none of these pages.
-SCOPED_BY_DESIGN = ["/rails", "/alerts", "/alerts/rules", "/recommendations"]
+SCOPED_BY_DESIGN = ["/rails", "/rails/calendars/TARGET", "/alerts", "/alerts/rules", "/recommendations"]
 
 
 @pytest.mark.parametrize("role", ["merchant_admin", "merchant_viewer"])
