@@ -95,8 +95,10 @@ async def test_ops_view_as_shows_the_banner_and_no_write_button(open_page, api, 
 
     banner = page.locator("[data-testid=view-as-banner]")
     await banner.wait_for(state="visible")
-    await page.wait_for_function("document.querySelector('[data-testid=view-as-merchant]')?.textContent === "
-                                 f"{mine.name!r}")
+    async def named():  # the merchant's name replaces its id once read
+        return await page.inner_text("[data-testid=view-as-merchant]") == mine.name
+
+    await wait_for(named, "the banner to name the merchant", 10)
     text = await banner.inner_text()
     assert re.search(rf"Viewing as {re.escape(mine.name)} — read-only", text), text
     assert "demo-olivia" in text
