@@ -14,7 +14,7 @@ from tests.console.test_console_browser import (  # noqa: F401 — fixtures
 )
 from tests.console.test_console_browser import pytestmark  # noqa: F401 — skipped without Chromium
 
-PORTAL_NAV = ["Dashboard", "Transactions", "Payouts", "Schedules", "API logs", "Webhooks"]
+PORTAL_NAV = ["Dashboard", "Transactions", "Payouts", "Schedules", "API logs", "Settlement", "Profile", "Webhooks"]
 OPS_ONLY = ["overview", "approvals", "reconciliation", "connectors", "rails", "batches", "sla", "syncs", "alerts",
             "recommendations", "merchant"]
 
@@ -113,7 +113,8 @@ async def test_ops_view_as_shows_the_banner_and_no_write_button(open_page, api, 
     for where, key in (("dashboard", "[data-testid=activity-panel][data-loaded=true]"),
                        (f"payouts/{payout['id']}", "[data-testid=payout-status]"),
                        ("schedules", "main[data-page=schedules]"),
-                       ("webhooks", "[data-testid=webhook-endpoints]")):
+                       ("webhooks", "[data-testid=webhook-endpoints]"),
+                       ("settlement", "[data-testid=settlement-panel]")):
         await page.goto(page.url.split("#")[0] + f"#/{where}")
         await page.wait_for_selector(key)
         await page.wait_for_timeout(300)
