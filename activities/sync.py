@@ -152,14 +152,19 @@ class SyncActivities:
         caught_up = False
         try:
             async for page in pages:
-                batch = await self._store(params, page, totals)
+                batch, by_merchant = await self._store(params, page, totals)
                 cursor = page.cursor
                 if page.expected_total is not None:
                     expected_total = page.expected_total
                 activity.heartbeat(cursor)
-                await sync_store.publish(self._redis, sync_store.TRANSACTION_UPDATES_CHANNEL, {
-                    "source": params.source, "run_id": params.run_id, **batch.model_dump(),
-                })
+                # One message per merchant whose transactions changed, each carrying its merchant_id
+                # (None: unmapped provider accounts, platform users only): a merchant user's
+                # live view gets its own transactions and never another merchant's.
+                for merchant_id, per in by_merchant.items():
+                    await sync_store.publish(self._redis, sync_store.TRANSACTION_UPDATES_CHANNEL, {
+                        "type": "transactions.synced", "source": params.source, "run_id": params.run_id,
+                        "merchant_id": merchant_id, **per,
+                    })
                 await sync_store.publish(self._redis, sync_store.SYNC_UPDATES_CHANNEL, {
                     "source": params.source, "run_id": params.run_id, "mode": params.mode, "status": "running",
                     "cursor": cursor, "totals": totals.model_dump(), "expected_total": expected_total,
@@ -209,7 +214,8 @@ class SyncActivities:
             return None
         return json.loads(raw) if isinstance(raw, str) else dict(raw)
 
-    async def _store(self, params: FetchPagesInput, page: FetchedPage, totals: SyncTotals) -> SyncTotals:
+    async def _store(self, params: FetchPagesInput, page: FetchedPage,
+                     totals: SyncTotals) -> tuple[SyncTotals, dict[str | None, dict[str, int]]]:
         normalized: list[NormalizedTransaction] = []
         rejected: list[Rejected] = []
         if params.source == "vima":
@@ -241,7 +247,7 @@ class SyncActivities:
         totals.updated += batch.updated
         totals.unchanged += batch.unchanged
         totals.quarantined += batch.quarantined
-        return batch
+        return batch, counts.by_merchant
 
     def _pages(self, params: FetchPagesInput, cursor: dict[str, Any]) -> AsyncIterator[FetchedPage]:
         if params.source == "vima":

@@ -18,9 +18,11 @@ from temporalio.client import Client
 
 from api.request_log import PRINCIPAL_STATE_KEY
 from core.platform.auth_tokens import Principal, verify_token
-from core.platform.errors import Forbidden, ServiceUnavailable, Unauthorized
+from core.platform.errors import Forbidden, ServiceUnavailable, Unauthorized, typed
 from core.platform.roles import Permission
 from core.platform.settings import Settings
+
+ViewAsReadOnly = typed(Forbidden, "view_as_read_only", "A view-as session is read-only")
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from your identity provider (`payops token` in dev)")
 
@@ -78,7 +80,15 @@ async def get_principal(
     else:
         principal = verify_token(settings, credentials.credentials)  # a signature check: microseconds
     request.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal  # for the request log
+    if principal.view_as_by and request.method not in READ_METHODS and request.url.path not in READ_ONLY_POSTS:
+        raise ViewAsReadOnly("a view-as session is read-only: end it and act as yourself")
     return principal
+
+
+# A "view as" session (api/routers/view_as.py) may only read: every other method is refused here,
+# whatever the endpoint's permission, before the endpoint runs. GraphQL is read-only (no mutations).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_POSTS = frozenset({"/api/v1/graphql"})
 
 
 def require(*permissions: Permission):

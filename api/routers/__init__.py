@@ -54,3 +54,7 @@ ROUTERS.append(merchant_health.router)
 from api.routers import merchant_settlement  # noqa: E402
 
 ROUTERS.append(merchant_settlement.router)
+
+from api.routers import portal  # noqa: E402
+
+ROUTERS.append(portal.router)

@@ -39,6 +39,8 @@ class Me(BaseModel):
     is_merchant_user: bool
     permissions: list[str] = Field(description="what the roles grant; the console shows only what these allow")
     expires_at: int | None = Field(description="the token's `exp` (unix seconds)")
+    view_as_by: str | None = Field(default=None, description="in an ops \"view as\" session: the ops user "
+                                                             "(the session is read-only)")
 
 
 class ConsoleConfig(BaseModel):
@@ -59,7 +61,7 @@ async def who_am_i(principal: Authenticated):
     """The caller as the API sees them: roles, merchant (for merchant users) and permissions."""
     return Me(sub=principal.sub, roles=sorted(r.value for r in principal.roles), merchant_id=principal.merchant_id,
               is_merchant_user=principal.is_merchant_user, permissions=sorted(p.value for p in principal.permissions),
-              expires_at=principal.claims.get("exp"))
+              expires_at=principal.claims.get("exp"), view_as_by=principal.view_as_by)
 
 
 @router.get("/console/config", response_model=ConsoleConfig)

@@ -11,7 +11,11 @@ import jwt
 
 from core.platform.errors import Unauthorized
 from core.platform.roles import MERCHANT_ROLES, Role, permissions_of
-from core.platform.settings import Settings
+from core.platform.settings import DEV_JWT_SECRET, Settings
+
+# The `kid` of the tokens payops signs itself for an ops "view as" session (see mint_view_as_token)
+VIEW_AS_KID = "payops-view-as"
+VIEW_AS_ROLE = Role.MERCHANT_VIEWER
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,12 @@ class Principal:
     @property
     def permissions(self):
         return permissions_of(self.roles)
+
+    @property
+    def view_as_by(self) -> str | None:
+        """The ops user behind a "view as" session (the real actor), else None."""
+        by = self.claims.get("view_as_by")
+        return str(by) if by else None
 
 
 def mint_dev_token(
@@ -60,14 +70,50 @@ def mint_dev_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+def view_as_key(settings: Settings) -> str:
+    """The key of view-as tokens: PAYOPS_JWT_SECRET (HS256), whatever the IdP's algorithm; refused
+    in production while it is still the dev secret (anyone could then mint one)."""
+    if settings.env == "prod" and settings.jwt_secret == DEV_JWT_SECRET:
+        raise Unauthorized("view-as sessions need PAYOPS_JWT_SECRET set to a real secret")
+    return settings.jwt_secret
+
+
+def mint_view_as_token(settings: Settings, *, actor: str, merchant_id: str, session_id: str,
+                       ttl_seconds: int) -> tuple[str, int]:
+    """A short-lived token for an ops user's read-only "view as" session of a merchant: its
+    principal is a merchant_viewer of that merchant (no write permission, whatever the viewer's
+    roles), and carries the real actor in `view_as_by` and the audited session in `view_as_session`.
+    Returns the token and its expiry (unix seconds)."""
+    now = int(time.time())
+    exp = now + ttl_seconds
+    claims = {
+        "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": actor, "iat": now, "exp": exp,
+        "jti": uuid.uuid4().hex, "roles": [VIEW_AS_ROLE.value], "merchant_id": merchant_id,
+        "view_as_by": actor, "view_as_session": session_id,
+    }
+    token = jwt.encode(claims, view_as_key(settings), algorithm="HS256", headers={"kid": VIEW_AS_KID})
+    return token, exp
+
+
+def _is_view_as(token: str) -> bool:
+    try:
+        return jwt.get_unverified_header(token).get("kid") == VIEW_AS_KID
+    except jwt.InvalidTokenError:
+        return False
+
+
 @lru_cache(maxsize=4)
 def _jwks_client(url: str) -> jwt.PyJWKClient:
     return jwt.PyJWKClient(url, cache_keys=True)
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
+    view_as = _is_view_as(token)
+    algorithm = "HS256" if view_as else settings.jwt_algorithm
     try:
-        if settings.jwt_algorithm == "HS256":
+        if view_as:
+            key = view_as_key(settings)
+        elif settings.jwt_algorithm == "HS256":
             key = settings.jwt_secret
         elif settings.jwt_jwks_url:
             key = _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key
@@ -78,7 +124,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
         claims = jwt.decode(
             token,
             key,
-            algorithms=[settings.jwt_algorithm],
+            algorithms=[algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iss", "aud", "sub"]},
@@ -95,6 +141,11 @@ def verify_token(settings: Settings, token: str) -> Principal:
     if not roles:
         raise Unauthorized("token carries no payops role")
     merchant_id = claims.get("merchant_id")
+    if view_as:
+        if roles != {VIEW_AS_ROLE} or not claims.get("view_as_by") or not merchant_id:
+            raise Unauthorized("invalid token: a view-as token is a merchant_viewer of one merchant")
+    elif claims.get("view_as_by"):
+        raise Unauthorized("invalid token: view_as_by only in payops's own view-as tokens")
     if roles & MERCHANT_ROLES and not merchant_id:
         raise Unauthorized("merchant roles need a merchant_id claim")
     return Principal(sub=str(claims["sub"]), roles=roles, merchant_id=merchant_id, claims=claims)

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     recommendation_failure_rate: float = 0.2  # a connector failing this share of payouts (or more)
     recommendation_failure_min_payouts: int = 10  # ... over at least this many payouts
     live_auth_timeout_seconds: float = 5.0  # a WebSocket must authenticate within this
+    # --- merchant portal ----------------------------------------------------------
+    view_as_ttl_seconds: int = Field(default=900, ge=60, le=8 * 3600)  # an ops "view as" session's token lifetime
     # `payops up` in dev runs the demo (devstack/demo.py): demo merchants paying out at a trickle
     demo_enabled: bool = True
     demo_payout_interval_seconds: float = 4.0

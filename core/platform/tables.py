@@ -263,6 +263,7 @@ payout_events = Table(
     Column("data", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _created_at(),
     UniqueConstraint("payout_id", "sequence", name="uq_payout_events_payout_sequence"),
+    Index("ix_payout_events_created", "created_at", "id"),  # the activity feed (0024)
 )
 
 # --- ops actions --------------------------------------------------------------------------
@@ -585,6 +586,7 @@ webhook_attempts = Table(
     CheckConstraint("outcome in ('succeeded','failed','refused')", name="outcome"),
     Index("ix_webhook_attempts_event_id", "event_id"),
     Index("ix_webhook_attempts_endpoint_created", "endpoint_id", "created_at"),
+    Index("ix_webhook_attempts_merchant_created", "merchant_id", "created_at", "id"),  # the activity feed (0024)
 )
 
 # --- ops action audit (migration 0002_ops_audit) ---------------------------------------------
@@ -1296,4 +1298,32 @@ dashboard_widget_changes = Table(
     _created_at(),
     CheckConstraint("change in ('seeded','created','updated','deleted','reordered')", name="change"),
     Index("ix_dashboard_widget_changes_tenant", "tenant_kind", "tenant_id", "id"),
+)
+
+# --- merchant portal (issue 21; migration 0026_w21portal_portal) ----------------------------
+
+# Which merchant a provider account (a sync source's project) belongs to: the sync sets
+# transactions.merchant_id from it.
+provider_accounts = Table(
+    "provider_accounts",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    _created_at(),
+)
+
+# The audit of every ops "view as" session: who looked at which merchant's portal, why, until when.
+view_as_sessions = Table(
+    "view_as_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("actor_roles", JSONB, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    _created_at(),
+    Index("ix_view_as_sessions_merchant_created", "merchant_id", "created_at", "id"),
 )

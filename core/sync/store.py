@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -95,6 +95,13 @@ class UpsertCounts:
     moved: int = 0  # updated rows whose occurred_at changed (a subset of `updated`)
     unchanged: int = 0
     stale: int = 0  # older than the stored version, skipped (a subset of `unchanged`)
+    # inserted / updated per merchant (None: a provider account mapped to no merchant), for the
+    # live messages, which each carry their merchant's id
+    by_merchant: dict[str | None, dict[str, int]] = field(default_factory=dict)
+
+    def count_merchant(self, merchant_id: str | None, outcome: str, n: int = 1) -> None:
+        per = self.by_merchant.setdefault(merchant_id, {"inserted": 0, "updated": 0})
+        per[outcome] += n
 
 
 def is_older(row: NormalizedTransaction, stored_version: int | None, stored_updated_at: datetime | None) -> bool:
@@ -166,9 +173,13 @@ async def upsert_transactions(conn: asyncpg.Connection, source: str, rows: list[
         await conn.execute(_KEYS_SQL, source, [r.source_id for r in new], ids, [r.occurred_at for r in new])
         await conn.execute(_INSERT_SQL, source, ids, *_arrays(new))
         counts.inserted = len(new)
+        for r in new:
+            counts.count_merchant(r.merchant_id, "inserted")
     if same_place:
         await conn.execute(_UPDATE_SQL, source, [i for i, _ in same_place], *_arrays([r for _, r in same_place]))
         counts.updated += len(same_place)
+        for _, r in same_place:
+            counts.count_merchant(r.merchant_id, "updated")
     if moved:
         ids = [i for i, _, _ in moved]
         await conn.execute(
@@ -185,7 +196,58 @@ async def upsert_transactions(conn: asyncpg.Connection, source: str, rows: list[
         )
         counts.updated += len(moved)
         counts.moved = len(moved)
+        for _, _, r in moved:
+            counts.count_merchant(r.merchant_id, "updated")
     return counts
+
+
+# --- provider accounts: which merchant a synced transaction belongs to ----------------------
+
+
+async def assign_merchants(conn: asyncpg.Connection, source: str, rows: list[NormalizedTransaction]) -> None:
+    """Set each record's merchant from the `provider_accounts` mapping of (source, project); a
+    record of an unmapped project keeps merchant_id NULL (visible to platform users only)."""
+    if not rows:
+        return
+    mapping = {r["project"]: r["merchant_id"] for r in await conn.fetch(
+        "SELECT project, merchant_id FROM provider_accounts WHERE source = $1", source)}
+    for row in rows:
+        row.merchant_id = mapping.get(row.project) if row.project is not None else None
+
+
+async def list_provider_accounts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(
+        "SELECT source, project, merchant_id, created_by, created_at FROM provider_accounts ORDER BY source, project")]
+
+
+async def put_provider_account(conn: asyncpg.Connection, *, source: str, project: str, merchant_id: str,
+                               actor: str) -> tuple[dict[str, Any], int]:
+    """Map (source, project) to a merchant and re-assign the transactions already synced from it.
+    Returns the mapping and how many stored transactions changed merchant. Call in a transaction."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO provider_accounts (source, project, merchant_id, created_by) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (source, project) DO UPDATE SET merchant_id = excluded.merchant_id,
+            created_by = excluded.created_by, created_at = now()
+        RETURNING source, project, merchant_id, created_by, created_at
+        """,
+        source, project, merchant_id, actor,
+    )
+    status = await conn.execute(
+        "UPDATE transactions SET merchant_id = $3, updated_at = now() "
+        "WHERE source = $1 AND project = $2 AND merchant_id IS DISTINCT FROM $3",
+        source, project, merchant_id,
+    )
+    return dict(row), int(status.split()[-1])
+
+
+async def delete_provider_account(conn: asyncpg.Connection, *, source: str, project: str) -> int:
+    """Unmap: the account's stored transactions go back to merchant_id NULL. Returns how many."""
+    await conn.execute("DELETE FROM provider_accounts WHERE source = $1 AND project = $2", source, project)
+    status = await conn.execute(
+        "UPDATE transactions SET merchant_id = NULL, updated_at = now() "
+        "WHERE source = $1 AND project = $2 AND merchant_id IS NOT NULL", source, project)
+    return int(status.split()[-1])
 
 
 # What the database refuses because of one record's data (not a lost connection, a deadlock...)
@@ -198,6 +260,7 @@ async def store_page(conn: asyncpg.Connection, source: str, rows: list[Normalize
     (its reason is the database's) and the rest of the page lands. Call inside a transaction.
     Returns the counts and every rejected record, to quarantine."""
     rejected = list(rejected)
+    await assign_merchants(conn, source, rows)
     try:
         async with conn.transaction():  # a savepoint: the whole page at once, the fast path
             return await upsert_transactions(conn, source, rows), rejected
@@ -214,6 +277,9 @@ async def store_page(conn: asyncpg.Connection, source: str, rows: list[Normalize
             continue
         for name in ("inserted", "updated", "moved", "unchanged", "stale"):
             setattr(counts, name, getattr(counts, name) + getattr(one, name))
+        for merchant_id, per in one.by_merchant.items():
+            for outcome, n in per.items():
+                counts.count_merchant(merchant_id, outcome, n)
     return counts, rejected
 
 

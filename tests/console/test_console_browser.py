@@ -168,7 +168,8 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     await page.wait_for_selector("[data-testid=kpis]")
     assert await page.locator("#nav a").all_inner_texts() == [
         "Overview", "Transactions", "Payouts", "Schedules", "Approvals", "Reconciliation", "Connectors", "Rails",
-        "Batches", "SLA", "Syncs", "Alerts", "API logs", "Recommendations"]
+        "Batches", "SLA", "Syncs", "Alerts", "API logs", "Settlement", "Profile", "Recommendations", "Webhooks",
+        "Merchants"]
 
     # KPIs match the API's overview
     await page.select_option("#currency", "EUR")
@@ -524,7 +525,10 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
 
     page = await open_page()
     await sign_in_as(page, f"{mine.name} — merchant admin")
-    assert await page.locator("#nav a").all_inner_texts() == ["Overview", "Transactions", "Payouts", "Schedules", "Alerts", "API logs", "Settlement", "Profile", "Recommendations"]
+    # the merchant portal (tests/console/test_merchant_portal_browser.py): no ops pages
+    assert await page.locator("#nav a").all_inner_texts() == ["Dashboard", "Transactions", "Payouts", "Schedules",
+                                                              "API logs", "Settlement", "Profile",
+                                                              "Webhooks"]
     await page.wait_for_selector("[data-testid=kpis]")
     await shot(page, "14-merchant-overview")
 
@@ -551,9 +555,9 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
     await page.goto(page.url.split("#")[0] + f"#/payouts/{theirs[0]['id']}")
     await page.wait_for_selector(".error-box")
     assert re.search(r"not found", await page.inner_text(".error-box"), re.I)
-    # platform pages are not reachable by URL either: the overview is shown instead
+    # platform pages are not reachable by URL either: the portal's dashboard is shown instead
     await page.goto(page.url.split("#")[0] + "#/reconciliation")
-    await page.wait_for_selector("main[data-page=overview]")
+    await page.wait_for_selector("main[data-page=dashboard]")
     await page.click("#nav a[data-page=transactions]")
     await page.wait_for_selector("[data-testid=transactions] table")
     assert await page.locator("[data-testid=transactions] [data-tx]").count() == 0
@@ -1009,6 +1013,8 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("api-logs", "#/api-logs", "[data-testid=api-logs] table"),
         ("settlement", f"#/settlement/{lumen}", "[data-testid=settlement-panel] [data-currency=EUR]"),
         ("profile", f"#/profile/{lumen}", "[data-testid=profile] [data-field=kyc_status]"),
+        ("webhooks", "#/webhooks", "[data-testid=activity-panel][data-loaded=true]"),
+        ("merchant", f"#/merchant/{lumen}", "[data-testid=health-panel][data-loaded=true]"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():

@@ -6,30 +6,72 @@ import { prefs, timeZones } from "./format.js";
 import { merchantName } from "./links.js";
 import * as live from "./live.js";
 
+// Merchant users (merchant_admin, merchant_viewer, and an ops "view as" session) get the merchant
+// portal: only the pages marked `merchant: true` (pageAllowed). Ops users get every page but the
+// portal's dashboard that their permissions allow.
 const PAGES = [
-  { id: "overview", label: "Overview", load: () => import("./pages/overview.js"), allowed: (me) => can(me, "dashboard:read") },
-  { id: "transactions", label: "Transactions", load: () => import("./pages/transactions.js"), allowed: (me) => can(me, "dashboard:read") },
-  { id: "payouts", label: "Payouts", load: () => import("./pages/payouts.js"), allowed: (me) => can(me, "payouts:read") },
-  { id: "schedules", label: "Schedules", load: () => import("./pages/schedules.js"), allowed: (me) => can(me, "payouts:read") },
-  { id: "approvals", label: "Approvals", load: () => import("./pages/approvals.js"), allowed: (me) => !me.is_merchant_user && can(me, "ops_actions:read") },
-  { id: "reconciliation", label: "Reconciliation", load: () => import("./pages/reconciliation.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
-  { id: "connectors", label: "Connectors", load: () => import("./pages/connectors.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
-  { id: "rails", label: "Rails", load: () => import("./pages/rails.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
-  { id: "batches", label: "Batches", load: () => import("./pages/batches.js"), allowed: (me) => !me.is_merchant_user && can(me, "ledger:read") },
-  { id: "sla", label: "SLA", load: () => import("./pages/sla.js"), allowed: (me) => !me.is_merchant_user && can(me, "payouts:read") },
-  { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
+  { id: "dashboard", label: "Dashboard", merchant: true, load: () => import("./pages/portal.js"), allowed: (me) => me.is_merchant_user && can(me, "dashboard:read") },
+  { id: "overview", label: "Overview", load: () => import("./pages/overview.js"), allowed: (me) => !me.is_merchant_user && can(me, "dashboard:read") },
+  { id: "transactions", label: "Transactions", merchant: true, load: () => import("./pages/transactions.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "payouts", label: "Payouts", merchant: true, load: () => import("./pages/payouts.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "schedules", label: "Schedules", merchant: true, load: () => import("./pages/schedules.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "approvals", label: "Approvals", load: () => import("./pages/approvals.js"), allowed: (me) => can(me, "ops_actions:read") },
+  { id: "reconciliation", label: "Reconciliation", load: () => import("./pages/reconciliation.js"), allowed: (me) => can(me, "ledger:read") },
+  { id: "connectors", label: "Connectors", load: () => import("./pages/connectors.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "rails", label: "Rails", load: () => import("./pages/rails.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "batches", label: "Batches", load: () => import("./pages/batches.js"), allowed: (me) => can(me, "ledger:read") },
+  { id: "sla", label: "SLA", load: () => import("./pages/sla.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "syncs", label: "Syncs", load: () => import("./pages/syncs.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "alerts", label: "Alerts", load: () => import("./pages/alerts.js"), allowed: (me) => can(me, "dashboard:read") },
-  { id: "api-logs", label: "API logs", load: () => import("./pages/api_logs.js"), allowed: (me) => can(me, "dashboard:read") },
-  { id: "settlement", label: "Settlement", load: () => import("./pages/settlement.js"), allowed: (me) => can(me, "balances:read") },
-  { id: "profile", label: "Profile", load: () => import("./pages/profile.js"), allowed: (me) => me.is_merchant_user || can(me, "balances:read") },
+  { id: "api-logs", label: "API logs", merchant: true, load: () => import("./pages/api_logs.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "settlement", label: "Settlement", merchant: true, load: () => import("./pages/settlement.js"), allowed: (me) => can(me, "balances:read") },
+  { id: "profile", label: "Profile", merchant: true, load: () => import("./pages/profile.js"), allowed: (me) => me.is_merchant_user || can(me, "balances:read") },
   { id: "recommendations", label: "Recommendations", load: () => import("./pages/recommendations.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "webhooks", label: "Webhooks", merchant: true, load: () => import("./pages/webhooks.js"), allowed: (me) => can(me, "payouts:read") },
+  { id: "merchant", label: "Merchants", load: () => import("./pages/merchant.js"), allowed: (me) => can(me, "dashboard:read") },
 ];
+
+function pageAllowed(p, me) {
+  return p.allowed(me) && (!me.is_merchant_user || p.merchant === true);
+}
 
 export function can(me, permission) {
   return Boolean(me && me.permissions.includes(permission));
 }
 
 const state = { me: null, config: null, cleanup: null };
+const OPS_TOKEN_KEY = "payops.token.ops";  // the ops user's own token while a "view as" session runs
+
+export const isPortal = (me) => Boolean(me && me.is_merchant_user);
+const brandName = (me) => (isPortal(me) ? "Merchant portal" : "payops console");
+
+// Ops "view as": keep the ops token aside, sign in with the session's read-only token.
+export async function startViewAs(token) {
+  sessionStorage.setItem(OPS_TOKEN_KEY, auth.token);
+  live.disconnect();
+  await signIn(token, "#/dashboard");
+}
+
+async function exitViewAs() {
+  const own = sessionStorage.getItem(OPS_TOKEN_KEY);
+  sessionStorage.removeItem(OPS_TOKEN_KEY);
+  live.disconnect();
+  if (own) await signIn(own, "#/merchant");
+  else { auth.token = null; state.me = null; render(); }
+}
+
+function renderBanner() {
+  const banner = document.getElementById("view-as-banner");
+  if (!banner) return;
+  clear(banner);
+  if (!state.me || !state.me.view_as_by) { banner.hidden = true; return; }
+  const label = h("strong", { "data-testid": "view-as-merchant" }, state.me.merchant_id);
+  merchantName(state.me.merchant_id).then((name) => { if (name) label.textContent = name; });
+  banner.append(h("span", {}, "Viewing as ", label, " — read-only"),
+    h("span", { class: "muted" }, ` (you are ${state.me.view_as_by}; every request is audited)`),
+    h("button", { type: "button", class: "btn-ghost", "data-testid": "view-as-exit", onclick: exitViewAs }, "Exit view as"));
+  banner.hidden = false;
+}
 
 function route() {
   const [page, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
@@ -55,7 +97,10 @@ function buildNav() {
   const nav = document.getElementById("nav");
   clear(nav);
   const { page } = route();
-  for (const p of PAGES.filter((p) => p.allowed(state.me))) {
+  document.body.dataset.portal = isPortal(state.me) ? "merchant" : "ops";
+  document.getElementById("brand-name").textContent = isPortal(state.me) ? "merchant portal" : "console";
+  renderBanner();
+  for (const p of PAGES.filter((p) => pageAllowed(p, state.me))) {
     nav.append(h("a", { href: `#/${p.id}`, "aria-current": p.id === page ? "page" : null, "data-page": p.id }, p.label));
   }
   nav.hidden = false;
@@ -75,6 +120,8 @@ function hideChrome() {
   document.getElementById("nav").hidden = true;
   document.querySelector(".nav-toggle").hidden = true;
   document.getElementById("session").hidden = true;
+  const banner = document.getElementById("view-as-banner");
+  if (banner) banner.hidden = true;
 }
 
 async function render() {
@@ -91,8 +138,8 @@ async function render() {
   }
   buildNav();
   const { page, args } = route();
-  const spec = PAGES.find((p) => p.id === page && p.allowed(state.me)) || PAGES.find((p) => p.allowed(state.me));
-  document.title = `${spec.label} · payops console`;
+  const spec = PAGES.find((p) => p.id === page && pageAllowed(p, state.me)) || PAGES.find((p) => pageAllowed(p, state.me));
+  document.title = `${spec.label} · ${brandName(state.me)}`;
   main.dataset.page = spec.id;
   try {
     const mod = await spec.load();
@@ -107,7 +154,7 @@ async function render() {
   document.getElementById("nav").classList.remove("open");
 }
 
-async function signIn(token) {
+async function signIn(token, home = null) {
   auth.token = token.trim();
   state.me = await loadMe();
   if (!state.me) {
@@ -115,7 +162,8 @@ async function signIn(token) {
     return;
   }
   live.connect();
-  if (!location.hash || location.hash === "#/signin") location.hash = "#/overview";
+  const target = home || (!location.hash || location.hash === "#/signin" ? (isPortal(state.me) ? "#/dashboard" : "#/overview") : null);
+  if (target && location.hash !== target) location.hash = target;
   else render();
 }
 
@@ -158,6 +206,7 @@ function setupTimeZone() {
 async function start() {
   setupTimeZone();
   document.getElementById("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(OPS_TOKEN_KEY);
     auth.token = null;
     state.me = null;
     live.disconnect();
@@ -176,6 +225,11 @@ async function start() {
   window.addEventListener("hashchange", render);
   window.addEventListener("payops:unauthorized", () => {
     if (!state.me) return;
+    if (state.me.view_as_by && sessionStorage.getItem(OPS_TOKEN_KEY)) {
+      toast("The view-as session ended.", "info");
+      exitViewAs();
+      return;
+    }
     toast("Your session ended; sign in again.", "error");
     auth.token = null;
     state.me = null;

@@ -56,7 +56,9 @@ function gauge(cfg, value, currency) {
       h("span", {}, cfg.metric === "float_available" ? money(cfg.max, currency) : rate(cfg.max))));
 }
 
-export async function render({ root, me }) {
+// `embedded`: the merchant portal's dashboard draws the cards and widgets inside its own page, with
+// its own heading and activity feed.
+export async function render({ root, me, embedded = false }) {
   const charts = [];
   const widgetCharts = [];
   const state = { period: "24h", currency: null };
@@ -70,13 +72,13 @@ export async function render({ root, me }) {
   const feed = h("ol", { class: "feed", "aria-live": "polite", "data-testid": "live-feed" });
   root.append(
     h("div", { class: "row" },
-      me.is_merchant_user ? h("h1", {}, "Overview · ", merchantLink(me.merchant_id)) : h("h1", {}, "Overview"),
+      embedded ? h("h2", {}, "Key figures") : me.is_merchant_user ? h("h1", {}, "Overview · ", merchantLink(me.merchant_id)) : h("h1", {}, "Overview"),
       h("span", { class: "spacer" }),
       h("label", { for: "period" }, "Period", periodSel),
       h("label", { for: "currency" }, "Currency", currencySel)),
     body,
-    recs,
-    h("section", { class: "panel", "aria-labelledby": "feed-title" },
+    embedded ? "" : recs,
+    embedded ? "" : h("section", { class: "panel", "aria-labelledby": "feed-title" },
       h("h2", { id: "feed-title" }, "Live activity"),
       feed));
   feed.append(h("li", { class: "muted" }, "Waiting for activity…"));
@@ -105,7 +107,8 @@ export async function render({ root, me }) {
         kpiCard("net_revenue", "Net revenue", m(cur.net_revenue), cur.net_revenue),
         kpiCard("fees", "Fees", m(cur.fees), cur.fees),
         kpiCard("average_transaction", "Average transaction", m(cur.average_transaction), cur.average_transaction),
-        kpiCard("float_available", "Float available", m(cur.float_available), cur.float_available, { note: "balance now, all merchants" }),
+        me.is_merchant_user ? kpiCard("float_available", "Balance available", m(cur.float_available), cur.float_available, { note: "balance now" })
+          : kpiCard("float_available", "Float available", m(cur.float_available), cur.float_available, { note: "balance now, all merchants" }),
         kpiCard("payouts_settled", "Payouts settled", `${count(cur.payouts.settled.count.value)} · ${money(cur.payouts.settled.amount_minor.value, cur.currency)}`, cur.payouts.settled.count),
       );
     }
@@ -276,7 +279,7 @@ export async function render({ root, me }) {
 
   let reloadTimer = null;
   const off = live.on("*", (data, channel) => {
-    feedItem(channel, data);
+    if (!embedded) feedItem(channel, data);
     if (channel === "payouts" || channel === "transactions") {
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(load, 3000); // the KPIs follow new data, at most every few seconds
