@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from core.agents import service as agent_service
 from core.alerts import service as alert_service
 from core.platform.settings import Settings, get_settings
 
@@ -51,7 +52,9 @@ class AlertActivities:
     async def check_alert_rules(self, params: AlertCheckActivityInput) -> AlertCheckActivityResult:
         async with self._sessionmaker() as session, session.begin():
             result = await alert_service.check_rules(session)
-        fired = result["fired"]
+            # agents' floats below their thresholds: alerted again while nobody tops them up
+            low_floats = await agent_service.raise_low_float_alerts(session)
+        fired = result["fired"] + low_floats
         await alert_service.publish_alerts(self._redis, fired)  # after the commit
         return AlertCheckActivityResult(rules_checked=result["rules_checked"], fired=len(fired),
                                         opened=sum(1 for a in fired if a["opened"]))

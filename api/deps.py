@@ -103,6 +103,8 @@ def require(*permissions: Permission):
 
 def merchant_scope(principal: Principal, merchant_id: str | None) -> str | None:
     """The merchant a read is limited to: a merchant user only ever sees its own merchant."""
+    if principal.is_agent_user:  # an agent sees no merchant's data (only its own agent, core/agents)
+        raise Forbidden("an agent may only access its own agent's data")
     if principal.is_merchant_user:
         if merchant_id and merchant_id != principal.merchant_id:
             raise Forbidden("you may only access your own merchant's data")
@@ -126,3 +128,5 @@ PayoutWrite = Annotated[Principal, Depends(require(P.PAYOUTS_WRITE))]
 PayoutOperate = Annotated[Principal, Depends(require(P.PAYOUTS_OPERATE))]
 MerchantsManage = Annotated[Principal, Depends(require(P.MERCHANTS_MANAGE))]
 BalancesRead = Annotated[Principal, Depends(require(P.BALANCES_READ))]
+AgentsRead = Annotated[Principal, Depends(require(P.AGENTS_READ))]
+AgentsManage = Annotated[Principal, Depends(require(P.AGENTS_MANAGE))]

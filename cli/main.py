@@ -97,12 +97,13 @@ def migrate(revision: str = "heads") -> None:
 def token(
     role: Annotated[list[str], typer.Option("--role", "-r", help="Role (repeatable)")],
     merchant: Annotated[Optional[str], typer.Option("--merchant", "-m", help="Merchant id claim")] = None,
+    agent: Annotated[Optional[str], typer.Option("--agent", help="Agent id claim (the agent role)")] = None,
     sub: Annotated[Optional[str], typer.Option(help="Subject (user id)")] = None,
     ttl: Annotated[str, typer.Option(help="Lifetime: seconds or 30m / 12h / 7d")] = "1h",
 ) -> None:
     """Print a dev JWT (HS256, signed with PAYOPS_JWT_SECRET)."""
     from core.platform.auth_tokens import mint_dev_token
-    from core.platform.roles import MERCHANT_ROLES, Role
+    from core.platform.roles import AGENT_ROLES, MERCHANT_ROLES, Role
 
     valid = [r.value for r in Role]
     for r in role:
@@ -112,7 +113,11 @@ def token(
     if any(Role(r) in MERCHANT_ROLES for r in role) and not merchant:
         err.print("[red]merchant roles need --merchant MERCHANT_ID[/red]")
         raise typer.Exit(2)
-    typer.echo(mint_dev_token(get_settings(), role=role, sub=sub, merchant_id=merchant, ttl_seconds=_parse_ttl(ttl)))
+    if any(Role(r) in AGENT_ROLES for r in role) and not agent:
+        err.print("[red]the agent role needs --agent AGENT_ID[/red]")
+        raise typer.Exit(2)
+    typer.echo(mint_dev_token(get_settings(), role=role, sub=sub, merchant_id=merchant, agent_id=agent,
+                              ttl_seconds=_parse_ttl(ttl)))
 
 
 ops_app = typer.Typer(help="Ops through Temporal's own tools.", no_args_is_help=True)

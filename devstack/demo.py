@@ -1,6 +1,7 @@
 """Demo data for a dev stack: merchants funded and paying out at a steady trickle (a few to the
 sandbox bank's always-503 account, so they park in dlq), an ops action awaiting approval and the
-provider syncs triggered. It talks to the API over HTTP with dev tokens, as a user's client would.
+provider syncs triggered, and a few thousand mobile-money agents (devstack/demo_agents.py). It
+talks to the API over HTTP with dev tokens, as a user's client would.
 
 `payops up` runs `python -m devstack.demo --api-url ...` next to the API; `payops demo --reset` removes
 the demo merchants' data (and nothing else) and seeds again.
@@ -22,6 +23,7 @@ import httpx
 from schwifty import IBAN
 
 from core.platform.auth_tokens import mint_dev_token
+from devstack.demo_agents import DEMO_AGENT_PREFIX, demo_agents
 from core.platform.money import format_amount, parse_amount
 from core.platform.settings import Settings, get_settings
 
@@ -151,6 +153,18 @@ class DemoClient:
             return None
         return r.json()["id"]
 
+    async def ensure_agents(self) -> int:
+        """The demo's mobile-money agents around Dakar, Abidjan and Accra (devstack/demo_agents.py),
+        loaded once; a quarter of the Senegalese ones are Baobab Telecom's. Returns how many it sent."""
+        r = await self.http.get(f"/agents/{DEMO_AGENT_PREFIX}000000", headers=self.ops)
+        if r.status_code != 404:
+            return 0
+        agents = demo_agents(merchant_for={"SN": "mer_demo_baobab"})
+        for i in range(0, len(agents), 1000):
+            r = await self.http.put("/agents", headers=self.ops, json={"agents": agents[i:i + 1000]})
+            r.raise_for_status()
+        return len(agents)
+
     async def trigger_syncs(self) -> None:
         for source in ("vima", "payshack"):
             r = await self.http.post("/sync/trigger", headers=self.ops, json={"source": source})
@@ -171,6 +185,7 @@ async def seed(client: DemoClient, *, payouts_per_merchant: int = 3, failing_per
             if p:
                 created.append(p["id"])
     await client.ensure_pending_action()
+    await client.ensure_agents()
     if syncs:
         await client.trigger_syncs()
     return created

@@ -2,8 +2,8 @@
 
 Demo data is everything about merchants whose id starts with `mer_demo_` (devstack/demo.py): their
 payouts (workflows terminated first), audit events, holds, idempotency keys, webhook events and
-endpoints, ledger accounts and the journal transactions that touched them, freezes, and the ops
-actions whose params name them. Audit tables are append-only by trigger, so the deletes run with
+endpoints, ledger accounts and the journal transactions that touched them, freezes, the ops
+actions whose params name them, and the demo agents (devstack/demo_agents.py) with their floats. Audit tables are append-only by trigger, so the deletes run with
 `session_replication_role = replica` (dev databases only: it needs a superuser, and the command
 refuses PAYOPS_ENV=prod). Ledger balances of the platform accounts those journal transactions
 also touched are recomputed from their remaining entries, and the dashboard rollups of the days
@@ -26,6 +26,7 @@ from core.platform.db import create_engine
 from core.platform.temporal import connect_temporal
 
 DEMO_LIKE = "mer_demo_%"
+DEMO_AGENTS_LIKE = "agt\\_demo\\_%"
 
 
 @dataclass
@@ -101,6 +102,11 @@ async def reset_demo_data(settings: Settings) -> ResetReport:
             await conn.execute("DELETE FROM ops_approvals WHERE action_id = ANY($1::text[])", action_ids)
             await conn.execute("DELETE FROM ops_action_audit WHERE action_id = ANY($1::text[])", action_ids)
             await conn.execute("DELETE FROM ops_actions WHERE id = ANY($1::text[])", action_ids)
+            # the demo agents (devstack/demo_agents.py) and any agent of a demo merchant; FK actions
+            # (agent_floats' cascade) do not run in replica mode, so their floats go first
+            await conn.execute("""DELETE FROM agent_floats WHERE agent_id IN (
+                SELECT id FROM agents WHERE merchant_id LIKE $1 OR id LIKE $2)""", DEMO_LIKE, DEMO_AGENTS_LIKE)
+            await conn.execute("DELETE FROM agents WHERE merchant_id LIKE $1 OR id LIKE $2", DEMO_LIKE, DEMO_AGENTS_LIKE)
             report.merchants = int((await conn.execute("DELETE FROM merchants WHERE id LIKE $1", DEMO_LIKE)).split()[-1])
         report.payouts = len(payout_ids)
         report.journal_transactions = len(journal_ids)

@@ -309,11 +309,13 @@ async def served(app):
 
 @pytest.fixture
 def token_for(settings: Settings):
-    """token_for("ops_admin") / token_for("merchant_admin", merchant_id="mer_1") -> auth headers."""
+    """token_for("ops_admin") / token_for("merchant_admin", merchant_id="mer_1") /
+    token_for("agent", agent_id="agt_1") -> auth headers."""
     from core.platform.auth_tokens import mint_dev_token
 
-    def make(role: str | list[str], *, merchant_id: str | None = None, sub: str | None = None) -> dict:
-        tok = mint_dev_token(settings, role=role, merchant_id=merchant_id, sub=sub)
+    def make(role: str | list[str], *, merchant_id: str | None = None, sub: str | None = None,
+             agent_id: str | None = None) -> dict:
+        tok = mint_dev_token(settings, role=role, merchant_id=merchant_id, sub=sub, agent_id=agent_id)
         return {"Authorization": f"Bearer {tok}"}
 
     return make

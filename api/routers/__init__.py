@@ -58,3 +58,7 @@ ROUTERS.append(merchant_settlement.router)
 from api.routers import portal  # noqa: E402
 
 ROUTERS.append(portal.router)
+
+from api.routers import agents  # noqa: E402
+
+ROUTERS.append(agents.router)

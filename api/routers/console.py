@@ -11,11 +11,13 @@ from api.schemas.common import problems
 from core.platform.auth_tokens import mint_dev_token
 from core.platform.errors import NotFound
 from core.platform.roles import Role
+from core.agents.service import first_agent_with_prefix
 from core.merchants.service import merchants_first_with_prefix
 
 router = APIRouter(tags=["console"])
 
 DEMO_MERCHANT_PREFIX = "mer_demo_"
+DEMO_AGENT_PREFIX = "agt_demo_"  # devstack/demo_agents.py
 DEMO_TOKEN_TTL_SECONDS = 12 * 3600
 MAX_DEMO_MERCHANTS = 6
 
@@ -37,6 +39,7 @@ class Me(BaseModel):
     roles: list[str]
     merchant_id: str | None
     is_merchant_user: bool
+    agent_id: str | None = Field(default=None, description="for the agent role: the agent the caller is")
     permissions: list[str] = Field(description="what the roles grant; the console shows only what these allow")
     expires_at: int | None = Field(description="the token's `exp` (unix seconds)")
     view_as_by: str | None = Field(default=None, description="in an ops \"view as\" session: the ops user "
@@ -61,7 +64,7 @@ async def who_am_i(principal: Authenticated):
     """The caller as the API sees them: roles, merchant (for merchant users) and permissions."""
     return Me(sub=principal.sub, roles=sorted(r.value for r in principal.roles), merchant_id=principal.merchant_id,
               is_merchant_user=principal.is_merchant_user, permissions=sorted(p.value for p in principal.permissions),
-              expires_at=principal.claims.get("exp"), view_as_by=principal.view_as_by)
+              agent_id=principal.agent_id, expires_at=principal.claims.get("exp"), view_as_by=principal.view_as_by)
 
 
 @router.get("/console/config", response_model=ConsoleConfig)
@@ -73,14 +76,15 @@ async def console_config(settings: SettingsDep):
 
 @router.get("/dev/demo-users", response_model=list[DemoUser], responses=problems(404))
 async def demo_users(settings: SettingsDep, session: Session):
-    """Dev only (404 when PAYOPS_ENV=prod): one signed-in user per platform role, and a merchant
-    admin per merchant (demo merchants first), each with a dev token valid 12 hours."""
+    """Dev only (404 when PAYOPS_ENV=prod): one signed-in user per platform role, a merchant
+    admin per merchant (demo merchants first) and the first demo agent, each with a dev token
+    valid 12 hours."""
     if settings.env != "dev":
         raise NotFound("not found")
     rows = await merchants_first_with_prefix(session, DEMO_MERCHANT_PREFIX, MAX_DEMO_MERCHANTS)
 
-    def user(label: str, role: Role, sub: str, merchant_id: str | None = None) -> DemoUser:
-        token = mint_dev_token(settings, role=role.value, sub=sub, merchant_id=merchant_id,
+    def user(label: str, role: Role, sub: str, merchant_id: str | None = None, agent_id: str | None = None) -> DemoUser:
+        token = mint_dev_token(settings, role=role.value, sub=sub, merchant_id=merchant_id, agent_id=agent_id,
                                ttl_seconds=DEMO_TOKEN_TTL_SECONDS)
         return DemoUser(label=label, role=role.value, merchant_id=merchant_id, token=token)
 
@@ -91,4 +95,7 @@ async def demo_users(settings: SettingsDep, session: Session):
         merchant_id, name = rows[0]
         users.append(user(f"{name} — merchant viewer", Role.MERCHANT_VIEWER, f"demo-viewer-{merchant_id}",
                           merchant_id))
+    agent = await first_agent_with_prefix(session, DEMO_AGENT_PREFIX)
+    if agent is not None:
+        users.append(user(f"{agent['name']} — agent", Role.AGENT, f"demo-agent-{agent['id']}", agent_id=agent["id"]))
     return users

@@ -30,7 +30,8 @@ router = APIRouter(prefix="/merchants", tags=["merchant settlement"])
 
 
 def _readable(principal: Principal, merchant_id: str) -> None:
-    if principal.is_merchant_user and principal.merchant_id != merchant_id:
+    # not only merchant users: an agent (role `agent`) reads no merchant's data either
+    if not principal.is_platform_user and principal.merchant_id != merchant_id:
         raise NotFound(f"merchant {merchant_id} not found")
 
 

@@ -31,7 +31,7 @@ async def create_merchant(body: MerchantCreate, principal: MerchantsManage, sess
 @router.get("/{merchant_id}", response_model=MerchantOut, responses=problems(401, 404))
 async def get_merchant(merchant_id: str, principal: Authenticated, session: Session):
     """A merchant, with whether it is frozen. Merchant users can read only their own."""
-    if principal.is_merchant_user and principal.merchant_id != merchant_id:
+    if not principal.is_platform_user and principal.merchant_id != merchant_id:
         raise NotFound(f"merchant {merchant_id} not found")
     return await merchant_service.get_merchant(session, merchant_id)
 

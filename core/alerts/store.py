@@ -70,6 +70,15 @@ async def alert_id_by_dedupe_key(session: AsyncSession, dedupe_key: str) -> int 
     return await session.scalar(select(alerts.c.id).where(alerts.c.dedupe_key == dedupe_key))
 
 
+async def open_alert_ids_by_dedupe_keys(session: AsyncSession, dedupe_keys: list[str]) -> dict[str, int]:
+    """dedupe key -> id of its open or acknowledged alert (at most one each), for the keys that have one."""
+    if not dedupe_keys:
+        return {}
+    rows = await session.execute(select(alerts.c.dedupe_key, alerts.c.id).where(
+        alerts.c.dedupe_key.in_(dedupe_keys), alerts.c.status.in_(("open", "acknowledged"))))
+    return {k: i for k, i in rows}
+
+
 # --- expiry (AlertExpiryWorkflow) ------------------------------------------------------------------
 
 EXPIRY_ACTOR = "alert-expiry"

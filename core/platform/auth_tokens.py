@@ -10,7 +10,7 @@ from functools import lru_cache
 import jwt
 
 from core.platform.errors import Unauthorized
-from core.platform.roles import MERCHANT_ROLES, Role, permissions_of
+from core.platform.roles import AGENT_ROLES, MERCHANT_ROLES, PLATFORM_ROLES, Role, permissions_of
 from core.platform.settings import DEV_JWT_SECRET, Settings
 
 # The `kid` of the tokens payops signs itself for an ops "view as" session (see mint_view_as_token)
@@ -20,16 +20,27 @@ VIEW_AS_ROLE = Role.MERCHANT_VIEWER
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: subject, roles and (for merchant users) the merchant they belong to."""
+    """Who is calling: subject, roles and (for merchant users) the merchant they belong to, (for
+    agents) the agent they are."""
 
     sub: str
     roles: frozenset[Role]
     merchant_id: str | None = None
     claims: dict = field(default_factory=dict, compare=False)
+    agent_id: str | None = None
 
     @property
     def is_merchant_user(self) -> bool:
         return bool(self.roles) and self.roles <= MERCHANT_ROLES
+
+    @property
+    def is_agent_user(self) -> bool:
+        """Only agent roles: sees its own agent's data and nothing else."""
+        return bool(self.roles) and self.roles <= AGENT_ROLES
+
+    @property
+    def is_platform_user(self) -> bool:
+        return bool(self.roles & PLATFORM_ROLES)
 
     @property
     def permissions(self):
@@ -49,6 +60,7 @@ def mint_dev_token(
     sub: str | None = None,
     merchant_id: str | None = None,
     ttl_seconds: int | None = None,
+    agent_id: str | None = None,
 ) -> str:
     roles = [role] if isinstance(role, str) else list(role)
     for r in roles:
@@ -67,6 +79,8 @@ def mint_dev_token(
     }
     if merchant_id:
         claims["merchant_id"] = merchant_id
+    if agent_id:
+        claims["agent_id"] = agent_id
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
@@ -148,4 +162,10 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthorized("invalid token: view_as_by only in payops's own view-as tokens")
     if roles & MERCHANT_ROLES and not merchant_id:
         raise Unauthorized("merchant roles need a merchant_id claim")
-    return Principal(sub=str(claims["sub"]), roles=roles, merchant_id=merchant_id, claims=claims)
+    agent_id = claims.get("agent_id")
+    if roles & AGENT_ROLES and not agent_id:
+        raise Unauthorized("the agent role needs an agent_id claim")
+    if roles & AGENT_ROLES and not roles <= AGENT_ROLES:
+        raise Unauthorized("the agent role cannot be combined with other roles")
+    return Principal(sub=str(claims["sub"]), roles=roles, merchant_id=merchant_id, claims=claims,
+                     agent_id=str(agent_id) if agent_id else None)

@@ -14,10 +14,12 @@ class Role(StrEnum):
     OPS_ADMIN = "ops_admin"
     APPROVER = "approver"
     AUDITOR = "auditor"
+    AGENT = "agent"  # a mobile-money agent (cash-in/cash-out point): its own agent's data only
 
 
 MERCHANT_ROLES = frozenset({Role.MERCHANT_ADMIN, Role.MERCHANT_VIEWER})
-PLATFORM_ROLES = frozenset(Role) - MERCHANT_ROLES
+AGENT_ROLES = frozenset({Role.AGENT})
+PLATFORM_ROLES = frozenset(Role) - MERCHANT_ROLES - AGENT_ROLES
 
 
 class Permission(StrEnum):
@@ -36,30 +38,36 @@ class Permission(StrEnum):
     SYNC_MANAGE = "sync:manage"
     AUDIT_READ = "audit:read"
     VIEW_AS = "portal:view_as"  # open a read-only, audited "view as" session of a merchant's portal
+    AGENTS_READ = "agents:read"  # the agent map; scoped: an agent sees itself, a merchant user its agents
+    AGENTS_MANAGE = "agents:manage"  # create agents, set their float and thresholds
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MERCHANT_ADMIN: frozenset({P.PAYOUTS_READ, P.PAYOUTS_WRITE, P.BALANCES_READ, P.DASHBOARD_READ,
-                                    P.DASHBOARD_EDIT}),
-    Role.MERCHANT_VIEWER: frozenset({P.PAYOUTS_READ, P.BALANCES_READ, P.DASHBOARD_READ}),
+                                    P.DASHBOARD_EDIT, P.AGENTS_READ}),
+    Role.MERCHANT_VIEWER: frozenset({P.PAYOUTS_READ, P.BALANCES_READ, P.DASHBOARD_READ, P.AGENTS_READ}),
     Role.FINANCE_OPS: frozenset(
         {P.PAYOUTS_READ, P.BALANCES_READ, P.LEDGER_READ, P.DASHBOARD_READ, P.DASHBOARD_EDIT,
-         P.RECONCILIATION_MANAGE, P.OPS_ACTIONS_CREATE, P.OPS_ACTIONS_READ, P.AUDIT_READ, P.VIEW_AS}
+         P.RECONCILIATION_MANAGE, P.OPS_ACTIONS_CREATE, P.OPS_ACTIONS_READ, P.AUDIT_READ, P.VIEW_AS,
+         P.AGENTS_READ}
     ),
     Role.TREASURY_OPS: frozenset(
         {P.PAYOUTS_READ, P.PAYOUTS_OPERATE, P.MERCHANTS_MANAGE, P.BALANCES_READ, P.LEDGER_READ,
-         P.DASHBOARD_READ, P.DASHBOARD_EDIT, P.OPS_ACTIONS_CREATE, P.OPS_ACTIONS_READ, P.VIEW_AS}
+         P.DASHBOARD_READ, P.DASHBOARD_EDIT, P.OPS_ACTIONS_CREATE, P.OPS_ACTIONS_READ, P.VIEW_AS,
+         P.AGENTS_READ, P.AGENTS_MANAGE}
     ),
     Role.RISK_OPS: frozenset(
         {P.PAYOUTS_READ, P.PAYOUTS_OPERATE, P.BALANCES_READ, P.DASHBOARD_READ, P.OPS_ACTIONS_CREATE,
-         P.OPS_ACTIONS_READ, P.VIEW_AS}
+         P.OPS_ACTIONS_READ, P.VIEW_AS, P.AGENTS_READ}
     ),
     Role.OPS_ADMIN: frozenset(Permission),
     Role.APPROVER: frozenset({P.PAYOUTS_READ, P.OPS_ACTIONS_READ, P.OPS_ACTIONS_APPROVE, P.DASHBOARD_READ}),
+    # Only the agent map: its own agent (the token's agent_id claim), nothing of any merchant.
+    Role.AGENT: frozenset({P.AGENTS_READ}),
     Role.AUDITOR: frozenset(
         {P.PAYOUTS_READ, P.BALANCES_READ, P.LEDGER_READ, P.DASHBOARD_READ, P.OPS_ACTIONS_READ, P.AUDIT_READ,
-         P.VIEW_AS}
+         P.VIEW_AS, P.AGENTS_READ}
     ),
 }
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.types import UserDefinedType
 
 metadata = MetaData(
     naming_convention={
@@ -361,6 +363,7 @@ transactions = Table(
     _created_at(),
     _updated_at(),
     Column("payer_country", String(2), nullable=True),  # ISO 3166-1 alpha-2 (0022)
+    Column("agent_id", String(64), nullable=True),  # the mobile-money agent that took it (0027)
     PrimaryKeyConstraint("id", "occurred_at", name="pk_transactions"),
     CheckConstraint("status in ('success','failed','pending','refunded')", name="status"),
     Index("ix_transactions_occurred_at", "occurred_at"),
@@ -373,6 +376,8 @@ transactions = Table(
     Index("ix_transactions_client_operation_id_only", "client_operation_id"),
     # migration 0022_transaction_country: the breakdown by payer country reads the window's rows
     Index("ix_transactions_occurred_country", "occurred_at", "payer_country"),
+    # migration 0027_w20agents_agent_map: an agent's 30-day sales
+    Index("ix_transactions_agent_occurred", "agent_id", "occurred_at"),
     postgresql_partition_by="RANGE (occurred_at)",
 )
 
@@ -1212,6 +1217,59 @@ ready_probes = Table(
     Column("up", Boolean, nullable=False),
     Column("latency_ms", Float, nullable=True),
     Index("ix_ready_probes_at", "at", "id"),
+)
+
+# --- the agent map (issue 20, item 3; migration 0027_w20agents_agent_map; core/agents) ---
+
+class Cube(UserDefinedType):
+    """PostgreSQL's `cube` (contrib), as earthdistance's ll_to_earth() returns it."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw) -> str:
+        return "cube"
+
+
+# A mobile-money agent: a cash-in/cash-out point of an operator or of a merchant.
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("operator", String(64), nullable=True),  # e.g. orange, wave, mtn
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=True),
+    Column("country", String(2), nullable=False),
+    Column("city", String(100), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    # the point on earthdistance's sphere (cube), computed once per write
+    Column("earth_pos", Cube(), Computed("(ll_to_earth(lat, lon))::cube", persisted=True), nullable=True),
+    _created_at(),
+    _updated_at(),
+    CheckConstraint("lat BETWEEN -90 AND 90", name="lat"),
+    CheckConstraint("lon BETWEEN -180 AND 180", name="lon"),
+    CheckConstraint("status in ('active','suspended','closed')", name="status"),
+    CheckConstraint("operator IS NOT NULL OR merchant_id IS NOT NULL", name="owner"),
+    Index("ix_agents_merchant_id", "merchant_id"),
+    # the nearby search: earth_box(...) @> earth_pos, ordered by earth_pos <-> point (cube + earthdistance)
+    Index("ix_agents_earth", "earth_pos", postgresql_using="gist"),
+    # the map's clusters: a bounding box
+    Index("ix_agents_lat_lon", "lat", "lon"),
+)
+
+# An agent's float (cash and e-money it can pay out) per currency, with its low-float threshold.
+agent_floats = Table(
+    "agent_floats",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("low_threshold_minor", BigInteger, nullable=True),
+    _updated_at(),
+    PrimaryKeyConstraint("agent_id", "currency", name="pk_agent_floats"),
+    CheckConstraint("amount_minor >= 0", name="amount"),
+    CheckConstraint("low_threshold_minor IS NULL OR low_threshold_minor >= 0", name="threshold"),
 )
 
 # --- payout schedules (issue 22): batches of payouts on a calendar or cron, on Temporal Schedules ---

@@ -51,6 +51,11 @@ async def test_seed_then_reset_removes_only_demo_data(served, settings):
         pending = (await client.http.get("/ops/actions", headers=client.ops,
                                          params={"status": "pending_approval"})).json()["data"]
         assert any(a["type"] == "RETRY_PAYOUTS" for a in pending)
+        # the demo agents: loaded once, some of them Baobab Telecom's
+        first = await client.http.get("/agents/agt_demo_000000", headers=client.ops)
+        assert first.status_code == 200 and first.json()["floats"], first.text
+        baobab = await client.http.get("/agents", headers=client.merchant(DEMO_MERCHANTS[2]), params={"limit": 500})
+        assert baobab.json()["data"] and all(a["merchant_id"] == "mer_demo_baobab" for a in baobab.json()["data"])
 
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:  # a failing one parks in dlq, the others settle
@@ -66,6 +71,7 @@ async def test_seed_then_reset_removes_only_demo_data(served, settings):
         for m in DEMO_MERCHANTS:
             assert (await client.http.get(f"/merchants/{m.id}", headers=client.ops)).status_code == 404
         assert (await client.http.get(f"/payouts/{created[0]}", headers=client.ops)).status_code == 404
+        assert (await client.http.get("/agents/agt_demo_000000", headers=client.ops)).status_code == 404
         assert (await client.http.get("/ops/actions", headers=client.ops,
                                       params={"status": "pending_approval"})).json()["data"] == []
         balances = (await client.http.get("/balances", headers=client.ops, params={"merchant_id": other})).json()

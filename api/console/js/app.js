@@ -29,6 +29,7 @@ const PAGES = [
   { id: "recommendations", label: "Recommendations", load: () => import("./pages/recommendations.js"), allowed: (me) => can(me, "dashboard:read") },
   { id: "webhooks", label: "Webhooks", merchant: true, load: () => import("./pages/webhooks.js"), allowed: (me) => can(me, "payouts:read") },
   { id: "merchant", label: "Merchants", load: () => import("./pages/merchant.js"), allowed: (me) => can(me, "dashboard:read") },
+  { id: "agents", label: "Agent map", load: () => import("./pages/agents.js"), allowed: (me) => can(me, "agents:read") },
 ];
 
 function pageAllowed(p, me) {

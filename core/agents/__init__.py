@@ -1,0 +1,1 @@
+"""Mobile-money agents: the agent map (nearby search, clusters), floats and low-float alerts."""
