@@ -24,9 +24,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/payops up
 
+# Two pytest-xdist workers by default (the tests mostly wait on servers; each worker starts its own
+# embedded services); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
 	@sh scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean-data:
 	rm -rf .payops

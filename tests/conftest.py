@@ -6,6 +6,11 @@ PAYOPS_TEST_REDIS_URL to run the same suite against external services instead.
 
 Isolation: every test gets its own database cloned from a migrated template (CREATE DATABASE
 ... TEMPLATE is a file copy: ~50 ms), its own Redis key prefix, and a uuid task queue.
+
+Under pytest-xdist (`make test` runs two workers) every worker is a process of its own with its own
+session: its own embedded PostgreSQL, Redis and Temporal dev server (temporary directories, free
+ports), its own template database (named after its pid) and, on an external Redis, its own logical
+database (see `_redis_db_for_worker`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,33 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.platform.db import create_engine, create_sessionmaker, run_migrations
 
 TEMPLATE_DB = f"payops_tpl_{os.getpid()}"
+
+
+# Fixtures whose presence in a test's fixture closure means the test talks to the test PostgreSQL
+# or Redis (the session's, embedded or external). Such tests get the `services` marker, so the CI's
+# second pass against external services (`-m "services and not slow"`) selects them without anyone
+# having to remember to mark a new test.
+SERVICE_FIXTURES = frozenset({
+    "postgres_server_url", "migrated_template", "database_url", "engine", "sessionmaker", "pg_conn",
+    "scratch_db", "redis_url",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        if item.get_closest_marker("slow"):
+            # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) the slow tests (crash
+            # tests, stack restarts, outage sweeps: each runs services of its own and waits on them)
+            # run one after another on one worker, never two of them at once.
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
+def _xdist_worker_number() -> int:
+    """0 without pytest-xdist or on its first worker (gw0), n on worker gwn."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
 
 
 def _with_database(url: str, name: str) -> str:
@@ -131,11 +163,23 @@ async def pg_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+def _redis_db_for_worker(url: str) -> str:
+    """Each pytest-xdist worker its own logical database on an external Redis (the URL's database
+    + the worker's number), so two workers' tests never meet in one keyspace; the embedded Redis
+    is a server per worker already."""
+    n = _xdist_worker_number()
+    if n == 0:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{base + n}", parts.query, parts.fragment))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_services_dir: Path) -> Iterator[str]:
     external = os.environ.get("PAYOPS_TEST_REDIS_URL")
     if external:
-        yield external
+        yield _redis_db_for_worker(external)
         return
     from devstack.embedded import EmbeddedRedis
 
