@@ -16,6 +16,7 @@ database (see `_redis_db_for_worker`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -295,6 +296,47 @@ async def _terminate_leftovers(client, task_queue: str) -> None:
                 pass  # it closed meanwhile
     except RPCError:
         pass  # the server is gone (a test that stops Temporal on purpose)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def validate_each_workflow_once() -> Iterator[None]:
+    """Most tests build a worker of their own (their own database, bank and task queue), and
+    Worker() validates every workflow class by importing it in the sandbox, after a full
+    gc.collect() on Python < 3.12 (workers.main.no_cyclic_gc): ~1.5 s per test, more as the
+    session's heap grows. The validation of a class by one runner gives the same answer every time,
+    so in the test process each (runner, workflow class) pair is validated once, by the first worker
+    that has it, with the collector handling of workers.main as it is; later workers have nothing
+    to import at construction and skip the collect. Worker processes started by tests
+    (`payops worker`, `payops up`) are untouched."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    import workers.main as worker_main
+
+    validated: set[tuple[int, type]] = set()
+    runners: list = []  # keeps the runners alive, so their ids stay theirs
+    real_prepare = SandboxedWorkflowRunner.prepare_workflow
+    real_no_cyclic_gc = worker_main.no_cyclic_gc
+
+    def prepare_once(self, defn) -> None:
+        key = (id(self), defn.cls)
+        if key in validated:
+            return
+        real_prepare(self, defn)
+        validated.add(key)
+        runners.append(self)
+
+    def no_cyclic_gc_when_validating():
+        if all(cls in {c for _, c in validated} for cls in worker_main.workflows()):
+            return contextlib.nullcontext()
+        return real_no_cyclic_gc()
+
+    SandboxedWorkflowRunner.prepare_workflow = prepare_once
+    worker_main.no_cyclic_gc = no_cyclic_gc_when_validating
+    try:
+        yield
+    finally:
+        SandboxedWorkflowRunner.prepare_workflow = real_prepare
+        worker_main.no_cyclic_gc = real_no_cyclic_gc
 
 
 @pytest.fixture
