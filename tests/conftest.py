@@ -303,31 +303,36 @@ def validate_each_workflow_once() -> Iterator[None]:
     """Most tests build a worker of their own (their own database, bank and task queue), and
     Worker() validates every workflow class by importing it in the sandbox, after a full
     gc.collect() on Python < 3.12 (workers.main.no_cyclic_gc): ~1.5 s per test, more as the
-    session's heap grows. The validation of a class by one runner gives the same answer every time,
-    so in the test process each (runner, workflow class) pair is validated once, by the first worker
-    that has it, with the collector handling of workers.main as it is; later workers have nothing
-    to import at construction and skip the collect. Worker processes started by tests
+    session's heap grows. A validation gives the same answer every time for the same sandbox
+    restrictions, runner class and workflow class, so in the test process each such triple is
+    validated once (by the first Worker or Replayer that has it, with workers.main's collector
+    handling as it is); later workers have nothing to import at construction and skip the collect. Worker processes started by tests
     (`payops worker`, `payops up`) are untouched."""
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+    from temporalio.worker import UnsandboxedWorkflowRunner
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     import workers.main as worker_main
 
-    validated: set[tuple[int, type]] = set()
-    runners: list = []  # keeps the runners alive, so their ids stay theirs
+    # What a validation depends on: the sandbox's restrictions, the runner class inside it, the
+    # workflow class. (Worker's and Replayer's default runners are equal in these.)
+    validated: set[tuple[int, type, type]] = set()
+    restrictions_seen: list = []  # keeps them alive, so their ids stay theirs
     real_prepare = SandboxedWorkflowRunner.prepare_workflow
     real_no_cyclic_gc = worker_main.no_cyclic_gc
 
     def prepare_once(self, defn) -> None:
-        key = (id(self), defn.cls)
+        key = (id(self.restrictions), self.runner_class, defn.cls)
         if key in validated:
             return
         real_prepare(self, defn)
         validated.add(key)
-        runners.append(self)
+        restrictions_seen.append(self.restrictions)
 
     def no_cyclic_gc_when_validating():
-        if all(cls in {c for _, c in validated} for cls in worker_main.workflows()):
-            return contextlib.nullcontext()
+        # build_worker's runner is Worker's default one
+        default = (id(SandboxRestrictions.default), UnsandboxedWorkflowRunner)
+        if all((*default, cls) in validated for cls in worker_main.workflows()):
+            return contextlib.nullcontext()  # Worker() will import nothing in the sandbox
         return real_no_cyclic_gc()
 
     SandboxedWorkflowRunner.prepare_workflow = prepare_once
