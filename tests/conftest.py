@@ -6,11 +6,17 @@ PAYOPS_TEST_REDIS_URL to run the same suite against external services instead.
 
 Isolation: every test gets its own database cloned from a migrated template (CREATE DATABASE
 ... TEMPLATE is a file copy: ~50 ms), its own Redis key prefix, and a uuid task queue.
+
+Under pytest-xdist (`make test` runs two workers) every worker is a process of its own with its own
+session: its own embedded PostgreSQL, Redis and Temporal dev server (temporary directories, free
+ports), its own template database (named after its pid) and, on an external Redis, its own logical
+database (see `_redis_db_for_worker`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -26,6 +32,33 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.platform.db import create_engine, create_sessionmaker, run_migrations
 
 TEMPLATE_DB = f"payops_tpl_{os.getpid()}"
+
+
+# Fixtures whose presence in a test's fixture closure means the test talks to the test PostgreSQL
+# or Redis (the session's, embedded or external). Such tests get the `services` marker, so the CI's
+# second pass against external services (`-m "services and not slow"`) selects them without anyone
+# having to remember to mark a new test.
+SERVICE_FIXTURES = frozenset({
+    "postgres_server_url", "migrated_template", "database_url", "engine", "sessionmaker", "pg_conn",
+    "scratch_db", "redis_url",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        if item.get_closest_marker("slow"):
+            # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) the slow tests (crash
+            # tests, stack restarts, outage sweeps: each runs services of its own and waits on them)
+            # run one after another on one worker, never two of them at once.
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
+def _xdist_worker_number() -> int:
+    """0 without pytest-xdist or on its first worker (gw0), n on worker gwn."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
 
 
 def _with_database(url: str, name: str) -> str:
@@ -131,11 +164,23 @@ async def pg_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+def _redis_db_for_worker(url: str) -> str:
+    """Each pytest-xdist worker its own logical database on an external Redis (the URL's database
+    + the worker's number), so two workers' tests never meet in one keyspace; the embedded Redis
+    is a server per worker already."""
+    n = _xdist_worker_number()
+    if n == 0:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{base + n}", parts.query, parts.fragment))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_services_dir: Path) -> Iterator[str]:
     external = os.environ.get("PAYOPS_TEST_REDIS_URL")
     if external:
-        yield external
+        yield _redis_db_for_worker(external)
         return
     from devstack.embedded import EmbeddedRedis
 
@@ -251,6 +296,52 @@ async def _terminate_leftovers(client, task_queue: str) -> None:
                 pass  # it closed meanwhile
     except RPCError:
         pass  # the server is gone (a test that stops Temporal on purpose)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def validate_each_workflow_once() -> Iterator[None]:
+    """Most tests build a worker of their own (their own database, bank and task queue), and
+    Worker() validates every workflow class by importing it in the sandbox, after a full
+    gc.collect() on Python < 3.12 (workers.main.no_cyclic_gc): ~1.5 s per test, more as the
+    session's heap grows. A validation gives the same answer every time for the same sandbox
+    restrictions, runner class and workflow class, so in the test process each such triple is
+    validated once (by the first Worker or Replayer that has it, with workers.main's collector
+    handling as it is); later workers have nothing to import at construction and skip the collect. Worker processes started by tests
+    (`payops worker`, `payops up`) are untouched."""
+    from temporalio.worker import UnsandboxedWorkflowRunner
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    import workers.main as worker_main
+
+    # What a validation depends on: the sandbox's restrictions, the runner class inside it, the
+    # workflow class. (Worker's and Replayer's default runners are equal in these.)
+    validated: set[tuple[int, type, type]] = set()
+    restrictions_seen: list = []  # keeps them alive, so their ids stay theirs
+    real_prepare = SandboxedWorkflowRunner.prepare_workflow
+    real_no_cyclic_gc = worker_main.no_cyclic_gc
+
+    def prepare_once(self, defn) -> None:
+        key = (id(self.restrictions), self.runner_class, defn.cls)
+        if key in validated:
+            return
+        real_prepare(self, defn)
+        validated.add(key)
+        restrictions_seen.append(self.restrictions)
+
+    def no_cyclic_gc_when_validating():
+        # build_worker's runner is Worker's default one
+        default = (id(SandboxRestrictions.default), UnsandboxedWorkflowRunner)
+        if all((*default, cls) in validated for cls in worker_main.workflows()):
+            return contextlib.nullcontext()  # Worker() will import nothing in the sandbox
+        return real_no_cyclic_gc()
+
+    SandboxedWorkflowRunner.prepare_workflow = prepare_once
+    worker_main.no_cyclic_gc = no_cyclic_gc_when_validating
+    try:
+        yield
+    finally:
+        SandboxedWorkflowRunner.prepare_workflow = real_prepare
+        worker_main.no_cyclic_gc = real_no_cyclic_gc
 
 
 @pytest.fixture
