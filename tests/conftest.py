@@ -7,7 +7,7 @@ PAYOPS_TEST_REDIS_URL to run the same suite against external services instead.
 Isolation: every test gets its own database cloned from a migrated template (CREATE DATABASE
 ... TEMPLATE is a file copy: ~50 ms), its own Redis key prefix, and a uuid task queue.
 
-Under pytest-xdist (`make test` runs two workers) every worker is a process of its own with its own
+Under pytest-xdist (opt-in: `make test PYTEST_WORKERS=2`) every worker is a process of its own with its own
 session: its own embedded PostgreSQL, Redis and Temporal dev server (temporary directories, free
 ports), its own template database (named after its pid) and, on an external Redis, its own logical
 database (see `_redis_db_for_worker`).
@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
         if item.get_closest_marker("slow"):
-            # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) the slow tests (crash
+            # Under pytest-xdist (opt-in, `-n 2 --dist loadgroup`) the slow tests (crash
             # tests, stack restarts, outage sweeps: each runs services of its own and waits on them)
             # run one after another on one worker, never two of them at once.
             item.add_marker(pytest.mark.xdist_group("slow"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from tests.reconciliation_truth import DAY, build_day, insert_rows, install_pair_rules
 
@@ -169,7 +170,7 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
     assert await page.locator("#nav a").all_inner_texts() == [
         "Overview", "Transactions", "Payouts", "Schedules", "Approvals", "Reconciliation", "Connectors", "Rails",
         "Batches", "SLA", "Syncs", "Alerts", "API logs", "Settlement", "Profile", "Recommendations", "Webhooks",
-        "Merchants"]
+        "Merchants", "Agent map"]
 
     # KPIs match the API's overview
     await page.select_option("#currency", "EUR")
@@ -183,9 +184,10 @@ async def test_ops_overview_live_payout_and_dlq_retry(open_page, api, demo_clien
         f"{settled['count']['value']:,} · {euros(settled['amount_minor']['value'])}")
     assert await page.inner_text("[data-testid=kpi-transactions]") == f"{overview['kpis']['transactions']['value']:,}"
     # top countries (EUR): the one EUR transaction's payer country, with its GMV
+    # (the widget layout re-renders when the currency changes: wait for the list to hold exactly one row)
     top = page.locator("[data-testid=top-countries] li[data-country]")
-    await top.first.wait_for()
-    assert await top.count() == 1 and (await top.first.inner_text()).startswith(f"SN {euros(123456)}")
+    await expect(top).to_have_count(1, timeout=TIMEOUT_MS)
+    await expect(top.first).to_have_text(re.compile("^" + re.escape(f"SN {euros(123456)}")), timeout=TIMEOUT_MS)
     await page.wait_for_selector("body[data-live=on]")
     await shot(page, "01-overview")
 
