@@ -136,6 +136,15 @@ def cell_size_deg(zoom: int) -> float:
     return 360.0 / (2 ** zoom) / CELLS_PER_TILE
 
 
+def check_box_size(bbox: tuple[float, float, float, float], zoom: int, *, field: str = "bbox") -> None:
+    """A box more than MAX_CELLS grid cells at its zoom is a client error, not a query."""
+    west, south, east, north = bbox
+    cell = cell_size_deg(zoom)
+    width = (east - west) if west <= east else (360 - west + east)
+    if (width / cell) * ((north - south) / cell) > MAX_CELLS:
+        raise _invalid(field, f"the box is too large for zoom {zoom}: zoom out or send a smaller box")
+
+
 async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom: int,
                    statuses: list[str] | None = None) -> dict[str, Any]:
     """The box's agents clustered on a grid whose cell halves at each zoom level; at zoom
@@ -143,10 +152,8 @@ async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom:
     if not (0 <= zoom <= MAX_ZOOM):
         raise _invalid("zoom", f"must be between 0 and {MAX_ZOOM}")
     west, south, east, north = parse_bbox(bbox)
+    check_box_size((west, south, east, north), zoom)
     cell = cell_size_deg(zoom)
-    width = (east - west) if west <= east else (360 - west + east)
-    if (width / cell) * ((north - south) / cell) > MAX_CELLS:
-        raise _invalid("bbox", f"too large for zoom {zoom}: zoom out or send a smaller box")
     singles = zoom >= SINGLES_ZOOM
     rows = await store.clusters(session, west=west, south=south, east=east, north=north, cell_deg=cell,
                                 singles=singles, agent_id=scope.agent_id, merchant_id=scope.merchant_id,
@@ -160,6 +167,37 @@ async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom:
         out.append(item)
     return {"zoom": zoom, "cell_deg": cell, "bbox": [west, south, east, north],
             "total": sum(c["count"] for c in out), "clusters": out}
+
+
+# West Africa (Senegal to Nigeria, the Sahel to the Gulf of Guinea): a map with no box of its own
+WEST_AFRICA_BBOX = (-18.0, 4.0, 16.0, 25.0)
+BBOX_MARGIN_DEG = 0.5  # around a country's agents, so the outermost are not on the map's edge
+WIDGET_WIDTH_PX = 320  # the Overview's small map: the zoom at which a box fits this wide
+
+
+def format_bbox(bbox: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:g}" for v in bbox)
+
+
+def fit_zoom(bbox: tuple[float, float, float, float], width_px: int = WIDGET_WIDTH_PX) -> int:
+    """The largest web-map zoom at which the box is at most `width_px` wide (256-px tiles)."""
+    west, _, east, _ = bbox
+    width = (east - west) if west <= east else (360 - west + east)
+    if width <= 0:
+        return SINGLES_ZOOM
+    return max(0, min(SINGLES_ZOOM, math.floor(math.log2(360.0 * width_px / 256.0 / width))))
+
+
+async def country_bbox(session: AsyncSession, scope: AgentScope, country: str) -> tuple[float, float, float, float]:
+    """The box around the country's agents in the caller's scope (with a margin); West Africa
+    when the scope has none there."""
+    ext = await store.country_extent(session, country=country, agent_id=scope.agent_id,
+                                     merchant_id=scope.merchant_id)
+    if ext is None:
+        return WEST_AFRICA_BBOX
+    m = BBOX_MARGIN_DEG
+    return (max(-180.0, float(ext["west"]) - m), max(-90.0, float(ext["south"]) - m),
+            min(180.0, float(ext["east"]) + m), min(90.0, float(ext["north"]) + m))
 
 
 async def get_agent(session: AsyncSession, scope: AgentScope, agent_id: str) -> dict[str, Any]:

@@ -138,6 +138,17 @@ async def clusters(session: AsyncSession, *, west: float, south: float, east: fl
     return [dict(r) for r in rows]
 
 
+async def country_extent(session: AsyncSession, *, country: str, agent_id: str | None,
+                         merchant_id: str | None) -> dict[str, Any] | None:
+    """The min/max lat and lon of the country's agents in the scope (None when it has none)."""
+    params: dict[str, Any] = {"country": country}
+    scope = _scope_sql(agent_id, merchant_id, params)
+    row = (await session.execute(text(f"""
+        SELECT min(a.lon) AS west, min(a.lat) AS south, max(a.lon) AS east, max(a.lat) AS north
+          FROM agents a WHERE a.country = :country{scope}"""), params)).mappings().first()
+    return dict(row) if row is not None and row["west"] is not None else None
+
+
 async def get_agent(session: AsyncSession, agent_id: str, *, since: datetime) -> dict[str, Any] | None:
     await _custom_plan(session)
     row = (await session.execute(text(f"SELECT {_AGENT_DETAIL} FROM agents a WHERE a.id = :id"),
