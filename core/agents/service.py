@@ -304,3 +304,33 @@ async def raise_low_float_alert(session: AsyncSession, f: dict[str, Any]) -> dic
 async def raise_low_float_alerts(session: AsyncSession) -> list[dict[str, Any]]:
     """Every float below its threshold raises (or counts again) its alert: the alert check's pass."""
     return [await raise_low_float_alert(session, f) for f in await store.low_floats(session)]
+
+
+# --- agents' own transactions (cash-in / cash-out) ------------------------------------------------------
+
+CASH_SOURCE = "agent"  # transactions.source of the cash-in / cash-out recorded at agents
+CASH_KINDS = ("cash_in", "cash_out")
+
+
+async def record_cash_transactions(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Record successful cash-in / cash-out transactions made at agents (an operator's report):
+    each goes into `transactions` (source `agent`, project = its kind, the agent's merchant and
+    country) with its agent_id, so it counts in the agent's 30-day sales. Idempotent by `id`."""
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise Unprocessable("each transaction id may appear once per request")
+    for r in rows:
+        _check_currency(r["currency"])
+        if r["kind"] not in CASH_KINDS:
+            raise Unprocessable(f"transaction {r['id']}: kind must be one of {', '.join(CASH_KINDS)}")
+    agent_ids = sorted({r["agent_id"] for r in rows})
+    agents = await store.agents_by_id(session, agent_ids)
+    missing = set(agent_ids) - set(agents)
+    if missing:
+        raise NotFound(f"agent {sorted(missing)[0]} not found")
+    out = [{"id": r["id"], "agent_id": r["agent_id"], "kind": r["kind"], "amount_minor": int(r["amount_minor"]),
+            "currency": r["currency"], "occurred_at": r["occurred_at"].astimezone(timezone.utc).isoformat(),
+            "merchant_id": agents[r["agent_id"]]["merchant_id"], "country": agents[r["agent_id"]]["country"]}
+           for r in rows]
+    inserted = await store.insert_cash_transactions(session, CASH_SOURCE, out)
+    return {"recorded": inserted, "duplicates": len(rows) - inserted}
