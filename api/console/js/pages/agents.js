@@ -152,7 +152,9 @@ export async function renderMiniMap(canvas, body) {
   const [west, south, east, north] = body.bbox;
   const [x0, y1] = project(west, south);
   const [x1, y0] = project(west <= east ? east : east + 360, north);
-  const fit = Math.min(Math.log2(s.w / (TILE * Math.max(x1 - x0, 1e-9))), Math.log2(s.h / (TILE * Math.max(y1 - y0, 1e-9))));
+  const pad = 36;  // a cluster's largest radius and a little: clusters on the box's edge stay whole
+  const fit = Math.min(Math.log2(Math.max(40, s.w - 2 * pad) / (TILE * Math.max(x1 - x0, 1e-9))),
+    Math.log2(Math.max(40, s.h - 2 * pad) / (TILE * Math.max(y1 - y0, 1e-9))));
   const view = { x: (x0 + x1) / 2, y: (y0 + y1) / 2, zoom: Math.max(0, Math.min(MAX_ZOOM, fit)) };
   const clusters = withPoints(body.clusters);
   let countries = [];
