@@ -23,7 +23,7 @@ import httpx
 from schwifty import IBAN
 
 from core.platform.auth_tokens import mint_dev_token
-from devstack.demo_agents import DEMO_AGENT_PREFIX, demo_agents
+from devstack.demo_agents import DEMO_AGENT_PREFIX, demo_agent_sales, demo_agents
 from core.platform.money import format_amount, parse_amount
 from core.platform.settings import Settings, get_settings
 
@@ -165,6 +165,19 @@ class DemoClient:
             r.raise_for_status()
         return len(agents)
 
+    async def ensure_agent_sales(self, now: datetime | None = None) -> int:
+        """Cash-in / cash-out transactions at some demo agents over the last 30 days
+        (devstack/demo_agents.py), so their 30-day sales are not empty. Idempotent: today's ids
+        already recorded are skipped. Returns how many were new."""
+        sales = demo_agent_sales(demo_agents(merchant_for={"SN": "mer_demo_baobab"}),
+                                 now or datetime.now(timezone.utc))
+        recorded = 0
+        for i in range(0, len(sales), 1000):
+            r = await self.http.post("/agents/transactions", headers=self.ops, json={"transactions": sales[i:i + 1000]})
+            r.raise_for_status()
+            recorded += r.json()["recorded"]
+        return recorded
+
     async def trigger_syncs(self) -> None:
         for source in ("vima", "payshack"):
             r = await self.http.post("/sync/trigger", headers=self.ops, json={"source": source})
@@ -186,6 +199,7 @@ async def seed(client: DemoClient, *, payouts_per_merchant: int = 3, failing_per
                 created.append(p["id"])
     await client.ensure_pending_action()
     await client.ensure_agents()
+    await client.ensure_agent_sales()
     if syncs:
         await client.trigger_syncs()
     return created

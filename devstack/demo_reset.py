@@ -27,6 +27,7 @@ from core.platform.temporal import connect_temporal
 
 DEMO_LIKE = "mer_demo_%"
 DEMO_AGENTS_LIKE = "agt\\_demo\\_%"
+DEMO_AGENT_SALES_LIKE = "agtx\\_demo\\_%"  # their cash-in / cash-out (source `agent`)
 
 
 @dataclass
@@ -107,6 +108,10 @@ async def reset_demo_data(settings: Settings) -> ResetReport:
             await conn.execute("""DELETE FROM agent_floats WHERE agent_id IN (
                 SELECT id FROM agents WHERE merchant_id LIKE $1 OR id LIKE $2)""", DEMO_LIKE, DEMO_AGENTS_LIKE)
             await conn.execute("DELETE FROM agents WHERE merchant_id LIKE $1 OR id LIKE $2", DEMO_LIKE, DEMO_AGENTS_LIKE)
+            await conn.execute("DELETE FROM transaction_keys WHERE source = 'agent' AND source_id LIKE $1",
+                               DEMO_AGENT_SALES_LIKE)
+            await conn.execute("DELETE FROM transactions WHERE source = 'agent' AND source_id LIKE $1",
+                               DEMO_AGENT_SALES_LIKE)
             report.merchants = int((await conn.execute("DELETE FROM merchants WHERE id LIKE $1", DEMO_LIKE)).split()[-1])
         report.payouts = len(payout_ids)
         report.journal_transactions = len(journal_ids)

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 
 from api.deps import AgentsManage, AgentsRead, Session
 from api.schemas.agents import (
-    AgentOut, AgentPage, AgentsUpsert, AgentsUpserted, ClustersOut, FloatOut, FloatsIn, NearbyOut,
+    AgentOut, AgentPage, AgentsUpsert, AgentsUpserted, CashTransactionsIn, CashTransactionsRecorded, ClustersOut,
+    FloatOut, FloatsIn, NearbyOut,
 )
 from api.schemas.common import problems
 from core.agents import service
@@ -70,6 +71,14 @@ async def upsert_agents(body: AgentsUpsert, principal: AgentsManage, session: Se
     and may carry its floats (low-float alerts as for PUT /agents/{id}/floats)."""
     return await service.upsert_agents(session, [a.model_dump(exclude_unset=True) | {"status": a.status}
                                                   for a in body.agents])
+
+
+@router.post("/transactions", response_model=CashTransactionsRecorded, responses=problems(401, 403, 404, 422))
+async def record_cash_transactions(body: CashTransactionsIn, principal: AgentsManage, session: Session):
+    """Record successful cash-in / cash-out transactions made at agents (up to 5000 a call; an
+    operator's report). Each is a transaction (source `agent`, project = its kind) carrying its
+    agent's id, merchant and country, and counts in the agent's 30-day sales. Idempotent by `id`."""
+    return await service.record_cash_transactions(session, [t.model_dump() for t in body.transactions])
 
 
 @router.get("/{agent_id}", response_model=AgentOut, responses=problems(401, 403, 404))

@@ -3,7 +3,8 @@ a merchant's for its users), the catalog of widget kinds, and each widget's data
 
 A widget's data is the answer of the Overview endpoint it shows, computed by the same code under
 the same cache key (`overview_query`, `trends_query`, `breakdown_query` in api/routers/dashboard.py)
-or by the same list service as the Payouts, Transactions and Alerts lists: the numbers are the
+or by the same list service as the Payouts, Transactions and Alerts lists (a map widget: the agent
+map's clusters, core/agents/service.clusters, in the caller's agent scope): the numbers are the
 Overview's own. Another tenant's widget id is 404, as for every tenant-scoped resource."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from api.routers.dashboard import (
     overview_query,
     trends_query,
 )
+from api.schemas.agents import ClustersOut
 from api.schemas.common import problems
 from api.schemas.dashboard import AlertPage, TransactionPage
 from api.schemas.dashboard_widgets import (
@@ -36,6 +38,7 @@ from api.schemas.dashboard_widgets import (
     WidgetPut,
 )
 from api.schemas.payouts import PayoutPage
+from core.agents import service as agent_service
 from core.alerts import service as alert_service
 from core.dashboards import metrics as dm
 from core.dashboards import widgets
@@ -183,9 +186,21 @@ async def widget_data(
         found = await alert_service.list_alerts(session, merchant_id=tenant.merchant_id, status=cfg.get("status"),
                                                 severity=severity, rule=None, limit=cfg["limit"], cursor=None)
         body = _dumps(AlertPage.model_validate(found).model_dump(mode="json", by_alias=True))
-    else:  # map: agents are not built yet
-        path, params = None, {}
-        body = _dumps({"agents": [], "clusters": [], "note": "no agent data"})
+    else:  # map: the agent map's clusters, for the agents the caller may see
+        if Permission.AGENTS_READ not in principal.permissions:
+            raise Forbidden("your roles do not grant agents:read")
+        agent_scope = agent_service.scope_of(principal)
+        if cfg.get("bbox"):
+            box = agent_service.parse_bbox(cfg["bbox"])
+        elif cfg.get("country"):
+            box = await agent_service.country_bbox(session, agent_scope, cfg["country"])
+        else:
+            box = agent_service.WEST_AFRICA_BBOX
+        zoom = cfg["zoom"] if cfg.get("zoom") is not None else agent_service.fit_zoom(box)
+        path = "/api/v1/agents/clusters"
+        params = {"bbox": agent_service.format_bbox(box), "zoom": zoom}
+        found = await agent_service.clusters(session, agent_scope, bbox=params["bbox"], zoom=zoom)
+        body = _dumps(ClustersOut.model_validate(found).model_dump(mode="json"))
     head = _dumps({"widget": WidgetOut.model_validate(widget).model_dump(mode="json"),
                    "source": {"path": path, "params": params}})
     headers = {} if hit is None else {"X-Cache": "hit" if hit else "miss"}

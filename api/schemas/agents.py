@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AgentFloat(BaseModel):
@@ -126,3 +126,25 @@ class FloatOut(BaseModel):
     amount_minor: int
     low_threshold_minor: int | None
     alert: FloatAlert | None = Field(description="the low-float alert raised (or counted again) by this update")
+
+
+class CashTransactionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, description="the reporter's id for it: a repeat is skipped")
+    agent_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(pattern="^(cash_in|cash_out)$")
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    occurred_at: AwareDatetime = Field(description="with an offset")
+
+
+class CashTransactionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[CashTransactionIn] = Field(min_length=1, max_length=5000)
+
+
+class CashTransactionsRecorded(BaseModel):
+    recorded: int
+    duplicates: int = Field(description="ids already recorded, skipped")

@@ -136,6 +136,15 @@ def cell_size_deg(zoom: int) -> float:
     return 360.0 / (2 ** zoom) / CELLS_PER_TILE
 
 
+def check_box_size(bbox: tuple[float, float, float, float], zoom: int, *, field: str = "bbox") -> None:
+    """A box more than MAX_CELLS grid cells at its zoom is a client error, not a query."""
+    west, south, east, north = bbox
+    cell = cell_size_deg(zoom)
+    width = (east - west) if west <= east else (360 - west + east)
+    if (width / cell) * ((north - south) / cell) > MAX_CELLS:
+        raise _invalid(field, f"the box is too large for zoom {zoom}: zoom out or send a smaller box")
+
+
 async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom: int,
                    statuses: list[str] | None = None) -> dict[str, Any]:
     """The box's agents clustered on a grid whose cell halves at each zoom level; at zoom
@@ -143,10 +152,8 @@ async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom:
     if not (0 <= zoom <= MAX_ZOOM):
         raise _invalid("zoom", f"must be between 0 and {MAX_ZOOM}")
     west, south, east, north = parse_bbox(bbox)
+    check_box_size((west, south, east, north), zoom)
     cell = cell_size_deg(zoom)
-    width = (east - west) if west <= east else (360 - west + east)
-    if (width / cell) * ((north - south) / cell) > MAX_CELLS:
-        raise _invalid("bbox", f"too large for zoom {zoom}: zoom out or send a smaller box")
     singles = zoom >= SINGLES_ZOOM
     rows = await store.clusters(session, west=west, south=south, east=east, north=north, cell_deg=cell,
                                 singles=singles, agent_id=scope.agent_id, merchant_id=scope.merchant_id,
@@ -160,6 +167,37 @@ async def clusters(session: AsyncSession, scope: AgentScope, *, bbox: str, zoom:
         out.append(item)
     return {"zoom": zoom, "cell_deg": cell, "bbox": [west, south, east, north],
             "total": sum(c["count"] for c in out), "clusters": out}
+
+
+# West Africa (Senegal to Nigeria, the Sahel to the Gulf of Guinea): a map with no box of its own
+WEST_AFRICA_BBOX = (-18.0, 4.0, 16.0, 25.0)
+BBOX_MARGIN_DEG = 0.5  # around a country's agents, so the outermost are not on the map's edge
+WIDGET_WIDTH_PX = 320  # the Overview's small map: the zoom at which a box fits this wide
+
+
+def format_bbox(bbox: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:g}" for v in bbox)
+
+
+def fit_zoom(bbox: tuple[float, float, float, float], width_px: int = WIDGET_WIDTH_PX) -> int:
+    """The largest web-map zoom at which the box is at most `width_px` wide (256-px tiles)."""
+    west, _, east, _ = bbox
+    width = (east - west) if west <= east else (360 - west + east)
+    if width <= 0:
+        return SINGLES_ZOOM
+    return max(0, min(SINGLES_ZOOM, math.floor(math.log2(360.0 * width_px / 256.0 / width))))
+
+
+async def country_bbox(session: AsyncSession, scope: AgentScope, country: str) -> tuple[float, float, float, float]:
+    """The box around the country's agents in the caller's scope (with a margin); West Africa
+    when the scope has none there."""
+    ext = await store.country_extent(session, country=country, agent_id=scope.agent_id,
+                                     merchant_id=scope.merchant_id)
+    if ext is None:
+        return WEST_AFRICA_BBOX
+    m = BBOX_MARGIN_DEG
+    return (max(-180.0, float(ext["west"]) - m), max(-90.0, float(ext["south"]) - m),
+            min(180.0, float(ext["east"]) + m), min(90.0, float(ext["north"]) + m))
 
 
 async def get_agent(session: AsyncSession, scope: AgentScope, agent_id: str) -> dict[str, Any]:
@@ -266,3 +304,33 @@ async def raise_low_float_alert(session: AsyncSession, f: dict[str, Any]) -> dic
 async def raise_low_float_alerts(session: AsyncSession) -> list[dict[str, Any]]:
     """Every float below its threshold raises (or counts again) its alert: the alert check's pass."""
     return [await raise_low_float_alert(session, f) for f in await store.low_floats(session)]
+
+
+# --- agents' own transactions (cash-in / cash-out) ------------------------------------------------------
+
+CASH_SOURCE = "agent"  # transactions.source of the cash-in / cash-out recorded at agents
+CASH_KINDS = ("cash_in", "cash_out")
+
+
+async def record_cash_transactions(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Record successful cash-in / cash-out transactions made at agents (an operator's report):
+    each goes into `transactions` (source `agent`, project = its kind, the agent's merchant and
+    country) with its agent_id, so it counts in the agent's 30-day sales. Idempotent by `id`."""
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise Unprocessable("each transaction id may appear once per request")
+    for r in rows:
+        _check_currency(r["currency"])
+        if r["kind"] not in CASH_KINDS:
+            raise Unprocessable(f"transaction {r['id']}: kind must be one of {', '.join(CASH_KINDS)}")
+    agent_ids = sorted({r["agent_id"] for r in rows})
+    agents = await store.agents_by_id(session, agent_ids)
+    missing = set(agent_ids) - set(agents)
+    if missing:
+        raise NotFound(f"agent {sorted(missing)[0]} not found")
+    out = [{"id": r["id"], "agent_id": r["agent_id"], "kind": r["kind"], "amount_minor": int(r["amount_minor"]),
+            "currency": r["currency"], "occurred_at": r["occurred_at"].astimezone(timezone.utc).isoformat(),
+            "merchant_id": agents[r["agent_id"]]["merchant_id"], "country": agents[r["agent_id"]]["country"]}
+           for r in rows]
+    inserted = await store.insert_cash_transactions(session, CASH_SOURCE, out)
+    return {"recorded": inserted, "duplicates": len(rows) - inserted}

@@ -138,6 +138,54 @@ async def clusters(session: AsyncSession, *, west: float, south: float, east: fl
     return [dict(r) for r in rows]
 
 
+async def country_extent(session: AsyncSession, *, country: str, agent_id: str | None,
+                         merchant_id: str | None) -> dict[str, Any] | None:
+    """The min/max lat and lon of the country's agents in the scope (None when it has none)."""
+    params: dict[str, Any] = {"country": country}
+    scope = _scope_sql(agent_id, merchant_id, params)
+    row = (await session.execute(text(f"""
+        SELECT min(a.lon) AS west, min(a.lat) AS south, max(a.lon) AS east, max(a.lat) AS north
+          FROM agents a WHERE a.country = :country{scope}"""), params)).mappings().first()
+    return dict(row) if row is not None and row["west"] is not None else None
+
+
+async def insert_cash_transactions(session: AsyncSession, source: str, rows: list[dict[str, Any]]) -> int:
+    """Record agents' cash-in / cash-out transactions (successful) in `transactions`, with their
+    agent_id, each once per (source, id) through transaction_keys (a repeat is skipped). Each row:
+    id, agent_id, kind, amount_minor, currency, occurred_at (ISO), merchant_id, country.
+    Returns how many were new."""
+    if not rows:
+        return 0
+    ats = [datetime.fromisoformat(r["occurred_at"]) for r in rows]
+    first, last = min(ats), max(ats)
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    await session.execute(text("SELECT ensure_transaction_partitions(CAST(:first AS date), :months)"),
+                          {"first": first.date().replace(day=1), "months": months})
+    result = await session.execute(text("""
+        WITH input AS (
+            SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+                id text, agent_id text, kind text, amount_minor bigint, currency text, occurred_at timestamptz,
+                merchant_id text, country text)),
+        fresh AS (
+            SELECT i.*, nextval('transactions_id_seq') AS tid FROM input i
+             WHERE NOT EXISTS (SELECT 1 FROM transaction_keys k WHERE k.source = :source AND k.source_id = i.id)),
+        keys AS (
+            INSERT INTO transaction_keys (source, source_id, transaction_id, occurred_at)
+            SELECT :source, f.id, f.tid, f.occurred_at FROM fresh f
+            ON CONFLICT DO NOTHING RETURNING source_id)
+        INSERT INTO transactions (id, source, source_id, client_operation_id, merchant_id, project, amount_minor,
+                                  currency, status, original_status, payer_country, occurred_at, raw, data_hash,
+                                  agent_id)
+        SELECT f.tid, :source, f.id, f.id, f.merchant_id, f.kind, f.amount_minor, f.currency, 'success', 'success',
+               f.country, f.occurred_at,
+               jsonb_build_object('id', f.id, 'agent_id', f.agent_id, 'kind', f.kind, 'amount_minor', f.amount_minor,
+                                  'currency', f.currency, 'occurred_at', f.occurred_at),
+               md5(f.id || ':' || f.agent_id || ':' || f.kind || ':' || f.amount_minor || ':' || f.currency),
+               f.agent_id
+          FROM fresh f JOIN keys k ON k.source_id = f.id"""), {"source": source, "rows": json.dumps(rows)})
+    return result.rowcount or 0
+
+
 async def get_agent(session: AsyncSession, agent_id: str, *, since: datetime) -> dict[str, Any] | None:
     await _custom_plan(session)
     row = (await session.execute(text(f"SELECT {_AGENT_DETAIL} FROM agents a WHERE a.id = :id"),
@@ -221,6 +269,12 @@ async def first_agent_with_prefix(session: AsyncSession, prefix: str) -> dict[st
         SELECT id, name FROM agents WHERE id LIKE :p AND status = 'active' ORDER BY id LIMIT 1"""),
         {"p": prefix.replace("_", "\\_") + "%"})).mappings().first()
     return dict(row) if row is not None else None
+
+
+async def agents_by_id(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = (await session.execute(text("SELECT id, merchant_id, country FROM agents WHERE id = ANY(:ids)"),
+                                  {"ids": list(ids)})).mappings().all()
+    return {r["id"]: dict(r) for r in rows}
 
 
 async def existing_agent_ids(session: AsyncSession, ids: list[str]) -> set[str]:

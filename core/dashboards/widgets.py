@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.agents import service as agent_service
 from core.dashboards import store
 from core.dashboards.metrics import COUNT_METRICS, MONEY_METRICS, RATE_METRICS, TREND_METRICS, derive
 from core.payouts.models import PayoutStatus
@@ -142,9 +143,27 @@ class AlertsConfig(_Config):
 
 
 class MapConfig(_Config):
-    """Agents (cash-in / cash-out points) on a map; a placeholder until agent data exists."""
+    """Agents (cash-in / cash-out points) clustered on a small map, as on the agent map.
 
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    The box: `bbox` if given; else the box around `country`'s agents you can see; else West Africa.
+    The zoom: `zoom` if given; else the zoom at which the box fits the widget."""
+
+    bbox: str | None = Field(None, description="west,south,east,north in degrees (west > east crosses 180°)")
+    zoom: int | None = Field(None, ge=0, le=agent_service.MAX_ZOOM, description="web-map zoom; null: fit the box")
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        None, description="ISO country code: the box around that country's agents (when no bbox)")
+
+    @model_validator(mode="after")
+    def _bbox_valid(self) -> "MapConfig":
+        if self.bbox is not None:
+            try:
+                box = agent_service.parse_bbox(self.bbox)
+                if self.zoom is not None:
+                    agent_service.check_box_size(box, self.zoom)
+            except Unprocessable as exc:
+                raise ValueError(str(exc).removeprefix("bbox: ")) from None
+            self.bbox = agent_service.format_bbox(box)
+        return self
 
 
 CONFIGS: dict[str, type[_Config]] = {
@@ -157,7 +176,7 @@ LABELS = {"kpi": "KPI", "trend": "Trend", "breakdown": "Breakdown", "gauge": "Ga
 SOURCES = {"kpi": "GET /api/v1/dashboard/overview", "trend": "GET /api/v1/metrics/trends",
            "breakdown": "GET /api/v1/metrics/breakdown", "gauge": "GET /api/v1/dashboard/overview",
            "table": "GET /api/v1/payouts or GET /api/v1/transactions", "alerts": "GET /api/v1/alerts",
-           "map": "none yet (agents are not built): a placeholder"}
+           "map": "GET /api/v1/agents/clusters"}
 
 # The plan's six defaults, in order (every tenant's first layout)
 DEFAULT_WIDGETS: tuple[tuple[str, str, dict[str, Any]], ...] = (

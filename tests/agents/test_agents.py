@@ -7,6 +7,7 @@ import asyncio
 import math
 import random
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -338,3 +339,38 @@ async def test_writes_refuse_unknown_merchants_and_duplicates_with_422(client, t
     r = await client.put("/api/v1/agents/agt_t00001/floats", headers=ops,
                          json={"floats": [{"currency": "ZZZ", "amount_minor": 1}]})
     assert r.status_code == 422
+
+
+# --- cash-in / cash-out recorded at agents ---------------------------------------------------------------
+
+
+async def test_recorded_cash_transactions_are_the_agents_sales_once_each(client, token_for, world):
+    ops, mine = token_for("treasury_ops"), world["agents"][0]  # merchant m1's agent
+    now = datetime.now(timezone.utc)
+    txs = [{"id": f"cash-{k}-{uuid.uuid4().hex[:8]}", "agent_id": mine["id"], "kind": kind, "amount_minor": amount,
+            "currency": "XOF", "occurred_at": (now - timedelta(days=days)).isoformat()}
+           for k, (kind, amount, days) in enumerate((("cash_in", 5000, 1), ("cash_out", 2500, 3), ("cash_in", 9000, 45)))]
+    r = await client.post("/api/v1/agents/transactions", headers=ops, json={"transactions": txs})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"recorded": 3, "duplicates": 0}
+    again = await client.post("/api/v1/agents/transactions", headers=ops, json={"transactions": txs})
+    assert again.json() == {"recorded": 0, "duplicates": 3}
+    got = (await client.get(f"/api/v1/agents/{mine['id']}", headers=ops)).json()
+    assert got["sales_30d"] == [{"currency": "XOF", "amount_minor": 7500, "count": 2}]  # the 45-day-old one is out
+    # a transaction of the agent's merchant, in the agent's country, from source `agent`
+    listed = (await client.get("/api/v1/transactions", headers=ops,
+                               params={"source": "agent", "merchant_id": world["m1"]})).json()["data"]
+    assert sorted(t["source_id"] for t in listed) == sorted(t["id"] for t in txs)
+
+
+@pytest.mark.parametrize(("change", "status"), [
+    ({"kind": "refund"}, 422), ({"amount_minor": 0}, 422), ({"currency": "XXX1"}, 422),
+    ({"occurred_at": "2026-01-01T10:00:00"}, 422), ({"agent_id": "agt_nobody"}, 404)])
+async def test_cash_transactions_are_checked(client, token_for, world, change, status):
+    tx = {"id": "c1", "agent_id": world["agents"][0]["id"], "kind": "cash_in", "amount_minor": 100,
+          "currency": "XOF", "occurred_at": "2026-01-01T10:00:00+00:00", **change}
+    r = await client.post("/api/v1/agents/transactions", headers=token_for("ops_admin"), json={"transactions": [tx]})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert (await client.post("/api/v1/agents/transactions", headers=token_for("auditor"),
+                              json={"transactions": [tx]})).status_code == 403

@@ -994,6 +994,10 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         f"dlq_size:{uuid.uuid4().hex}")
 
     schedule_id = (await _platform_schedule(api, ops, lumen))["id"]
+    # a map widget on the platform's Overview: the demo agents around Dakar, Abidjan and Accra
+    r = await api.post("/dashboard/widgets", headers=ops, json={"kind": "map", "title": "Agents", "config": {}})
+    assert r.status_code == 201, r.text
+    map_widget = r.json()["id"]
 
     pages = [
         ("overview", "#/overview", "[data-testid=kpis] .kpi"),
@@ -1017,6 +1021,7 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
         ("profile", f"#/profile/{lumen}", "[data-testid=profile] [data-field=kyc_status]"),
         ("webhooks", "#/webhooks", "[data-testid=activity-panel][data-loaded=true]"),
         ("merchant", f"#/merchant/{lumen}", "[data-testid=health-panel][data-loaded=true]"),
+        ("agents", "#/agents", "[data-testid=agent-map][data-loaded=true]"),
     ]
     checked = []
     for size, viewport in SCREEN_SIZES.items():
@@ -1040,6 +1045,16 @@ async def test_every_page_renders_at_desktop_and_phone_size(browser, served, api
                 await page.wait_for_selector(key, state="visible")
                 await _check_page(page, screenshot_dir / f"{size}-{i:02d}-{name}.png", key, size)
                 checked.append(f"{size}:{name}")
+                if name == "overview":  # the map widget: the base map and the agents' clusters, a way to the map
+                    widget = page.locator(f"[data-widget='{map_widget}']")
+                    canvas = widget.locator("[data-testid=widget-map][data-loaded=true]")
+                    await canvas.wait_for()
+                    assert int(await canvas.get_attribute("data-countries")) > 100
+                    assert int(await canvas.get_attribute("data-total")) >= 3000
+                    assert int(await canvas.get_attribute("data-clusters")) >= 3
+                    assert await widget.locator("a[href='#/agents']").count() == 1
+                if name == "agents":
+                    assert int(await page.get_attribute("[data-testid=agent-map]", "data-total")) > 0
                 if name == "alerts":  # amounts in their currency, times in the zone, payout ids as links
                     text = await page.inner_text(f"[data-alert-message='{float_alert}']")
                     assert "KWD" in text and "41.550" in text and "50.000" in text and "41550" not in text, text

@@ -171,7 +171,11 @@ BAD_CONFIGS = [
     ("table", {"query": "recent_transactions", "limit": 51}, "config.limit"),
     ("alerts", {"severity": []}, "config.severity"),
     ("alerts", {"severity": ["urgent"]}, "config.severity.0"),
-    ("map", {"zoom": 3}, "config.zoom"),
+    ("map", {"zoom": 23}, "config.zoom"),
+    ("map", {"bbox": "1,2,3"}, "config: Value error, must be west,south,east,north"),
+    ("map", {"bbox": "-20,-80,20,80", "zoom": 18}, "config: Value error, the box is too large for zoom 18"),
+    ("map", {"country": "sn"}, "config.country"),
+    ("map", {"colour": "red"}, "config.colour"),
 ]
 
 
@@ -325,11 +329,86 @@ class TestData:
         alerts = (await client.get(f"{W}/{ids['Alerts']}/data", headers=who["a_admin"])).json()["data"]["data"]
         assert [(a["severity"], a["data"]["merchant_id"]) for a in alerts] == [("critical", "m_a")]
 
-    async def test_a_pinned_period_wins_and_map_is_a_placeholder(self, client, who, data):
+    async def test_a_pinned_period_wins(self, client, who, data):
         r = await client.post(W, headers=who["ops"], json={"kind": "trend", "config": {"metric": "gmv", "period": "7d"}})
         got = (await client.get(f"{W}/{r.json()['id']}/data", headers=who["ops"], params={"period": "24h"})).json()
         assert got["source"]["params"]["period"] == "7d" and got["source"]["params"]["granularity"] == "day"
         assert len(got["data"]["series"][0]["points"]) in (7, 8)
-        m = await client.post(W, headers=who["ops"], json={"kind": "map", "config": {}})
-        got = (await client.get(f"{W}/{m.json()['id']}/data", headers=who["ops"])).json()
-        assert got["data"] == {"agents": [], "clusters": [], "note": "no agent data"} and got["source"]["path"] is None
+
+
+# --- the map widget: the agent map's clusters, scoped like the agent map ------------------------------
+
+
+@pytest.fixture
+async def agents(sessionmaker):
+    """Agents of merchants m_a and m_b and operator agents, in Dakar (SN) and Accra (GH)."""
+    from core.agents import service as agent_service
+
+    rows = []
+    for i in range(60):
+        owner = ("m_a", "m_b", None)[i % 3]
+        lat, lon, country = (14.70 + i * 0.004, -17.45 + i * 0.003, "SN") if i % 2 else (5.60 + i * 0.002, -0.19, "GH")
+        rows.append({"id": f"agt_w{i:03d}", "name": f"Agent {i}", "lat": lat, "lon": lon, "country": country,
+                     "city": "x", "merchant_id": owner, "operator": None if owner else "wave",
+                     "floats": [{"currency": "XOF", "amount_minor": 1000 + i}]})
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("INSERT INTO merchants (id, name, default_currency) VALUES ('m_a', 'A', 'INR'), "
+                             "('m_b', 'B', 'USD') ON CONFLICT DO NOTHING"))
+        await agent_service.upsert_agents(s, rows)
+    return rows
+
+
+def _ids_in(clusters: dict) -> set[str]:
+    return {c["agent"]["id"] for c in clusters["clusters"] if c["agent"]}
+
+
+class TestMapWidget:
+    @pytest.mark.parametrize("config", [{}, {"country": "SN"}, {"bbox": "-17.6,14.6,-17.2,15", "zoom": 16},
+                                        {"bbox": "-20,0,5,20"}, {"country": "KE"}])
+    async def test_map_data_is_the_agent_maps_clusters_for_the_caller(self, client, who, agents, config):
+        for caller, admin in (("ops", "ops"), ("a_viewer", "a_admin"), ("b_admin", "b_admin")):
+            m = await client.post(W, headers=who[admin], json={"kind": "map", "config": config})
+            assert m.status_code == 201, m.text
+            got = await client.get(f"{W}/{m.json()['id']}/data", headers=who[caller])
+            assert got.status_code == 200, got.text
+            body = got.json()
+            assert body["source"]["path"] == "/api/v1/agents/clusters"
+            direct = await client.get("/api/v1/agents/clusters", headers=who[caller], params=body["source"]["params"])
+            assert direct.status_code == 200, direct.text
+            assert body["data"] == direct.json()
+            assert body["data"]["total"] > 0 or config == {"country": "KE"} or caller != "ops"
+            if "zoom" in config:
+                assert body["source"]["params"] == {"bbox": config["bbox"], "zoom": config["zoom"]}
+
+    async def test_the_box_is_the_countrys_agents_or_west_africa(self, client, who, agents):
+        ops_sn = (await client.post(W, headers=who["ops"], json={"kind": "map", "config": {"country": "SN"}})).json()
+        body = (await client.get(f"{W}/{ops_sn['id']}/data", headers=who["ops"])).json()
+        sn = [a for a in agents if a["country"] == "SN"]
+        west, south, east, north = (float(v) for v in body["source"]["params"]["bbox"].split(","))
+        assert west < min(a["lon"] for a in sn) and east > max(a["lon"] for a in sn)
+        assert south < min(a["lat"] for a in sn) and north > max(a["lat"] for a in sn)
+        assert south > 5.8  # Accra's agents are not in Senegal's box
+        assert body["data"]["total"] == len(sn)
+        default = (await client.post(W, headers=who["ops"], json={"kind": "map", "config": {}})).json()
+        body = (await client.get(f"{W}/{default['id']}/data", headers=who["ops"])).json()
+        assert body["source"]["params"]["bbox"] == "-18,4,16,25"
+        assert body["data"]["total"] == len(agents)
+
+    async def test_a_merchants_map_never_shows_another_merchants_agents(self, client, who, agents):
+        owner = {a["id"]: a["merchant_id"] for a in agents}
+        for config in ({"bbox": "-17.6,14.6,-17.2,15", "zoom": 15}, {}, {"country": "SN"}):
+            m = (await client.post(W, headers=who["a_admin"], json={"kind": "map", "config": config})).json()
+            body = (await client.get(f"{W}/{m['id']}/data", headers=who["a_admin"])).json()
+            in_senegal = "bbox" in config or "country" in config
+            assert body["data"]["total"] == sum(1 for a in agents if a["merchant_id"] == "m_a"
+                                                and (not in_senegal or a["country"] == "SN")) > 0
+            if config.get("zoom") == 15:  # every agent on its own: each is merchant A's
+                ids = _ids_in(body["data"])
+                assert ids and {owner[i] for i in ids} == {"m_a"}
+            # merchant B cannot read merchant A's widget at all
+            assert (await client.get(f"{W}/{m['id']}/data", headers=who["b_admin"])).status_code == 404
+
+    async def test_a_role_without_agents_read_gets_403(self, client, who, token_for, agents):
+        m = (await client.post(W, headers=who["ops"], json={"kind": "map", "config": {}})).json()
+        r = await client.get(f"{W}/{m['id']}/data", headers=token_for("approver", sub="appr"))
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")

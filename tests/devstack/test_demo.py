@@ -7,10 +7,12 @@ import asyncio
 import random
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
 from devstack.demo import DEMO_MERCHANTS, DemoClient, seed
+from devstack.demo_agents import demo_agent_sales, demo_agents
 from devstack.demo_reset import reset_demo_data
 from core.ledger.service import run_ledger_check
 
@@ -56,6 +58,19 @@ async def test_seed_then_reset_removes_only_demo_data(served, settings):
         assert first.status_code == 200 and first.json()["floats"], first.text
         baobab = await client.http.get("/agents", headers=client.merchant(DEMO_MERCHANTS[2]), params={"limit": 500})
         assert baobab.json()["data"] and all(a["merchant_id"] == "mer_demo_baobab" for a in baobab.json()["data"])
+        # some demo agents sold in the last 30 days: their 30-day sales are what the demo recorded
+        sales = demo_agent_sales(demo_agents(merchant_for={"SN": "mer_demo_baobab"}), datetime.now(timezone.utc))
+        seller = sales[0]["agent_id"]
+        expected: dict[str, list[int]] = {}
+        for t in sales:
+            if t["agent_id"] == seller:
+                expected.setdefault(t["currency"], []).append(t["amount_minor"])
+        got = (await client.http.get(f"/agents/{seller}", headers=client.ops)).json()["sales_30d"]
+        assert [(s["currency"], s["amount_minor"], s["count"]) for s in got] == [
+            (c, sum(v), len(v)) for c, v in sorted(expected.items())]
+        page = (await client.http.get("/agents", headers=client.ops, params={"limit": 500})).json()["data"]
+        assert sum(1 for a in page if any(s["amount_minor"] > 0 for s in a["sales_30d"])) >= 10
+        assert await client.ensure_agent_sales() == 0  # recorded once
 
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:  # a failing one parks in dlq, the others settle
@@ -72,6 +87,7 @@ async def test_seed_then_reset_removes_only_demo_data(served, settings):
             assert (await client.http.get(f"/merchants/{m.id}", headers=client.ops)).status_code == 404
         assert (await client.http.get(f"/payouts/{created[0]}", headers=client.ops)).status_code == 404
         assert (await client.http.get("/agents/agt_demo_000000", headers=client.ops)).status_code == 404
+        assert (await client.http.get("/transactions", headers=client.ops, params={"source": "agent"})).json()["data"] == []
         assert (await client.http.get("/ops/actions", headers=client.ops,
                                       params={"status": "pending_approval"})).json()["data"] == []
         balances = (await client.http.get("/balances", headers=client.ops, params={"merchant_id": other})).json()

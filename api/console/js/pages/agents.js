@@ -40,7 +40,7 @@ function unproject(x, y) {
   return [lon, (180 / Math.PI) * Math.atan(0.5 * (Math.exp(n) - Math.exp(-n)))];
 }
 
-async function loadBasemap() {
+export async function loadBasemap() {
   if (!basemap) {
     basemap = (async () => {
       const [topo] = await Promise.all([
@@ -89,6 +89,83 @@ function showAgent(a) {
         f.low ? [" ", badge("float_low")] : null)))],
       ["Sales, 30 days", a.sales_30d.length ? a.sales_30d.map((s) => h("div", {}, `${money(s.amount_minor, s.currency)} in ${count(s.count)} transactions`)) : "None"],
     ])));
+}
+
+// The base map and the clusters on a canvas context: `view` is the centre in unit Mercator and a
+// zoom, `s` the canvas's CSS size {w, h}; each cluster needs px, py (its unit-Mercator point, see
+// withPoints) and gets its screen position (sx, sy) and radius (r) for hit tests. Shared with the
+// Overview's map widget (pages/overview.js).
+export function drawMap(ctx, view, s, countries, clusters) {
+  ctx.fillStyle = "#dbe9f6";
+  ctx.fillRect(0, 0, s.w, s.h);
+  ctx.fillStyle = "#f4f1e8";
+  ctx.strokeStyle = "#b9b4a6";
+  ctx.lineWidth = 0.7;
+  const k = TILE * 2 ** view.zoom;
+  for (const c of countries) {
+    ctx.beginPath();
+    for (const ring of c.rings) {
+      for (let i = 0; i < ring.length; i++) {
+        const x = (ring[i][0] - view.x) * k + s.w / 2;
+        const y = (ring[i][1] - view.y) * k + s.h / 2;
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      }
+      ctx.closePath();
+    }
+    ctx.fill("evenodd");
+    ctx.stroke();
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  for (const c of clusters) {
+    const x = (c.px - view.x) * k + s.w / 2;
+    const y = (c.py - view.y) * k + s.h / 2;
+    c.sx = x; c.sy = y;
+    if (c.agent) {
+      c.r = 6;
+      ctx.beginPath(); ctx.arc(x, y, c.r, 0, 2 * Math.PI);
+      ctx.fillStyle = c.agent.status === "active" ? "#1f7a4d" : "#9a9a9a";
+      ctx.fill(); ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.stroke();
+    } else {
+      c.r = Math.min(34, 10 + 5 * Math.log10(c.count) * 2);
+      ctx.beginPath(); ctx.arc(x, y, c.r, 0, 2 * Math.PI);
+      ctx.fillStyle = "rgba(37, 99, 235, 0.78)"; ctx.fill();
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 2; ctx.stroke();
+      ctx.fillStyle = "#fff"; ctx.font = "600 12px system-ui, sans-serif";
+      ctx.fillText(count(c.count), x, y);
+    }
+  }
+}
+
+// the clusters of a GET /agents/clusters answer, each with its unit-Mercator point (px, py)
+export function withPoints(clusters) {
+  return clusters.map((c) => { const [px, py] = project(c.lon, c.lat); return { ...c, px, py }; });
+}
+
+// A small, still map of a GET /agents/clusters answer on `canvas` (the Overview's map widget):
+// the answer's box fitted into the canvas, the base map and the clusters drawn as on this page.
+export async function renderMiniMap(canvas, body) {
+  const rect = canvas.getBoundingClientRect();
+  const s = { w: Math.max(200, Math.round(rect.width || 320)), h: 0, dpr: window.devicePixelRatio || 1 };
+  s.h = Math.max(160, Math.round(Math.min(260, s.w * 0.6)));
+  canvas.width = s.w * s.dpr; canvas.height = s.h * s.dpr; canvas.style.height = `${s.h}px`;
+  const [west, south, east, north] = body.bbox;
+  const [x0, y1] = project(west, south);
+  const [x1, y0] = project(west <= east ? east : east + 360, north);
+  const pad = 36;  // a cluster's largest radius and a little: clusters on the box's edge stay whole
+  const fit = Math.min(Math.log2(Math.max(40, s.w - 2 * pad) / (TILE * Math.max(x1 - x0, 1e-9))),
+    Math.log2(Math.max(40, s.h - 2 * pad) / (TILE * Math.max(y1 - y0, 1e-9))));
+  const view = { x: (x0 + x1) / 2, y: (y0 + y1) / 2, zoom: Math.max(0, Math.min(MAX_ZOOM, fit)) };
+  const clusters = withPoints(body.clusters);
+  let countries = [];
+  try { countries = await loadBasemap(); } catch { /* clusters on the sea colour rather than nothing */ }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(s.dpr, 0, 0, s.dpr, 0, 0);
+  drawMap(ctx, view, s, countries, clusters);
+  canvas.dataset.countries = String(countries.length);
+  canvas.dataset.clusters = String(clusters.length);
+  canvas.dataset.total = String(body.total);
+  canvas.dataset.loaded = "true";
 }
 
 export async function render({ root, me }) {
@@ -150,44 +227,7 @@ export async function render({ root, me }) {
     const s = size();
     const ctx = canvas.getContext("2d");
     ctx.setTransform(s.dpr, 0, 0, s.dpr, 0, 0);
-    ctx.fillStyle = "#dbe9f6";
-    ctx.fillRect(0, 0, s.w, s.h);
-    ctx.fillStyle = "#f4f1e8";
-    ctx.strokeStyle = "#b9b4a6";
-    ctx.lineWidth = 0.7;
-    const k = scale();
-    for (const c of countries) {
-      ctx.beginPath();
-      for (const ring of c.rings) {
-        for (let i = 0; i < ring.length; i++) {
-          const x = (ring[i][0] - view.x) * k + s.w / 2;
-          const y = (ring[i][1] - view.y) * k + s.h / 2;
-          if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-        }
-        ctx.closePath();
-      }
-      ctx.fill("evenodd");
-      ctx.stroke();
-    }
-    ctx.textAlign = "center";
-    ctx.textBaseline = "middle";
-    for (const c of clusters) {
-      const [x, y] = toScreen(c.px, c.py, s);
-      c.sx = x; c.sy = y;
-      if (c.agent) {
-        c.r = 6;
-        ctx.beginPath(); ctx.arc(x, y, c.r, 0, 2 * Math.PI);
-        ctx.fillStyle = c.agent.status === "active" ? "#1f7a4d" : "#9a9a9a";
-        ctx.fill(); ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.stroke();
-      } else {
-        c.r = Math.min(34, 10 + 5 * Math.log10(c.count) * 2);
-        ctx.beginPath(); ctx.arc(x, y, c.r, 0, 2 * Math.PI);
-        ctx.fillStyle = "rgba(37, 99, 235, 0.78)"; ctx.fill();
-        ctx.strokeStyle = "#fff"; ctx.lineWidth = 2; ctx.stroke();
-        ctx.fillStyle = "#fff"; ctx.font = "600 12px system-ui, sans-serif";
-        ctx.fillText(count(c.count), x, y);
-      }
-    }
+    drawMap(ctx, view, s, countries, clusters);
     for (const m of marks) {
       const [x, y] = toScreen(m.px, m.py, s);
       ctx.beginPath(); ctx.arc(x, y, 4, 0, 2 * Math.PI);
@@ -207,7 +247,7 @@ export async function render({ root, me }) {
     try {
       const body = await api("/agents/clusters", { params: { bbox: box.join(","), zoom: Math.round(view.zoom) } });
       if (mine !== seq || gone) return;
-      clusters = body.clusters.map((c) => { const [px, py] = project(c.lon, c.lat); return { ...c, px, py }; });
+      clusters = withPoints(body.clusters);
       canvas.dataset.total = String(body.total);
       canvas.dataset.loaded = "true";
       fill(status, `${count(body.total)} agents in view, in ${count(body.clusters.length)} ${body.clusters.length === 1 ? "cluster" : "clusters"} · zoom ${Math.round(view.zoom)}`);

@@ -7,6 +7,7 @@ import { actionButton, badge, clear, errorBox, h, fill, modal, statusLabel, tabl
 import { merchantLink } from "../links.js";
 import { count, dateTime, delta, majorToNumber, money, prefs, rate, shortLabel, time } from "../format.js";
 import * as live from "../live.js";
+import { renderMiniMap } from "./agents.js";
 import { topThree } from "./recommendations.js";
 
 const PALETTE = ["#2456d3", "#13795b", "#c0362c", "#a15c00", "#7a2fd1", "#0e7490", "#be185d", "#4d7c0f"];
@@ -257,8 +258,14 @@ export async function render({ root, me, embedded = false }) {
       fill(content, h("ul", { class: "plain widget-alerts" }, d.data.length
         ? d.data.map((a) => h("li", { "data-alert": a.id }, badge(a.severity), " ", a.message || a.rule))
         : h("li", {}, "No alerts.")));
-    } else {
-      fill(content, h("p", { class: "muted", "data-testid": "map-placeholder" }, "No agent data yet."));
+    } else {  // map: the agent map's clusters for the widget's box, drawn by the agent map's code
+      const canvas = h("canvas", { class: "widget-map", "data-testid": "widget-map", role: "img",
+        "aria-label": `${w.title}: ${count(d.total)} agents in ${count(d.clusters.length)} clusters` });
+      fill(content, canvas, h("p", { class: "row muted" },
+        h("span", { "data-testid": "widget-map-total" }, `${count(d.total)} agents in ${count(d.clusters.length)} ${d.clusters.length === 1 ? "cluster" : "clusters"}`),
+        h("span", { class: "spacer" }),
+        h("a", { href: "#/agents", "data-testid": "widget-map-link" }, "Open the agent map")));
+      await renderMiniMap(canvas, d);
     }
   }
 
