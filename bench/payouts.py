@@ -10,6 +10,10 @@ Phases, in order, on one stack:
      processes what it accepts; each create's latency is recorded (goal 2), then the time until
      all are settled gives settled payouts/s and the CPU per settled payout (goal 1);
   2. the idempotent replay of every one of those creates, at the same concurrency (goal 2);
+  2b. the API request log (issue 21): two more APIs, started as the stack's (its command line and
+     environment) with PAYOPS_API_LOG_ENABLED=true and =false, take every other create of
+     --log-n payouts at the same concurrency: create p50 and p99 with and without the log,
+     measured side by side in one phase (target: under 5 % added);
   3. the baseline: as many no-op workflows with 5 no-op activities each (a payout's happy path
      has 5 steps), on an in-process worker (its CPU is the bench client's);
   4. bulk: one POST /bulk-payouts of --bulk-n items (goal 3: answered in <= 5 s), then the time
@@ -291,6 +295,90 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
             "replay_p50": statistics.median(replay_ms), "replay_p99": pct(replay_ms, 0.99)}
 
 
+def _api_process(stack_pid: int) -> int | None:
+    """The stack's API (the uvicorn process the stack started)."""
+    for child in _children().get(stack_pid, []):
+        if _component(child) == "api":
+            return child
+    return None
+
+
+async def start_api(http, stack_pid: int, *, log_enabled: bool) -> tuple[subprocess.Popen, str]:
+    """Another API beside the stack's: the same command line and environment, its own port, and
+    the request log switched on or off (PAYOPS_API_LOG_ENABLED)."""
+    pid = _api_process(stack_pid)
+    if pid is None:
+        raise SystemExit("the stack's API process was not found")
+    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+    env = dict(line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+               if "=" in line)
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    port = free_port()
+    cmd[cmd.index("--port") + 1] = str(port)
+    env.update(PAYOPS_API_PORT=str(port), PAYOPS_API_LOG_ENABLED="true" if log_enabled else "false")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if (await http.get(f"{base}/ready")).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit(f"the API with the request log {'on' if log_enabled else 'off'} did not become ready")
+        await asyncio.sleep(0.5)
+
+
+async def measure_api_log(args, http, ops, merchant: str, stack_pid: int) -> dict:
+    """Create latency with the request log and without it: two more APIs, started alike (the
+    stack's command line and environment) but for PAYOPS_API_LOG_ENABLED, take every other create,
+    at the same concurrency: the load of the machine and of the stack falls on both alike."""
+    procs: list[subprocess.Popen] = []
+    try:
+        proc, base_on = await start_api(http, stack_pid, log_enabled=True)
+        procs.append(proc)
+        proc, base_off = await start_api(http, stack_pid, log_enabled=False)
+        procs.append(proc)
+        n, c = args.log_n, args.concurrency
+        latency: dict[bool, list[float]] = {True: [], False: []}
+
+        async def create(i):
+            log_on = i % 2 == 0
+            url = f"{base_on if log_on else base_off}/api/v1/payouts"
+            t = time.perf_counter()
+            r = await http.post(url, headers={**ops, "Idempotency-Key": f"bench-log-{i}-{uuid.uuid4().hex[:6]}"},
+                                json=payout_body(merchant, i))
+            latency[log_on].append((time.perf_counter() - t) * 1000)
+            if r.status_code != 201:
+                raise SystemExit(f"create failed: {r.status_code} {r.text[:300]}")
+        async def warm_up(i):  # both APIs' connection pools and clients, before anything is timed
+            url = f"{base_on if i % 2 == 0 else base_off}/api/v1/payouts"
+            r = await http.post(url, headers={**ops, "Idempotency-Key": f"bench-warm-{i}-{uuid.uuid4().hex[:6]}"},
+                                json=payout_body(merchant, i))
+            r.raise_for_status()
+        warm = 2 * c
+        await bounded(warm, c, warm_up)
+        await bounded(n, c, create)
+        n += warm
+        # settled before the next phase starts, so their processing is not charged to it
+        await wait_settled(http, ops, merchant, (args.n or 0) + n, time.perf_counter())
+        out = {}
+        for on in (True, False):
+            out[f"p50_{'on' if on else 'off'}"] = statistics.median(latency[on])
+            out[f"p99_{'on' if on else 'off'}"] = pct(latency[on], 0.99)
+        out["n"] = n - warm
+        return out
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 async def measure_bulk(args, http, ops, merchant: str, stack_pid: int) -> dict:
     n = args.bulk_n
     payload = json.dumps({"merchant_id": merchant, "mode": "partial", "items": bulk_items(n)}).encode()
@@ -327,7 +415,8 @@ def _met(ok: bool | None) -> str:
     return "-" if ok is None else ("met" if ok else "NOT met")
 
 
-def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused: list[str]) -> list[tuple]:
+def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused: list[str],
+               api_log: dict | None = None) -> list[tuple]:
     """(goal, target, measured, met) rows."""
     rows: list[tuple[str, str, str, str]] = []
     if single:
@@ -346,6 +435,12 @@ def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused
              f"{single['replay_p50'] / single['create_p50']:.2f} ({single['replay_p50']:.1f} ms)",
              _met(single["replay_p50"] <= 0.2 * single["create_p50"])),
         ]
+    if api_log:
+        for q in ("p50", "p99"):
+            on, off = api_log[f"{q}_on"], api_log[f"{q}_off"]
+            added = 100 * (on - off) / off
+            rows.append((f"21. create {q} with the API request log vs without ({api_log['n']} creates)",
+                         "< 5 % added", f"{on:.1f} ms vs {off:.1f} ms ({added:+.1f} %)", _met(added < 5)))
     if bulk:
         n = bulk["n"]
         settle_total = stack_total(bulk["cpu_settle"])
@@ -394,8 +489,9 @@ async def measure(args, http, ops, merchants, settings, stack_pid: int) -> list[
     paused = await pause_schedules(client)
     load0 = os.getloadavg()
     single = await measure_singles(args, http, ops, client, merchants[0], stack_pid) if args.n else None
+    api_log = await measure_api_log(args, http, ops, merchants[0], stack_pid) if args.log_n else None
     bulk = await measure_bulk(args, http, ops, merchants[1], stack_pid) if args.bulk_n else None
-    return goal_table(args, single, bulk, (load0, os.getloadavg()), paused)
+    return goal_table(args, single, bulk, (load0, os.getloadavg()), paused, api_log)
 
 
 def print_table(rows: list[tuple]) -> None:
@@ -411,11 +507,16 @@ def main(argv: list[str] | None = None, *, singles_default: int = 400) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=singles_default, help="single payouts (and no-op workflows); 0 skips")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--log-n", type=int, default=None,
+                        help="creates of the request-log comparison, half with the log, half without "
+                             "(default: --n); 0 skips")
     parser.add_argument("--bulk-n", type=int, default=10_000, help="items of the bulk payout; 0 skips")
     parser.add_argument("--settle-timeout", type=float, default=300.0,
                         help="stop waiting for the batch to settle after this many seconds (reports progress)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.log_n is None:
+        args.log_n = args.n
     rows = asyncio.run(run(args))
     if args.json:
         print(json.dumps(rows, indent=2))
