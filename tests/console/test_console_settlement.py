@@ -1,8 +1,9 @@
 """The Settlement and Profile pages in a real headless Chromium, against the real API over HTTP, a
 real worker and the sandbox bank: a merchant admin registers a bank account in the page, ops
 verify its KYC and approve the account (ops actions, two approvers each), and the Withdraw
-button makes a payout that appears on the Payouts page; a merchant viewer sees the pages
-read-only."""
+button makes a payout that appears on the Payouts page, live in the activity feed of the
+merchant's dashboard (whose settlement panel follows it) and on the API log page; a merchant
+viewer sees the pages read-only."""
 
 from __future__ import annotations
 
@@ -94,6 +95,14 @@ async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api
                               {"merchant_id": lumen.id, "account_id": account_id, "reason": "called back"})
     balance_before = (await api.get(f"/merchants/{lumen.id}/settlement", headers=demo_client.ops)).json()
 
+    # the merchant's dashboard, open in another window: its settlement panel and activity feed
+    dash = await open_page()
+    await sign_in_as(dash, f"{lumen.name} — merchant admin")
+    await dash.wait_for_selector("[data-testid=portal-settlement][data-loaded=true] [data-currency=EUR]")
+    await dash.wait_for_selector("[data-testid=activity-panel][data-loaded=true]")
+    assert (await dash.inner_text("[data-testid=portal-settlement] [data-currency=EUR] [data-field=available]")
+            == money_text(next(c for c in balance_before["currencies"] if c["currency"] == "EUR")["available_minor"]))
+
     await page.reload()
     await page.wait_for_selector(f"[data-testid=bank-accounts] tr[data-account='{account_id}'][data-usable=true]")
     await page.click("[data-testid=withdraw]")
@@ -127,6 +136,28 @@ async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api
         return available in await page.inner_text("[data-currency=EUR] [data-field=available]")
 
     await wait_for(panel_shows_it, f"the panel to show {available} available")
+
+    # the dashboard got the withdrawal live in its activity feed, and its settlement panel followed
+    await dash.wait_for_selector(f"[data-testid=activity-feed] li[data-ref='{payout_id}']")
+
+    async def dashboard_panel_shows_it():
+        return available == await dash.inner_text("[data-testid=portal-settlement] [data-currency=EUR] [data-field=available]")
+
+    await wait_for(dashboard_panel_shows_it, f"the dashboard's settlement panel to show {available} available")
+    await shot(dash, "33-merchant-dashboard-after-withdrawal")
+    assert dash.js_errors == []
+
+    # the API log page shows the withdrawal request (no body, no secret: its route and status)
+    await page.click("#nav a[data-page=api-logs]")
+    await page.wait_for_selector("[data-testid=api-logs] table")
+
+    async def logged():  # the log is written in batches: search again until it is there
+        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
+        await page.wait_for_selector("[data-testid=api-logs] table")
+        return "POST /api/v1/merchants/{merchant_id}/withdrawals" in await page.inner_text("[data-testid=api-logs]")
+
+    await wait_for(logged, "the withdrawal in the merchant's API log", 20)
+    await shot(page, "34-merchant-api-log-withdrawal")
 
     # it is on the Payouts page, and the link opens it
     await page.click("#nav a[data-page=payouts]")

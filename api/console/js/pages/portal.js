@@ -1,6 +1,7 @@
 // The merchant portal's dashboard (merchant users, and ops in a "view as" session): key figures
 // and charts (the overview's, scoped to the merchant), payout status cards, recent transactions,
-// the activity feed with live updates, and the merchant's system health.
+// the settlement panel (funds per currency, next settlement, a link to Withdraw), the activity feed
+// with live updates, and the merchant's system health.
 
 import { api } from "../api.js";
 import { badge, errorBox, fill, h, statusLabel, table } from "../dom.js";
@@ -9,6 +10,7 @@ import { merchantName } from "../links.js";
 import * as live from "../live.js";
 import { activityFeed, healthPanel } from "../portal_widgets.js";
 import { render as renderOverview } from "./overview.js";
+import { settlementSummary } from "./settlement.js";
 
 export async function render(ctx) {
   const { root, me } = ctx;
@@ -19,10 +21,12 @@ export async function render(ctx) {
   const recent = h("div", { "data-testid": "recent-transactions" }, h("p", { class: "muted" }, "Loading…"));
   const feed = activityFeed({ title: "Activity" });
   const health = healthPanel();
+  const settlement = settlementSummary(me.merchant_id);
   root.append(
     h("h1", {}, "Merchant portal · ", title),
     me.view_as_by ? h("p", { class: "muted" }, "Read-only: you see what this merchant's viewers see.") : "",
     figures,
+    settlement.panel,
     h("section", { class: "panel", "aria-labelledby": "status-title" }, h("h2", { id: "status-title" }, "Payouts by status (24 h)"), statusCards),
     h("section", { class: "panel", "aria-labelledby": "recent-title" },
       h("div", { class: "row" }, h("h2", { id: "recent-title" }, "Recent transactions"), h("span", { class: "spacer" }), h("a", { href: "#/transactions" }, "All transactions"))
@@ -64,8 +68,8 @@ export async function render(ctx) {
   const off = live.on("*", (_data, channel) => {
     if (channel !== "payouts" && channel !== "transactions") return;
     clearTimeout(timer);
-    timer = setTimeout(() => { loadStatus(); loadRecent(); }, 2000);
+    timer = setTimeout(() => { loadStatus(); loadRecent(); if (channel === "payouts") settlement.load(); }, 2000);
   });
-  await Promise.all([loadStatus(), loadRecent(), feed.load(), health.load()]);
+  await Promise.all([loadStatus(), loadRecent(), feed.load(), health.load(), settlement.load()]);
   return () => { off(); clearTimeout(timer); feed.cleanup(); if (typeof overviewCleanup === "function") overviewCleanup(); };
 }

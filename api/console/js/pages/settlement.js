@@ -40,6 +40,29 @@ function accountLabel(a) {
   return `${a.rail} · ${a.currency} · ${d.name || ""} ••${d.last4 || ""}${d.bic ? ` · ${d.bic}` : ""}${d.routing_number ? ` · ${d.routing_number}` : ""}`;
 }
 
+// The portal dashboard's settlement panel: the same figures as this page's cards, compact, with a
+// link here (where Withdraw is). load() reads GET /merchants/{id}/settlement again.
+export function settlementSummary(merchantId) {
+  const body = h("div", { class: "grid cards" }, h("p", { class: "muted" }, "Loading…"));
+  const panel = h("section", { class: "panel", "aria-labelledby": "settlement-summary-title", "data-testid": "portal-settlement" },
+    h("div", { class: "row" }, h("h2", { id: "settlement-summary-title" }, "Settlement"), h("span", { class: "spacer" }),
+      h("a", { href: "#/settlement" }, "Settlement & withdraw")), body);
+  async function load() {
+    let s;
+    try { s = await api(`/merchants/${encodeURIComponent(merchantId)}/settlement`); } catch (err) { fill(body, errorBox(err)); return; }
+    fill(body, ...(s.currencies.length ? s.currencies.map((c) => h("div", { class: "panel", "data-currency": c.currency },
+      h("h3", {}, c.currency),
+      facts([
+        ["Available", h("span", { "data-field": "available" }, money(c.available_minor, c.currency))],
+        ["Pending", h("span", { "data-field": "pending" }, money(c.pending_minor, c.currency))],
+        ["In flight", h("span", { "data-field": "in_flight" }, money(c.in_flight_minor, c.currency))],
+        ["Next settlement", h("span", { "data-field": "next_settlement" }, c.next_settlement_at ? dateTime(c.next_settlement_at) : "—")],
+      ]))) : [h("p", { class: "muted" }, "No funds yet.")]));
+    panel.dataset.loaded = "true";
+  }
+  return { panel, load };
+}
+
 export async function render({ root, me, args, navigate }) {
   const merchantId = me.merchant_id || args[0];
   if (!merchantId) return pickMerchant(root, navigate, "settlement", "Settlement");
