@@ -32,11 +32,13 @@ from api.deps import Authenticated, Session, merchant_scope
 from api.routers.dashboard import _json_default
 from api.schemas.common import BalanceOut
 from api.schemas.dashboard import TransactionPage as RestTransactionPage
+from api.schemas.merchant_settlement import SettlementOut
 from api.schemas.payouts import PayoutOut
 from api.schemas.webhooks import EventOut, WebhookAttemptOut
 from core.api_logs import service as api_log_service
 from core.dashboards import metrics as dm
 from core.merchants import service as merchant_service
+from core.merchants import settlement as merchant_settlement
 from core.payouts import service as payout_service
 from core.platform.auth_tokens import Principal
 from core.platform.errors import Forbidden, PayopsError, Unprocessable
@@ -135,6 +137,51 @@ class Balance:
     held: str
     available_minor: Int64
     held_minor: Int64
+
+
+@strawberry.type
+class SettlementRail:
+    rail: str
+    methods: list[str]
+    next_cutoff_at: str | None
+    next_settlement_at: str
+    calendar: str
+    timezone: str
+    continuous: bool
+
+
+@strawberry.type
+class CurrencySettlement:
+    currency: str
+    available: str
+    available_minor: Int64
+    held: str
+    held_minor: Int64
+    pending: str
+    pending_minor: Int64
+    in_flight: str
+    in_flight_minor: Int64
+    pending_payouts: int
+    in_flight_payouts: int
+    next_settlement_at: str | None
+    rails: list[SettlementRail]
+
+
+@strawberry.type
+class Settlement:
+    merchant_id: str
+    computed_at: str
+    kyc_status: str
+    can_withdraw: bool
+    currencies: list[CurrencySettlement]
+
+    @classmethod
+    def from_rest(cls, out: dict[str, Any]) -> "Settlement":
+        currencies = [CurrencySettlement(**{**{k: c[k] for k in CurrencySettlement.__annotations__ if k != "rails"},
+                                            "rails": [SettlementRail(**r) for r in c["rails"]]})
+                      for c in out["currencies"]]
+        return cls(merchant_id=out["merchant_id"], computed_at=out["computed_at"], kyc_status=out["kyc_status"],
+                   can_withdraw=out["can_withdraw"], currencies=currencies)
 
 
 @strawberry.type
@@ -287,6 +334,17 @@ class Query:
             balances = await merchant_service.get_balances(session, scope)
         return [Balance(**{k: b[k] for k in Balance.__annotations__})
                 for b in (_as_rest(BalanceOut, x) for x in balances)]
+
+    @strawberry.field(description="GET /api/v1/merchants/{id}/settlement: funds per currency (available, pending, "
+                                  "in flight) and each rail's next cutoff and settlement date (bank accounts: REST only)")
+    async def settlement(self, info: Info, merchant_id: str | None = None) -> Settlement:
+        principal, _ = _caller(info, Permission.BALANCES_READ)
+        scope = merchant_scope(principal, merchant_id)
+        if scope is None:
+            raise Unprocessable("merchantId is required for platform roles")
+        async with _session(info) as session:
+            panel = await merchant_settlement.settlement_panel(session, scope)
+        return Settlement.from_rest(_as_rest(SettlementOut, panel))
 
     @strawberry.field(description="GET /api/v1/events: payout events webhooks deliver, with their attempts")
     async def webhook_deliveries(self, info: Info, merchant_id: str | None = None, type: str | None = None,

@@ -75,6 +75,38 @@ class TestSameAnswersAsRest:
         assert {first["data"][0]["id"], second["data"][0]["id"]} == set(payouts[a])
         assert second["nextCursor"] is None
 
+    async def test_settlement(self, client, token_for, tenants):
+        a, _, _ = tenants
+        headers = token_for("merchant_viewer", merchant_id=a)
+        query = ("{ settlement { merchantId kycStatus canWithdraw currencies { currency available availableMinor held "
+                 "heldMinor pending pendingMinor inFlight inFlightMinor pendingPayouts inFlightPayouts nextSettlementAt "
+                 "rails { rail methods nextCutoffAt nextSettlementAt calendar timezone continuous } } } }")
+        answer = await gql(client, headers, query)
+        rest = (await client.get(f"/api/v1/merchants/{a}/settlement", headers=headers)).json()
+        assert "errors" not in answer, answer
+        graph = answer["data"]["settlement"]
+
+        def plain(x):
+            if isinstance(x, dict):
+                return {snake(k): plain(v) for k, v in x.items()}
+            return [plain(v) for v in x] if isinstance(x, list) else x
+
+        graph = plain(graph)
+        # the two reads are moments apart: each rail's dates are computed from "now", so compare
+        # everything but those, then the dates' rails and order
+        def without_times(c):
+            return {**{k: v for k, v in c.items() if k not in ("rails", "next_settlement_at")},
+                    "rails": [{k: v for k, v in r.items() if k not in ("next_cutoff_at", "next_settlement_at")}
+                              for r in c["rails"]]}
+
+        assert graph["merchant_id"] == a and graph["kyc_status"] == rest["kyc_status"]
+        assert graph["can_withdraw"] == rest["can_withdraw"]
+        assert [without_times(c) for c in graph["currencies"]] == [
+            without_times({k: c[k] for k in graph["currencies"][0]}) for c in rest["currencies"]]
+        assert graph["currencies"] and all(c["held_minor"] == c["pending_minor"] + c["in_flight_minor"]
+                                           for c in graph["currencies"])
+        assert sum(c["available_minor"] + c["held_minor"] for c in graph["currencies"]) == 500_000  # what was funded
+
     async def test_balances(self, client, token_for, tenants):
         a, _, _ = tenants
         headers = token_for("merchant_admin", merchant_id=a)
@@ -155,6 +187,7 @@ class TestAuthorizationMatrix:
         "query($b: String) { transactions(merchantId: $b) { data } }",
         "query($b: String) { webhookDeliveries(merchantId: $b) { data { id } } }",
         "query($b: String) { apiLogs(merchantId: $b) { data { id } } }",
+        "query($b: String) { settlement(merchantId: $b) { merchantId } }",
     ])
     async def test_naming_another_merchant_is_forbidden(self, client, token_for, tenants, query):
         a, b, _ = tenants
