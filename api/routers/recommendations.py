@@ -21,7 +21,7 @@ router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 @router.get("", response_model=RecommendationPage, responses=problems(401, 403, 422))
 async def list_recommendations(
     principal: DashboardRead, session: Session,
-    kind: Annotated[str | None, Query(pattern="^(cheaper_route|float_runway|failing_connector)$")] = None,
+    kind: Annotated[str | None, Query(pattern="^(cheaper_route|float_runway|failing_connector|batch_instead_of_standard)$")] = None,
     status: Annotated[str | None, Query(pattern="^(pending|applied|dismissed|expired)$")] = None,
     merchant_id: str | None = None,
     sort: Annotated[str, Query(pattern="^(newest|impact)$",

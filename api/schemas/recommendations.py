@@ -27,7 +27,7 @@ class RecommendationLinks(BaseModel):
 
 class RecommendationOut(BaseModel):
     id: str
-    kind: str = Field(description="cheaper_route | float_runway | failing_connector")
+    kind: str = Field(description="cheaper_route | batch_instead_of_standard | float_runway | failing_connector")
     merchant_id: str | None = Field(description="null for a platform-wide one (a connector)")
     status: str = Field(description="pending | applied | dismissed | expired")
     title: str

@@ -17,6 +17,7 @@ class RecommendationKind(StrEnum):
     CHEAPER_ROUTE = "cheaper_route"
     FLOAT_RUNWAY = "float_runway"
     FAILING_CONNECTOR = "failing_connector"
+    BATCH_INSTEAD_OF_STANDARD = "batch_instead_of_standard"
 
 
 class RecommendationStatus(StrEnum):

@@ -10,6 +10,9 @@ Kinds (docs/recommendations.md):
   suggests a top-up to a month of payouts. Informational: no ops action creates money.
 - failing_connector: a connector's failure rate over the failure window, or its open breaker;
   suggests PAUSE_PAYOUTS on it.
+- batch_instead_of_standard: the subset of a merchant's corridor's payouts that went by a
+  non-batch rail although a batch rail carries them, would have met their deadlines and charges
+  less; saving per month. Informational: the merchant sends them with priority "batch".
 """
 
 from __future__ import annotations
@@ -239,6 +242,128 @@ def failing_connector_drafts(outcomes: list[dict], health: dict[str, dict], cont
     return drafts
 
 
+# --- kind 4: batch instead of standard --------------------------------------------------------
+
+
+def payout_deadline(p: dict) -> tuple[bool, datetime | None]:
+    """(has a deadline a batch rail can be measured against, that deadline or None for "any").
+
+    The stored `settlement_target_at` when routing set one; else `created_at` + the SLA budget
+    of the payout's priority (an unknown priority counts as standard, as in routing). The
+    `batch` priority has no budget: any batch settlement meets it (True, None). Any other
+    priority without a budget (`priority`: fastest wins, no deadline to leave room in) does not
+    qualify (False, None)."""
+    if p["settlement_target_at"] is not None:
+        return True, p["settlement_target_at"]
+    priority = p["priority"] if p["priority"] in PRIORITY_OBJECTIVES else "standard"
+    budget = PRIORITY_OBJECTIVES[priority][1]
+    if budget is None:
+        return priority == "batch", None
+    return True, p["created_at"] + timedelta(seconds=budget)
+
+
+def _batch_verdict(rule: RailRule, cal: BusinessCalendar, p: dict) -> str:
+    """Why one payout would (\"qualifies\") or would not have gone by the batch rail `rule`."""
+    if p["method"] not in rule.methods or p["currency"] not in rule.currencies or (
+            rule.countries and p["country"] not in rule.countries):
+        return "not_carried"
+    ok, deadline = payout_deadline(p)
+    if not ok:
+        return "no_deadline_budget"
+    if deadline is not None and settlement_target(rule, p["created_at"], cal) > deadline:
+        return "deadline_too_near"
+    if rule.fee(int(p["amount_minor"])) >= int(p["fee_minor"]):
+        return "batch_fee_not_lower"
+    return "qualifies"
+
+
+def batch_instead_of_standard_drafts(
+    payouts: list[dict], rules: list[RailRule], calendars: dict[str, BusinessCalendar],
+    connectors: list[ConnectorInfo], health: dict[str, dict], controls: list[dict], *,
+    now: datetime, window_days: int, skip_corridors: set[tuple[str, str, str, str]] = frozenset(),
+) -> list[Draft]:
+    """Per merchant corridor (currency, country, rail) whose rail is not a batch rail: the
+    settled payouts a batch rail (enabled, not paused, served by a connector that is not paused
+    and whose breaker is not open) carries, whose deadline (`payout_deadline`) its batch
+    settlement (`settlement_target` from the payout's creation) would still have met, and whose
+    fee it would have lowered. Only that subset counts (unlike cheaper_route, which needs every
+    payout of the corridor). Among several batch rails, the largest saving wins.
+    Corridors in `skip_corridors` (those cheaper_route already suggests a route for) are
+    skipped, so one saving is never counted twice."""
+    since = now - timedelta(days=window_days)
+    paused = {c["target"] for c in controls if c["kind"] == "connector_pause"}
+    paused_rails = {c["target"] for c in controls if c["kind"] == "rail_pause"}
+    by_rail = {r.rail: r for r in rules}
+    candidates = []
+    for rule in sorted(rules, key=lambda r: r.rail):
+        if not rule.batch or not rule.enabled or rule.rail in paused_rails:
+            continue
+        serving = sorted(c.name for c in connectors if rule.rail in c.rails and c.name not in paused
+                         and (health.get(c.name) or {}).get("state") != "open")
+        if serving:
+            candidates.append((rule, serving))
+    drafts = []
+    corridor = lambda p: (p["merchant_id"], p["currency"], p["country"], p["rail"])  # noqa: E731
+    for key, group in groupby(payouts, key=corridor):
+        merchant_id, currency, country, rail = key
+        used_rule = by_rail.get(rail)
+        if (used_rule is not None and used_rule.batch) or key in skip_corridors:
+            continue
+        rows = list(group)
+        best = None
+        for rule, serving in candidates:
+            if rule.rail == rail:
+                continue
+            cal = calendars.get(rule.calendar) or BusinessCalendar(rule.calendar)
+            verdicts = [(_batch_verdict(rule, cal, p), p) for p in rows]
+            chosen = [p for v, p in verdicts if v == "qualifies"]
+            if not chosen:
+                continue
+            paid = sum(int(p["fee_minor"]) for p in chosen)
+            would = sum(rule.fee(int(p["amount_minor"])) for p in chosen)
+            reasons: dict[str, int] = defaultdict(int)
+            for v, _ in verdicts:
+                if v != "qualifies":
+                    reasons[v] += 1
+            option = (paid - would, rule, serving, chosen, paid, would, dict(sorted(reasons.items())))
+            if best is None or option[0] > best[0]:  # candidates go by rail name: the first wins a tie
+                best = option
+        if best is None:
+            continue
+        saving_window, rule, serving, chosen, paid, would, reasons = best
+        saving = per_month(saving_window, window_days)
+        k, n = len(chosen), len(rows)
+        daily = defaultdict(int)
+        for p in chosen:
+            daily[p["created_at"].astimezone(timezone.utc).date()] += 1
+        conf, conf_text = confidence(k, [float(daily[d]) for d in _days(since, now)])
+        fee_rule = f"{rule.fee_fixed_minor} + amount x {rule.fee_bps} bps"
+        batch_desc = (f"{rule.cutoff_time} {rule.timezone} cutoff, T+{rule.settlement_business_days or 0} "
+                      f"business day(s)" if rule.cutoff_time else "batch")
+        drafts.append(Draft(
+            kind=RecommendationKind.BATCH_INSTEAD_OF_STANDARD, merchant_id=merchant_id,
+            dedupe_key=f"batch_instead_of_standard:{merchant_id}:{currency}:{country or '-'}:{rail}",
+            title=(f"Send {k} of {n} of {merchant_id}'s {currency} payouts to {country or 'any country'} with "
+                   f"priority \"batch\" ({rule.rail}) instead of {rail}: their deadlines leave room for the batch file"),
+            impact_minor=saving, currency=currency,
+            impact_arithmetic=(
+                f"{k} of {n} settled {rail} payout(s) in {window_days} days had deadlines that {rule.rail}'s batch "
+                f"({batch_desc}) would still have met; they paid {paid} {currency} minor in fees, {rule.rail} "
+                f"({fee_rule} per payout) would have charged {would}; saving ({paid} - {would}) x "
+                f"{30}/{window_days} days = {saving} {currency} minor per month"),
+            confidence=conf, confidence_explanation=conf_text,
+            evidence={"window_days": window_days, "since": since.isoformat(), "payouts": k,
+                      "corridor_payouts": n, "not_qualifying": reasons, "fees_paid_minor": paid,
+                      "batch_fees_minor": would, "rail": rail, "batch_rail": rule.rail,
+                      "batch_connectors": serving, "country": country or None,
+                      "volume_minor": sum(int(p["amount_minor"]) for p in chosen),
+                      "note": ("informational: the merchant chooses per payout; send such payouts with "
+                               "priority \"batch\" and routing takes the batch rail")},
+            action_type=None, action_params=None,
+        ))
+    return drafts
+
+
 # --- the scheduled run -----------------------------------------------------------------------
 
 
@@ -252,9 +377,13 @@ async def recompute(session: AsyncSession, settings: Settings, connectors: list[
     expired = await store.expire_due(session, now)
     health = await rail_store.health_states(session)
     controls = await rail_store.active_controls(session, now)
-    drafts = cheaper_route_drafts(
-        await store.settled_corridor_payouts(session, since), await rail_store.load_rules(session),
-        await rail_store.load_calendars(session), connectors, health, controls, now=now, window_days=window)
+    settled = await store.settled_corridor_payouts(session, since)
+    rules = await rail_store.load_rules(session)
+    calendars = await rail_store.load_calendars(session)
+    drafts = cheaper_route_drafts(settled, rules, calendars, connectors, health, controls, now=now, window_days=window)
+    routed = {(d.merchant_id, d.currency, d.evidence["country"] or "", d.evidence["rail"]) for d in drafts}
+    drafts += batch_instead_of_standard_drafts(settled, rules, calendars, connectors, health, controls, now=now,
+                                               window_days=window, skip_corridors=routed)
     drafts += float_runway_drafts(await store.daily_outflows(session, since), await store.available_balances(session),
                                   now=now, window_days=window,
                                   runway_threshold_days=settings.recommendation_runway_days)

@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select, text
 
 from core.ledger import service as ledger
 from core.payouts.routing import ConnectorInfo
-from core.platform.tables import connector_health, merchants, ops_actions, payouts, recommendations
+from core.platform.tables import connector_health, controls, merchants, ops_actions, payouts, recommendations
 from core.recommendations import service
 from core.recommendations.models import confidence, per_month
 
@@ -239,6 +239,163 @@ async def test_failing_connector_from_its_failure_rate_or_open_breaker(sessionma
     assert float(fps["confidence"]) == pytest.approx(expected, abs=1e-3)
     assert float(by_connector["momo_xof"]["confidence"]) >= 0.9
     assert by_connector["momo_xof"]["evidence"]["breaker_open"] is True
+
+
+# --- kind 4: batch instead of standard -------------------------------------------------------------
+
+
+def half_up_bps(amount: int, bps: int) -> int:
+    return int((Decimal(amount) * Decimal(bps) / Decimal(10_000)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def instant_fee(amount: int) -> int:
+    """What the SEPA Instant payouts paid: the seeded sepa_instant rule, 50 fixed + 5 bps."""
+    return 50 + half_up_bps(amount, 5)
+
+
+def sepa_batch_fee(amount: int) -> int:
+    """The SEPA batch rule the test sets: 20 fixed + 2 bps, rounded half up."""
+    return 20 + half_up_bps(amount, 2)
+
+
+@pytest.fixture
+async def sepa_fee_rule(sessionmaker):
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text("UPDATE rail_rules SET fee_fixed_minor = 20, fee_bps = 2 WHERE rail = 'sepa'"))
+
+
+def instant_payouts(merchant_id: str, *, days: list[int], per_day: int, priority: str = "standard",
+                    target_after: timedelta | None, fee=instant_fee) -> list[dict]:
+    """EUR payouts to France that went by sepa_instant (through bank_sepa_inst, which only serves
+    it) at 10:00 UTC on each of `days` ago. A target a week out leaves room for any SEPA batch
+    (next business day after the 18:00 Paris cutoff, whatever the weekday or TARGET holiday); an
+    hour out leaves none."""
+    out = []
+    for d in days:
+        for k in range(per_day):
+            at = (NOW - timedelta(days=d)).replace(hour=10, minute=k, second=0)
+            amount = 50_000 + 3_333 * k + 11 * d
+            out.append(dict(merchant_id=merchant_id, amount_minor=amount, currency="EUR", fee_minor=fee(amount),
+                            method="sepa", priority=priority, rail="sepa_instant", connector="bank_sepa_inst",
+                            status="settled", routing={"country": "FR"}, created_at=at,
+                            settlement_target_at=None if target_after is None else at + target_after))
+    return out
+
+
+WEEK, HOUR = timedelta(days=7), timedelta(hours=1)
+
+
+def mixed_corridor(mid: str) -> tuple[list[dict], list[dict]]:
+    """(the payouts that qualify, all of the corridor's payouts)."""
+    roomy = instant_payouts(mid, days=[1, 2, 3, 5, 8, 13, 21], per_day=2, target_after=WEEK)
+    any_time = instant_payouts(mid, days=[6], per_day=2, priority="batch", target_after=None)  # no deadline
+    too_near = (instant_payouts(mid, days=[1, 4], per_day=2, target_after=HOUR)
+                + instant_payouts(mid, days=[2], per_day=2, priority="instant", target_after=None))  # 1 h budget
+    fastest = instant_payouts(mid, days=[3], per_day=1, priority="priority", target_after=None)  # no budget
+    cheap = instant_payouts(mid, days=[9], per_day=1, target_after=WEEK, fee=lambda a: 10)  # batch costs more
+    return roomy + any_time, roomy + any_time + too_near + fastest + cheap
+
+
+async def test_batch_instead_of_standard_counts_the_payouts_whose_deadlines_leave_room(sessionmaker, rec_settings,
+                                                                                        sepa_fee_rule):
+    mid = await new_merchant(sessionmaker, currency="EUR")
+    other = await new_merchant(sessionmaker, currency="EUR")  # every deadline an hour out: nothing qualifies
+    qualifying, corridor = mixed_corridor(mid)
+    await add_payouts(sessionmaker, corridor + instant_payouts(other, days=[1, 2, 3], per_day=3,
+                                                               target_after=HOUR))
+
+    await recompute(sessionmaker, rec_settings)
+
+    [rec] = await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard")
+    paid = sum(r["fee_minor"] for r in qualifying)
+    would = sum(sepa_batch_fee(r["amount_minor"]) for r in qualifying)
+    assert len(qualifying) == 16 and len(corridor) == 24
+    assert rec["impact_minor"] == paid - would > 0  # a 30-day window is one month
+    assert rec["currency"] == "EUR"
+    assert rec["impact_arithmetic"].startswith("16 of 24 settled sepa_instant payout(s) in 30 days")
+    assert f"saving ({paid} - {would}) x 30/30 days = {paid - would} EUR minor per month" in rec["impact_arithmetic"]
+    ev = rec["evidence"]
+    assert (ev["payouts"], ev["corridor_payouts"]) == (16, 24)
+    assert ev["not_qualifying"] == {"batch_fee_not_lower": 1, "deadline_too_near": 6, "no_deadline_budget": 1}
+    assert (ev["fees_paid_minor"], ev["batch_fees_minor"]) == (paid, would)
+    assert (ev["rail"], ev["batch_rail"], ev["batch_connectors"]) == ("sepa_instant", "sepa", ["bank_sepa"])
+    assert float(rec["confidence"]) == pytest.approx(expected_confidence(16, daily_counts(qualifying)), abs=1e-3)
+    assert rec["dedupe_key"] == f"batch_instead_of_standard:{mid}:EUR:FR:sepa_instant"
+    assert rec["action_type"] is None and rec["action_params"] is None  # the merchant's choice per payout
+    # not every payout of the corridor meets SEPA's batch, so no route override is suggested for it
+    assert await recs(sessionmaker, merchant_id=mid, kind="cheaper_route") == []
+    assert await recs(sessionmaker, merchant_id=other, kind="batch_instead_of_standard") == []
+
+    # a recomputation refreshes the pending one: no duplicate
+    await add_payouts(sessionmaker, instant_payouts(mid, days=[4], per_day=1, target_after=WEEK))
+    await recompute(sessionmaker, rec_settings)
+    [again] = await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard")
+    assert again["id"] == rec["id"]
+    assert (again["evidence"]["payouts"], again["evidence"]["corridor_payouts"]) == (17, 25)
+
+
+async def test_no_batch_suggestion_while_the_batch_rail_is_paused_or_its_connector_unhealthy(sessionmaker,
+                                                                                          rec_settings):
+    mid = await new_merchant(sessionmaker, currency="EUR")
+    _, corridor = mixed_corridor(mid)
+    await add_payouts(sessionmaker, corridor)
+
+    async with sessionmaker() as s, s.begin():
+        await s.execute(insert(controls).values(kind="rail_pause", target="sepa", created_by="ops", reason="test"))
+    await recompute(sessionmaker, rec_settings)
+    assert await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard") == []
+
+    async with sessionmaker() as s, s.begin():
+        await s.execute(controls.update().values(active=False))
+        await s.execute(insert(controls).values(kind="connector_pause", target="bank_sepa", created_by="ops"))
+    await recompute(sessionmaker, rec_settings)
+    assert await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard") == []
+
+    async with sessionmaker() as s, s.begin():
+        await s.execute(controls.update().values(active=False))
+        await s.execute(insert(connector_health).values(connector="bank_sepa", state="open", open_reason="test"))
+    await recompute(sessionmaker, rec_settings)
+    assert await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard") == []
+
+    async with sessionmaker() as s, s.begin():  # healthy again: the same payouts qualify
+        await s.execute(connector_health.update().values(state="closed"))
+    await recompute(sessionmaker, rec_settings)
+    [rec] = await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard")
+    assert rec["evidence"]["payouts"] == 16
+
+
+async def test_no_batch_suggestion_where_cheaper_route_already_counts_the_saving(sessionmaker, rec_settings,
+                                                                                  sepa_fee_rule):
+    mid = await new_merchant(sessionmaker, currency="EUR")
+    rows = instant_payouts(mid, days=[1, 2, 3, 5], per_day=2, target_after=WEEK)  # every one fits the batch
+    await add_payouts(sessionmaker, rows)
+    await recompute(sessionmaker, rec_settings)
+    [route] = await recs(sessionmaker, merchant_id=mid, kind="cheaper_route")
+    saving = sum(r["fee_minor"] - sepa_batch_fee(r["amount_minor"]) for r in rows)
+    assert route["impact_minor"] == saving and route["action_params"]["connector"] == "bank_sepa"
+    assert await recs(sessionmaker, merchant_id=mid, kind="batch_instead_of_standard") == []
+
+
+async def test_batch_suggestion_is_informational_and_scoped_to_its_merchant(sessionmaker, rec_settings, client,
+                                                                            token_for):
+    a = await new_merchant(sessionmaker, currency="EUR")
+    b = await new_merchant(sessionmaker, currency="EUR")
+    await add_payouts(sessionmaker, mixed_corridor(a)[1] + mixed_corridor(b)[1])
+    await recompute(sessionmaker, rec_settings)
+    by = {r["merchant_id"]: r["id"] for r in await recs(sessionmaker, kind="batch_instead_of_standard")}
+    assert set(by) == {a, b}
+
+    merchant_a = token_for("merchant_admin", merchant_id=a)
+    listed = (await client.get(BASE, params={"kind": "batch_instead_of_standard"}, headers=merchant_a)).json()
+    assert [x["id"] for x in listed["data"]] == [by[a]]
+    assert listed["data"][0]["suggested_action"] is None
+    assert (await client.get(f"{BASE}/{by[b]}", headers=merchant_a)).status_code == 404
+
+    r = await client.post(f"{BASE}/{by[a]}/apply", headers=token_for(OPS))
+    assert r.status_code == 409 and r.json()["type"] == "recommendation_not_applicable"
+    assert await action_count(sessionmaker, by[a]) == 0
+    r = await client.post(f"{BASE}/{by[a]}/dismiss", headers=token_for(OPS))
+    assert r.status_code == 200 and r.json()["status"] == "dismissed"
 
 
 # --- expiry ---------------------------------------------------------------------------------------

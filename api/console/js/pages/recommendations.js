@@ -77,7 +77,7 @@ export async function topThree(me) {
 }
 
 export async function render({ root, me }) {
-  const kind = h("select", { id: "rec-kind" }, ["", "cheaper_route", "float_runway", "failing_connector"].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
+  const kind = h("select", { id: "rec-kind" }, ["", "cheaper_route", "batch_instead_of_standard", "float_runway", "failing_connector"].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
   const status = h("select", { id: "rec-status" }, ["pending", "applied", "dismissed", "expired", ""].map((s) => h("option", { value: s }, s ? statusLabel(s) : "Any")));
   const list = h("div", { "data-testid": "recommendations" });
   const more = h("div", {});
