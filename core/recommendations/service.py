@@ -66,13 +66,26 @@ def _days(since: datetime, now: datetime) -> list[date]:
 # --- kind 1: cheaper route -------------------------------------------------------------------
 
 
+def _carries(rule: RailRule, p: dict) -> bool:
+    """The rail takes the payout's method and currency, and its beneficiary country."""
+    return (p["method"] in rule.methods and p["currency"] in rule.currencies
+            and (not rule.countries or p["country"] in rule.countries))
+
+
+def _daily_confidence(payouts: list[dict], since: datetime, now: datetime) -> tuple[float, str]:
+    """confidence() of these payouts: their count, and the variance of their count per UTC day
+    over the window (days without one count as 0)."""
+    daily: dict[date, int] = defaultdict(int)
+    for p in payouts:
+        daily[p["created_at"].astimezone(timezone.utc).date()] += 1
+    return confidence(len(payouts), [float(daily[d]) for d in _days(since, now)])
+
+
 def _meets_targets(rule: RailRule, cal: BusinessCalendar, payouts: list[dict]) -> bool:
     """The rail can carry every payout and would have settled each by its settlement target
     (the one routing gave it; without one, its priority's SLA budget)."""
     for p in payouts:
-        if p["method"] not in rule.methods or p["currency"] not in rule.currencies:
-            return False
-        if rule.countries and p["country"] not in rule.countries:
+        if not _carries(rule, p):
             return False
         target = p["settlement_target_at"]
         if target is None:
@@ -123,10 +136,7 @@ def cheaper_route_drafts(
         saving_window = paid - would
         saving = per_month(saving_window, window_days)
         n = len(rows)
-        daily = defaultdict(int)
-        for p in rows:
-            daily[p["created_at"].astimezone(timezone.utc).date()] += 1
-        conf, conf_text = confidence(n, [float(daily[d]) for d in _days(since, now)])
+        conf, conf_text = _daily_confidence(rows, since, now)
         fee_rule = f"{rule.fee_fixed_minor} + amount x {rule.fee_bps} bps"
         until = (now + timedelta(days=30)).replace(microsecond=0)
         drafts.append(Draft(
@@ -264,8 +274,7 @@ def payout_deadline(p: dict) -> tuple[bool, datetime | None]:
 
 def _batch_verdict(rule: RailRule, cal: BusinessCalendar, p: dict) -> str:
     """Why one payout would (\"qualifies\") or would not have gone by the batch rail `rule`."""
-    if p["method"] not in rule.methods or p["currency"] not in rule.currencies or (
-            rule.countries and p["country"] not in rule.countries):
+    if not _carries(rule, p):
         return "not_carried"
     ok, deadline = payout_deadline(p)
     if not ok:
@@ -333,10 +342,7 @@ def batch_instead_of_standard_drafts(
         saving_window, rule, serving, chosen, paid, would, reasons = best
         saving = per_month(saving_window, window_days)
         k, n = len(chosen), len(rows)
-        daily = defaultdict(int)
-        for p in chosen:
-            daily[p["created_at"].astimezone(timezone.utc).date()] += 1
-        conf, conf_text = confidence(k, [float(daily[d]) for d in _days(since, now)])
+        conf, conf_text = _daily_confidence(chosen, since, now)
         fee_rule = f"{rule.fee_fixed_minor} + amount x {rule.fee_bps} bps"
         batch_desc = (f"{rule.cutoff_time} {rule.timezone} cutoff, T+{rule.settlement_business_days or 0} "
                       f"business day(s)" if rule.cutoff_time else "batch")
