@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import asyncpg
 import pytest
-import uvicorn
 import websockets
 from temporalio.testing import ActivityEnvironment
 
@@ -19,6 +17,7 @@ from activities.sync import SyncActivities
 from core.payouts.store import publish_payout_update
 from core.sync.models import FetchPagesInput, StartRunInput
 from sandbox.vima import VimaConfig, running_vima
+from tests.dashboards.test_dashboard_live import server  # noqa: F401 — the live server fixture, shared
 from tests.factories import create_merchant
 
 
@@ -26,21 +25,6 @@ from tests.factories import create_merchant
 async def vima():
     async with running_vima(VimaConfig(seed=11)) as running:
         yield running
-
-
-@pytest.fixture
-async def server(app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        await asyncio.sleep(0.02)
-    await asyncio.wait_for(app.state.live_hub.ready.wait(), 10)
-    yield f"127.0.0.1:{port}"
-    srv.should_exit = True
-    await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
@@ -72,7 +56,7 @@ def _token(headers: dict) -> str:
     return headers["Authorization"].split()[1]
 
 
-async def test_synced_transactions_reach_only_their_merchant_live(server, app, client, token_for, sessionmaker,
+async def test_synced_transactions_reach_only_their_merchant_live(server, app, client, token_for, sessionmaker,  # noqa: F811
                                                                    settings, vima, db):
     a, b = await create_merchant(sessionmaker), await create_merchant(sessionmaker)
     ops = token_for("ops_admin")
