@@ -30,22 +30,23 @@ def key() -> dict:
     return {"Idempotency-Key": uuid.uuid4().hex}
 
 
-@pytest.fixture
-async def merchant(client, token_for) -> str:
+async def new_merchant(client, token_for, name: str, country: str) -> str:
+    """A EUR merchant created through the API by ops."""
     mid = f"mer_{uuid.uuid4().hex[:12]}"
-    r = await client.post("/api/v1/merchants", json={"id": mid, "name": "Acme", "default_currency": "EUR",
-                                                     "country": "FR"}, headers=token_for(OPS))
+    r = await client.post("/api/v1/merchants", json={"id": mid, "name": name, "default_currency": "EUR",
+                                                     "country": country}, headers=token_for(OPS))
     assert r.status_code == 201, r.text
     return mid
+
+
+@pytest.fixture
+async def merchant(client, token_for) -> str:
+    return await new_merchant(client, token_for, "Acme", "FR")
 
 
 @pytest.fixture
 async def other(client, token_for) -> str:
-    mid = f"mer_{uuid.uuid4().hex[:12]}"
-    r = await client.post("/api/v1/merchants", json={"id": mid, "name": "Other", "default_currency": "EUR",
-                                                     "country": "DE"}, headers=token_for(OPS))
-    assert r.status_code == 201, r.text
-    return mid
+    return await new_merchant(client, token_for, "Other", "DE")
 
 
 @pytest.fixture
