@@ -129,6 +129,20 @@ async def wait_for(predicate, what: str, deadline_s: float = 30.0, every: float 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def wait_for_api_log(page, request: str, what: str) -> None:
+    """Open the API logs page and search again until `request` ("METHOD /api/v1/route") is listed:
+    the log is written in batches, within a flush interval."""
+    await page.click("#nav a[data-page=api-logs]")
+    await page.wait_for_selector("[data-testid=api-logs] table")
+
+    async def logged():
+        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
+        await page.wait_for_selector("[data-testid=api-logs] table")
+        return request in await page.inner_text("[data-testid=api-logs]")
+
+    await wait_for(logged, what, 20)
+
+
 def euros(minor: int) -> str:
     return f"€{minor / 100:,.2f}" if minor >= 0 else f"-€{-minor / 100:,.2f}"
 
@@ -565,15 +579,7 @@ async def test_a_merchant_sees_only_its_own_data(open_page, api, demo_client):
     assert await page.locator("[data-testid=transactions] [data-tx]").count() == 0
 
     # the API log page lists the merchant's own requests (written within a flush interval)
-    await page.click("#nav a[data-page=api-logs]")
-    await page.wait_for_selector("[data-testid=api-logs] table")
-
-    async def logged():
-        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
-        await page.wait_for_selector("[data-testid=api-logs] table")
-        return "GET /api/v1/payouts/{payout_id}" in await page.inner_text("[data-testid=api-logs]")
-
-    await wait_for(logged, "the merchant's payout reads in its API log", 20)
+    await wait_for_api_log(page, "GET /api/v1/payouts/{payout_id}", "the merchant's payout reads in its API log")
     await shot(page, "16-merchant-api-logs")
     assert page.js_errors == []
 

@@ -25,6 +25,7 @@ from tests.console.test_console_browser import (  # noqa: F401 — fixtures
     sign_in_as,
     vima,
     wait_for,
+    wait_for_api_log,
 )
 from pathlib import Path
 
@@ -148,15 +149,8 @@ async def test_withdraw_button_makes_a_payout_on_the_payouts_page(open_page, api
     assert dash.js_errors == []
 
     # the API log page shows the withdrawal request (no body, no secret: its route and status)
-    await page.click("#nav a[data-page=api-logs]")
-    await page.wait_for_selector("[data-testid=api-logs] table")
-
-    async def logged():  # the log is written in batches: search again until it is there
-        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
-        await page.wait_for_selector("[data-testid=api-logs] table")
-        return "POST /api/v1/merchants/{merchant_id}/withdrawals" in await page.inner_text("[data-testid=api-logs]")
-
-    await wait_for(logged, "the withdrawal in the merchant's API log", 20)
+    await wait_for_api_log(page, "POST /api/v1/merchants/{merchant_id}/withdrawals",
+                           "the withdrawal in the merchant's API log")
     await shot(page, "34-merchant-api-log-withdrawal")
 
     # it is on the Payouts page, and the link opens it

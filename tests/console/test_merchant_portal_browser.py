@@ -10,7 +10,7 @@ import random
 import re
 
 from tests.console.test_console_browser import (  # noqa: F401 — fixtures
-    CHROMIUM, api, browser, db, demo_client, open_page, served, settings, shot, sign_in_as, vima, wait_for,
+    CHROMIUM, api, browser, db, demo_client, open_page, served, settings, shot, sign_in_as, vima, wait_for, wait_for_api_log,
 )
 from tests.console.test_console_browser import pytestmark  # noqa: F401 — skipped without Chromium
 
@@ -63,15 +63,7 @@ async def test_merchant_portal_dashboard_live_feed_and_api_log(open_page, api, d
     await page.wait_for_selector("[data-testid=activity-panel][data-loaded=true]")
 
     # the API log page shows the merchant's own requests, this page's feed read among them
-    await page.click("#nav a[data-page=api-logs]")
-    await page.wait_for_selector("[data-testid=api-logs] table")
-
-    async def logged():
-        await page.click("form[aria-label='Filter API logs'] button[type=submit]")
-        await page.wait_for_selector("[data-testid=api-logs] table")
-        return "GET /api/v1/activity" in await page.inner_text("[data-testid=api-logs]")
-
-    await wait_for(logged, "the merchant's activity reads in its API log", 20)
+    await wait_for_api_log(page, "GET /api/v1/activity", "the merchant's activity reads in its API log")
     await shot(page, "31-merchant-portal-api-logs")
     assert page.js_errors == []
 
