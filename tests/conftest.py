@@ -309,7 +309,7 @@ def validate_each_workflow_once() -> Iterator[None]:
     handling as it is); later workers have nothing to import at construction and skip the collect. Worker processes started by tests
     (`payops worker`, `payops up`) are untouched."""
     from temporalio.worker import UnsandboxedWorkflowRunner
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     import workers.main as worker_main
 
@@ -329,8 +329,8 @@ def validate_each_workflow_once() -> Iterator[None]:
         restrictions_seen.append(self.restrictions)
 
     def no_cyclic_gc_when_validating():
-        # build_worker's runner is Worker's default one
-        default = (id(SandboxRestrictions.default), UnsandboxedWorkflowRunner)
+        # build_worker's runner: the sandbox with its own restrictions
+        default = (id(worker_main.WORKFLOW_RUNNER.restrictions), UnsandboxedWorkflowRunner)
         if all((*default, cls) in validated for cls in worker_main.workflows()):
             return contextlib.nullcontext()  # Worker() will import nothing in the sandbox
         return real_no_cyclic_gc()

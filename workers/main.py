@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import AlertActivities
 from activities.api_logs import ApiLogActivities
@@ -233,6 +234,14 @@ def cache_workflow_bytecode() -> None:
             log.warning("could not cache the bytecode of %s: %s", source, exc)
 
 
+# The sandbox keeps its call restrictions (no clock, no randomness, no I/O in workflow code) but
+# imports no module afresh per workflow run: re-importing the workflow modules in every new run
+# (and in every replay after a cache eviction) was about a tenth of the worker's CPU per payout in a
+# profile of bench/payouts.py (issue 19). Workflow modules therefore keep no mutable module-level
+# state (tests/platform/test_workflow_modules.py checks).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+
+
 def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = None) -> Worker:
     cache_workflow_bytecode()
     with no_cyclic_gc():
@@ -241,6 +250,7 @@ def build_worker(client: Client, deps: WorkerDeps, *, task_queue: str | None = N
             task_queue=task_queue or deps.settings.temporal_task_queue,
             workflows=workflows(),
             activities=activities(deps),
+            workflow_runner=WORKFLOW_RUNNER,
             max_concurrent_activities=200,
             max_cached_workflows=deps.settings.worker_max_cached_workflows,
             interceptors=[ActivityMetricsInterceptor()],

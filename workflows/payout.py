@@ -114,6 +114,18 @@ TEMPORAL_CANCEL_PATCH = "payout-temporal-cancel-v1"
 # Signal that is refused (wrong state) or whose input does not parse leaves an audit event and an
 # alert (`record_ops_refusal`) instead of a log line. Old histories replay the old path.
 VERIFIED_OPS_PATCH = "payout-verified-ops-v1"
+# From this patch on (issue 19) a new payout costs Temporal far less for the same life:
+# - it asks this one patch, and every patch above is on: one marker (and one TemporalChangeVersion
+#   upsert) instead of one per patch;
+# - the short database steps (hold, route, submission gate, settle) and the bank polls while it
+#   waits (settlement, return watch) run as local activities, in the workflow task that decides
+#   them, instead of an activity task and a workflow task each; the submission itself, and the
+#   inquiries after an unknown outcome, stay activities;
+# - the PayoutStatus/Rail search attributes are written when the payout rests (waits for a timer,
+#   a signal, an activity task, or ends), not at each transition the same task passes through: a
+#   payout goes held -> routed -> submitting in one task, and Temporal shows `submitting`.
+# Histories recorded before it replay the old path.
+LEAN_PATCH = "payout-lean-v1"
 ERR_INVALID_STATE = "invalid_state"
 
 S = PayoutStatus
@@ -135,6 +147,14 @@ POLL_ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
 )
+# The same database steps as local activities (LEAN_PATCH): retried until they succeed, inside the
+# workflow task for the first few seconds, then with a durable timer between attempts, so a step
+# that keeps failing (the database down) does not hold the task open: the task completes, signals
+# and cancels reach the history, and the worker can shut down.
+DB_LOCAL_ACTIVITY = dict(DB_ACTIVITY, local_retry_threshold=timedelta(seconds=5))
+# Statuses a payout passes through inside one workflow task on its way to the next step; they reach
+# the search attributes only if the payout rests in them (LEAN_PATCH).
+PASSING_STATUSES = frozenset({PayoutStatus.HELD, PayoutStatus.ROUTED})
 
 
 class _Cancelled(Exception):
@@ -179,6 +199,10 @@ class PayoutWorkflow:
         self._retry_audit: dict = {}
         self._cancel_audit: dict = {}
         self._signal_refusals = 0
+        # LEAN_PATCH: decided by the first patch question of the run; a status not yet written to
+        # the search attributes
+        self._lean_run: bool | None = None
+        self._status_unwritten = False
         if params.resume is not None:
             self._restore(params.resume)
 
@@ -269,7 +293,7 @@ class PayoutWorkflow:
 
     def _verifying(self) -> bool:
         """Memoised by the SDK: run() asks first, so old histories keep the old path."""
-        return workflow.patched(VERIFIED_OPS_PATCH)
+        return self._patched(VERIFIED_OPS_PATCH)
 
     async def _attribute(self, request, decision: str):
         """(the request with its actor as audited, the audit data). A valid grant names the
@@ -375,7 +399,7 @@ class PayoutWorkflow:
 
     @workflow.run
     async def run(self, params: PayoutWorkflowInput) -> PayoutWorkflowResult:
-        temporal_cancel_as_ops_cancel = workflow.patched(TEMPORAL_CANCEL_PATCH)
+        temporal_cancel_as_ops_cancel = self._patched(TEMPORAL_CANCEL_PATCH)
         self._verifying()  # decided (and its marker written) here, before any later decision
         if temporal_cancel_as_ops_cancel:
             return await self._run_with_temporal_cancel_as_ops_cancel()
@@ -412,7 +436,7 @@ class PayoutWorkflow:
     async def _run(self) -> PayoutWorkflowResult:
         p = self._p
         self._step("holding")
-        hold = await workflow.execute_activity_method(
+        hold = await self._db_step(
             PayoutActivities.place_payout_hold,
             HoldInput(
                 payout_id=p.payout_id,
@@ -422,7 +446,6 @@ class PayoutWorkflow:
                 currency=p.currency,
                 expires_at=workflow.now() + timedelta(seconds=p.hold_expiry_seconds),
             ),
-            **DB_ACTIVITY,
         )
         if not hold.placed:
             self._state.failure_code = hold.failure_code
@@ -433,12 +456,11 @@ class PayoutWorkflow:
         await self._cancel_if_requested()
 
         self._step("routing")
-        if workflow.patched(RAILS_PATCH):
+        if self._patched(RAILS_PATCH):
             self._rails = True
             try:
-                route = await workflow.execute_activity_method(
+                route = await self._db_step(
                     RailActivities.route_payout_by_rules, RailRouteInput(payout_id=p.payout_id, at=p.created_at),
-                    **DB_ACTIVITY,
                 )
             except ActivityError as err:
                 if isinstance(err.cause, ApplicationError) and err.cause.type == ERR_NO_ROUTE:
@@ -449,7 +471,7 @@ class PayoutWorkflow:
             self._state.rail, self._state.connector = route.rail, route.connector
             self._state.settlement_target_at = route.settlement_target_at
             self._state.routing_why = route.why
-            self._sla_everywhere = workflow.patched(CUTOFF_PATCH)
+            self._sla_everywhere = self._patched(CUTOFF_PATCH)
         else:
             decision = await workflow.execute_activity_method(
                 PayoutActivities.route_payout,
@@ -464,7 +486,7 @@ class PayoutWorkflow:
                 and p.priority in CUTOFF_PRIORITIES):
             if not await self._await_cutoff(route.cutoff_at):
                 return self._finish()
-        self._unknown_safe = workflow.patched(UNKNOWN_PATCH)
+        self._unknown_safe = self._patched(UNKNOWN_PATCH)
         if not await self._pass_submission_gate():
             return self._finish()
 
@@ -531,6 +553,7 @@ class PayoutWorkflow:
         "single" (the whole file was refused: the payout goes on its own through the connector)."""
         p, route = self._p, self._route
         assert route is not None and route.cutoff_at is not None
+        self._rest()
         queued = await workflow.execute_activity_method(
             RailActivities.enqueue_payout_for_batch,
             BatchEnqueueInput(payout_id=p.payout_id, rail=route.rail, connector=route.connector,
@@ -583,6 +606,7 @@ class PayoutWorkflow:
 
     async def _wait_with_sla(self, condition: Callable[[], bool], timeout: timedelta | None) -> bool:
         """`wait_until` that raises the SLA alert once if the settlement target passes meanwhile."""
+        self._rest()
         deadline = workflow.now() + timeout if timeout is not None else None
         while True:
             target = self._state.settlement_target_at
@@ -638,15 +662,15 @@ class PayoutWorkflow:
 
     async def _check_gate(self):
         p = self._p
-        return await workflow.execute_activity_method(
+        return await self._db_step(
             PayoutActivities.check_submission_gate,
             GateInput(payout_id=p.payout_id, merchant_id=p.merchant_id, rail=self._state.rail or "",
                       connector=self._state.connector or ""),
-            **DB_ACTIVITY,
         )
 
     async def _wait_or_watch_sla(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
         """`wait_until`, watching the settlement target too from CUTOFF_PATCH on."""
+        self._rest()
         if self._sla_everywhere:
             return await self._wait_with_sla(condition, timeout)
         return await wait_until(condition, timeout)
@@ -799,7 +823,7 @@ class PayoutWorkflow:
         routed elsewhere; the submission returned the acceptance recorded on the payout): from
         now on the payout asks, settles and watches for returns where the bank accepted it."""
         connector = submitted.connector
-        if not connector or connector == self._state.connector or not workflow.patched(RESET_CONNECTOR_PATCH):
+        if not connector or connector == self._state.connector or not self._patched(RESET_CONNECTOR_PATCH):
             return
         previous = f"{self._state.connector} ({self._state.rail})"
         self._state.connector = connector
@@ -881,7 +905,7 @@ class PayoutWorkflow:
                 return self._finish()
         await self._settle()
         self._step("settled; watching for a return")
-        if workflow.patched(RETURN_POLL_PATCH) and p.return_poll_intervals:
+        if self._patched(RETURN_POLL_PATCH) and p.return_poll_intervals:
             return await self._after_return_watch()
         def is_returned() -> bool:
             return any(n.type == "payment.returned" for n in self._notifications)
@@ -940,11 +964,12 @@ class PayoutWorkflow:
         return False, None, ""
 
     async def _inquire(self, why: str, *, record: bool = True) -> InquiryOutcome:
-        return await workflow.execute_activity_method(
-            PayoutActivities.inquire_payout,
-            InquiryInput(payout_id=self._p.payout_id, connector=self._state.connector or "", why=why, record=record),
-            **DB_ACTIVITY,
-        )
+        asked = InquiryInput(payout_id=self._p.payout_id, connector=self._state.connector or "", why=why,
+                             record=record)
+        if not record and self._lean():  # a poll while waiting (settlement, return watch): local
+            return await workflow.execute_local_activity_method(PayoutActivities.inquire_payout, asked,
+                                                                **DB_LOCAL_ACTIVITY)
+        return await workflow.execute_activity_method(PayoutActivities.inquire_payout, asked, **DB_ACTIVITY)
 
     async def _resolve_unknown(self, why: str, *, stage: str = "submit", code: str = "") -> InquiryOutcome | None:
         """After an unknown outcome, ask the connector the payout was sent to about its reference,
@@ -984,7 +1009,7 @@ class PayoutWorkflow:
         """Nothing in flight that a new run could not take over (an ops decision waiting for its
         answer, a Temporal cancel), and the patch (asked last: its marker only when it happens)."""
         return (self._cancel is None and self._retry is None and not self._temporal_cancel
-                and workflow.all_handlers_finished() and workflow.patched(patch))
+                and workflow.all_handlers_finished() and self._patched(patch))
 
     def _continue_as_new(self, *, stage: str, why: str, code: str, delay: float | None) -> None:
         p = self._p
@@ -1008,11 +1033,10 @@ class PayoutWorkflow:
     # --- steps ------------------------------------------------------------------------
 
     async def _settle(self) -> None:
-        await workflow.execute_activity_method(
+        await self._db_step(
             PayoutActivities.settle_payout,
             SettleInput(payout_id=self._p.payout_id, connector=self._state.connector or "",
                         bank_payment_id=self._state.bank_payment_id),
-            **DB_ACTIVITY,
         )
         self._state.hold_status = "released"
         self._set_status(S.SETTLED)
@@ -1030,6 +1054,7 @@ class PayoutWorkflow:
 
     async def _reverse(self, to_status: str, *, failure_code: str | None, reason: str, actor: str = "workflow",
                        data: dict | None = None) -> None:
+        self._rest()
         await workflow.execute_activity_method(
             PayoutActivities.reverse_payout,
             ReverseInput(payout_id=self._p.payout_id, to_status=to_status, failure_code=failure_code,
@@ -1102,6 +1127,7 @@ class PayoutWorkflow:
 
     async def _record(self, status: str, event_key: str, *, reason: str | None = None, actor: str = "workflow",
                       data: dict | None = None) -> None:
+        self._rest()
         await workflow.execute_activity_method(
             PayoutActivities.record_payout_transition,
             TransitionInput(payout_id=self._p.payout_id, to_status=status, event_key=event_key, actor=actor,
@@ -1113,16 +1139,48 @@ class PayoutWorkflow:
     def _set_status(self, status: str) -> None:
         self._state.status = status
         self._state.timestamps[status] = workflow.now()
+        if status in PASSING_STATUSES and self._lean():
+            self._status_unwritten = True  # written if the payout rests in it (_rest)
+            return
+        self._write_status()
+
+    def _write_status(self) -> None:
+        self._status_unwritten = False
         workflow.upsert_search_attributes(
-            [SA["PayoutStatus"].value_set(status)]
+            [SA["PayoutStatus"].value_set(self._state.status)]
             + ([SA["Rail"].value_set(self._state.rail)] if self._state.rail else [])
         )
+
+    def _rest(self) -> None:
+        """The payout is about to wait (a timer, a signal, an activity task): the search attributes
+        show the status it waits in (LEAN_PATCH)."""
+        if self._status_unwritten:
+            self._write_status()
+
+    # --- versioning and the database steps (LEAN_PATCH) ---------------------------------
+
+    def _lean(self) -> bool:
+        """Asked once per run, by whichever decision comes first; old histories answer False."""
+        if self._lean_run is None:
+            self._lean_run = workflow.patched(LEAN_PATCH)
+        return self._lean_run
+
+    def _patched(self, patch: str) -> bool:
+        """Every patch before LEAN_PATCH is on in a lean run, without a marker of its own."""
+        return True if self._lean() else workflow.patched(patch)
+
+    async def _db_step(self, activity, arg):
+        """A short, idempotent database step: a local activity in a lean run, else an activity."""
+        if self._lean():
+            return await workflow.execute_local_activity_method(activity, arg, **DB_LOCAL_ACTIVITY)
+        return await workflow.execute_activity_method(activity, arg, **DB_ACTIVITY)
 
     def _step(self, step: str) -> None:
         self._state.step = step
 
     def _finish(self) -> PayoutWorkflowResult:
         self._step("done")
+        self._rest()
         if self._cancel is not None and self._cancel_result is None:
             self._cancel_result = OpsDecision(
                 accepted=False, status=self._state.status, detail=f"the payout ended as {self._state.status}"

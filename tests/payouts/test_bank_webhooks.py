@@ -3,6 +3,7 @@ signal (seen in the workflow's history; no worker needed)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -302,6 +303,12 @@ class TestDurableIntake:
         assert result.delivered == 1
         [row] = await stored(sessionmaker, payout_workflow[0])
         assert row["delivered_at"] is not None and row["outcome"] == "signalled"
+        # accepted by Temporal; it is written to the history when the workflow's task in flight
+        # ends (a lean payout retries its hold for a missing row for a few seconds in that task)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await signals(payout_workflow[1]) and loop.time() < deadline:
+            await asyncio.sleep(0.2)
         assert len(await signals(payout_workflow[1])) == 1
 
     async def test_the_sweeper_is_on_a_schedule(self, settings):

@@ -22,6 +22,7 @@ from core.platform.names import payout_workflow_id
 from core.platform.tables import alerts, events, journal_transactions, payout_events, payouts
 from core.rails.fees import payout_fee
 from core.rails.models import HealthRunInput
+from tests.temporal_history import steps
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from tests.polling import eventually
 from workers.main import build_worker
@@ -50,12 +51,7 @@ def test_the_new_paths_have_recorded_histories():
 
 
 async def activities_in_order(handle) -> list[str]:
-    history = await handle.fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
+    return steps((await handle.fetch_history()).events)
 
 
 async def fault(bank, mode: str, count: int = 1) -> None:
@@ -508,8 +504,7 @@ async def test_a_long_inquiry_continues_as_new_with_its_state_and_settles_once(
     runs, run_id = [], first_run
     while run_id:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        names = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
-                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+        names = steps(history.events)
         last = history.events[-1]
         if os.environ.get("PAYOPS_RECORD_HISTORIES") == "1" and run_id in (first_run, last_run):
             which = "first" if run_id == first_run else "last"

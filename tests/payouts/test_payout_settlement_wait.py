@@ -23,6 +23,7 @@ from core.ledger import service as ledger
 from core.payouts.models import PayoutState
 from core.platform.names import payout_workflow_id
 from core.platform.tables import payout_events
+from tests.temporal_history import steps
 from tests.factories import create_merchant, create_payout_row
 from tests.polling import eventually
 from workers.main import build_worker
@@ -52,8 +53,7 @@ async def runs_of(client, handle) -> list[dict]:
         last = history.events[-1]
         runs.append({
             "history": history,
-            "activities": [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
-                           if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED],
+            "activities": steps(history.events),
             "events": len(history.events),
             "continued": last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
             "closed_at": last.event_time.ToDatetime(),

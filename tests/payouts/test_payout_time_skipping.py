@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import httpx
 from temporalio.api.enums.v1 import EventType
 
 from core.platform.names import payout_workflow_id
+from tests.temporal_history import step_times
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from workers.main import build_worker
 from workflows.payout import PayoutWorkflow
@@ -23,14 +26,8 @@ async def timer_seconds(handle) -> list[float]:
 
 
 async def activity_times(handle, activity: str) -> list:
-    """When each execution of `activity` was scheduled (time-skipped clock)."""
-    history = await handle.fetch_history()
-    return [
-        e.event_time.ToDatetime()
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    ]
+    """When each run of `activity` was scheduled or recorded (time-skipped clock)."""
+    return step_times((await handle.fetch_history()).events, activity)
 
 
 async def test_transient_failures_back_off_exponentially_then_settle(
@@ -62,7 +59,7 @@ async def test_transient_failures_back_off_exponentially_then_settle(
     assert [round(g) for g in gaps] == [30, 60, 100]
     # the return watch lasts the 3-day window (split into its status polls: return-poll-v1)
     [settled] = await activity_times(handle, "settle_payout")
-    closed = (await handle.fetch_history()).events[-1].event_time.ToDatetime()
+    closed = (await handle.fetch_history()).events[-1].event_time.ToDatetime().replace(tzinfo=timezone.utc)
     assert round((closed - settled).total_seconds() / 60) == 3 * 24 * 60
     assert timers[-5:-1] == [3600, 21600, 86400, 86400]  # polls after 1 h, 6 h more, then daily
     assert bank.payment(params.payout_id)["accepted_count"] == 1

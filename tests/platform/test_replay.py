@@ -66,6 +66,9 @@ def test_histories_exist():
     # a payout schedule's fire (recorded by tests/payouts/test_payout_schedules.py with PAYOPS_RECORD_HISTORIES=1)
     assert "payout_schedule_fire_created" in names
     assert "ready_probe_run" in names  # ReadyProbeWorkflow (recorded by tests/health/test_ready_probe.py)
+    # patch payout-lean-v1 (issue 19): one marker, local database steps, statuses written at rest
+    assert {"payout_lean_settled", "payout_lean_gate_hold_settled", "payout_lean_dlq_retry_settled",
+            "payout_lean_cancelled_at_start"} <= names
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
@@ -105,6 +108,52 @@ async def test_record_payout_histories(temporal_client, worker, settings, sessio
     handle = await run("cancel", p, start_signal="cancel_signal",
                        start_signal_args=[CancelRequest(actor="ops", reason="recorded")])
     await save("payout_cancelled_at_start", handle)
+
+
+@pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")
+async def test_record_lean_payout_histories(temporal_client, worker, settings, sessionmaker, bank):
+    """Patch payout-lean-v1: one patch marker, local database steps, statuses written at rest.
+    Settled; held at the submission gate (a freeze) then settled; dlq then an ops retry; cancelled
+    at start; a Temporal cancel of a submitted payout the bank recalls."""
+    from core.payouts.models import ControlsChanged
+    from core.platform.names import payout_workflow_id
+    from tests.payouts.test_payout_workflow import _control, wait_for_status
+    from workflows.payout import PayoutWorkflow
+
+    async def run(params, **kwargs):
+        return await temporal_client.start_workflow(
+            PayoutWorkflow.run, params, id=payout_workflow_id(params.payout_id),
+            task_queue=settings.temporal_task_queue, **kwargs)
+
+    async def save(name, handle):
+        await handle.result()
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
+
+    merchant = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    await save("payout_lean_settled", await run(await create_payout_row(sessionmaker, settings, merchant_id=merchant)))
+
+    frozen = await create_merchant(sessionmaker, funded_minor=10_000_000)
+    await _control(sessionmaker, "merchant_freeze", frozen)
+    handle = await run(await create_payout_row(sessionmaker, settings, merchant_id=frozen))
+    state = await wait_for_status(handle, "routed")
+    while "on hold" not in state.step:
+        state = await handle.query("state", result_type=type(state))
+    await _control(sessionmaker, "merchant_freeze", frozen, active=False)
+    await handle.signal("controls_changed", ControlsChanged(reason="unfrozen"))
+    await save("payout_lean_gate_hold_settled", handle)
+
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{bank.url}/_sandbox/faults", json={"mode": "5xx", "count": p.retry_max_attempts})
+    handle = await run(p)
+    await wait_for_status(handle, "dlq")
+    await handle.execute_update("retry", RetryRequest(actor="ops", reason="recorded"))
+    await save("payout_lean_dlq_retry_settled", handle)
+
+    p = await create_payout_row(sessionmaker, settings, merchant_id=merchant, beneficiary=sepa_beneficiary())
+    handle = await run(p, start_signal="cancel_signal",
+                       start_signal_args=[CancelRequest(actor="ops", reason="recorded")])
+    await save("payout_lean_cancelled_at_start", handle)
 
 
 @pytest.mark.skipif(not RECORD, reason="set PAYOPS_RECORD_HISTORIES=1 to re-record")

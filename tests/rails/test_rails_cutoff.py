@@ -5,17 +5,17 @@ watch raises its one alert while a payout waits at the submission gate, backs of
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
-from temporalio.api.enums.v1 import EventType
 
 from core.ledger import service as ledger
 from core.platform.names import payout_workflow_id
 from core.payouts.models import CancelRequest, ControlsChanged, OpsDecision, PayoutState
 from core.rails.rules import BusinessCalendar
 from core.platform.tables import alerts, controls
+from tests.temporal_history import step_times
 from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
 from tests.polling import eventually
 from workers.main import build_worker
@@ -54,10 +54,7 @@ async def state_of(handle) -> PayoutState:
 
 
 async def submitted_at(handle) -> list[datetime]:
-    history = await handle.fetch_history()
-    return [e.event_time.ToDatetime().replace(tzinfo=timezone.utc) for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "submit_payout_to_connector"]
+    return step_times((await handle.fetch_history()).events, "submit_payout_to_connector")
 
 
 async def sla_alerts(sm, payout_id: str) -> list[dict]:
