@@ -12,6 +12,7 @@ import logging
 import sys
 import signal
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -35,6 +36,7 @@ from activities.sync import SyncActivities
 from activities.webhooks import WebhookActivities
 from connectors.registry import ConnectorRegistry, build_registry
 from core.platform.crypto import FieldCipher
+from core.rails.rules import load_calendars
 from core.platform.db import create_engine, create_sessionmaker
 from workers.metrics import ActivityMetricsInterceptor, keep_queue_size_fresh
 from workers.schedules import ensure_schedules
@@ -266,6 +268,7 @@ async def run_worker(settings: Settings | None = None) -> None:
         log.info("worker metrics on http://%s:%s/metrics", settings.worker_metrics_host, settings.worker_metrics_port)
     client = await connect_temporal(settings)
     deps = WorkerDeps.from_settings(settings)
+    load_calendars(datetime.now(timezone.utc).date())  # routing's holiday calendars, before the first payout
     worker = build_worker(client, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

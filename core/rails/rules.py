@@ -67,6 +67,17 @@ def _builtin_holidays(calendar: str):
     return None
 
 
+def load_calendars(today: date) -> None:
+    """Load every built-in calendar and its holidays of this year and the next, once per process:
+    the `holidays` package imports its modules and computes a year on first use (0.2 s of CPU here,
+    seconds on a busy machine), which a worker pays at start instead of in its first payout's routing."""
+    for name in CALENDARS:
+        builtin = _builtin_holidays(name)
+        if builtin is not None:
+            for year in (today.year, today.year + 1):
+                _ = date(year, 1, 1) in builtin
+
+
 class BusinessCalendar:
     """Business days of one calendar: weekdays that are not holidays, with ops' overrides."""
 
