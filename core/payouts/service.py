@@ -23,7 +23,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.platform import idempotency
 from core.platform.crypto import FieldCipher
-from core.platform.errors import IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable
+from core.platform.errors import (
+    IdempotencyKeyReused, InvalidState, MerchantFrozen, NotFound, ServiceUnavailable, Unprocessable,
+)
 from core.merchants.service import frozen_clause
 from core.rails.store import rule_fee
 from core.platform.metrics import payouts_created_total
@@ -168,6 +170,32 @@ async def ensure_workflow_started(
         await session.commit()
 
 
+# The columns a new payout row leaves at their defaults (tables.py), as RETURNING would give them
+# back: create_payout builds the row it answers with from its values and these, instead of a
+# second round trip. tests/payouts/test_api_payouts.py checks them against the table.
+NEW_PAYOUT_DEFAULTS: dict[str, Any] = {
+    "connector": None, "failure_code": None, "failure_message": None, "bank_payment_id": None,
+    "attempts": 0, "version": 1, "routing": None, "settlement_target_at": None, "workflow_started_at": None,
+    "submitted_at": None, "settled_at": None, "reconciled_at": None, "metadata": {}, "description": None,
+}
+
+
+def _create_context(merchant_id: str, idempotency_key: str, rail: str) -> list:
+    """What a payout create reads beside its idempotency claim (see create_payout)."""
+    rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == rail)
+    return [
+        select(merchants.c.id).where(merchants.c.id == merchant_id).scalar_subquery().label("merchant"),
+        frozen_clause(merchant_id).label("frozen"),
+        select(payouts.c.id)
+        .where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
+        .scalar_subquery()
+        .label("earlier"),
+        rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
+        rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
+        func.now().label("now"),
+    ]
+
+
 async def create_payout(
     session: AsyncSession,
     temporal: Client | None,
@@ -184,6 +212,11 @@ async def create_payout(
     payout and its `created` event and stores the response; after the commit the workflow is
     started. A replay returns the stored response (200) and starts the workflow if it never was.
     """
+    currency, method, priority = request["currency"], request["method"], request["priority"]
+    try:
+        rail: str | None = choose_rail(method, currency, priority)
+    except Unprocessable as exc:  # raised after the claim: a replay's stored answer comes first
+        rail, rail_error = None, exc
     claim = await idempotency.claim_key(
         session,
         merchant_id=merchant_id,
@@ -191,6 +224,10 @@ async def create_payout(
         key=idempotency_key,
         request_fingerprint=idempotency.fingerprint({"merchant_id": merchant_id, "body": request}),
         ttl_hours=settings.idempotency_ttl_hours,
+        # In the claim's own statement (one round trip): the merchant exists, is not frozen, the
+        # key never created a payout, the rail's fee rule (the built-in default when rail_rules
+        # has none), and the transaction's timestamp (the new row's created_at/updated_at).
+        context=_create_context(merchant_id, idempotency_key, rail) if rail else (),
     )
     if not claim.is_new:
         started = claim.resource_id is None or await session.scalar(
@@ -201,64 +238,45 @@ async def create_payout(
             await ensure_workflow_started(session, temporal, settings, claim.resource_id)
         return 200, claim.response_body or {}
 
-    currency, method, priority = request["currency"], request["method"], request["priority"]
+    if rail is None:
+        raise rail_error
     amount_minor = parse_amount(request["amount"], currency)
-    rail = choose_rail(method, currency, priority)
-    # One round trip: the merchant exists, is not frozen, the key never created a payout, and the
-    # rail's fee rule (the built-in default when rail_rules has none).
-    rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == rail)
-    ctx = (
-        await session.execute(
-            select(
-                frozen_clause(merchants.c.id).label("frozen"),
-                select(payouts.c.id)
-                .where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
-                .scalar_subquery()
-                .label("earlier"),
-                rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
-                rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
-            ).where(merchants.c.id == merchant_id)
-        )
-    ).first()
-    if ctx is None:
+    ctx = claim.context
+    if ctx["merchant"] is None:
         raise NotFound(f"merchant {merchant_id} not found")
-    if ctx.frozen:
+    if ctx["frozen"]:
         raise MerchantFrozen(f"merchant {merchant_id} is frozen: it cannot create payouts")
-    if ctx.earlier is not None:
+    if ctx["earlier"] is not None:
         # the key's record expired, but the payout it created keeps the key for good
         raise IdempotencyKeyReused(
-            f"this Idempotency-Key created payout {ctx.earlier} and can never create another; use a new key"
+            f"this Idempotency-Key created payout {ctx['earlier']} and can never create another; use a new key"
         )
-    fee_minor = rule_fee(rail, amount_minor, ctx.fee_fixed_minor, ctx.fee_bps)
     beneficiary = request["beneficiary"]
-    payout_id = f"po_{uuid.uuid4().hex}"
-    row = (
-        await session.execute(
-            payouts.insert()
-            .values(
-                id=payout_id,
-                merchant_id=merchant_id,
-                idempotency_key=idempotency_key,
-                amount_minor=amount_minor,
-                currency=currency,
-                fee_minor=fee_minor,
-                method=method,
-                priority=priority,
-                rail=rail,
-                status=PayoutStatus.PENDING.value,
-                beneficiary_encrypted=_cipher(settings.codec_keys).encrypt_json(beneficiary),
-                beneficiary_masked=mask_beneficiary(beneficiary),
-                description=request.get("description"),
-                metadata=request.get("metadata") or {},
-            )
-            .returning(*payouts.c)
-        )
-    ).mappings().one()
-    row = dict(row)
+    now = ctx["now"]  # now() of this transaction: what the columns' defaults would have stored
+    values = {
+        "id": f"po_{uuid.uuid4().hex}",
+        "merchant_id": merchant_id,
+        "idempotency_key": idempotency_key,
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "fee_minor": rule_fee(rail, amount_minor, ctx["fee_fixed_minor"], ctx["fee_bps"]),
+        "method": method,
+        "priority": priority,
+        "rail": rail,
+        "status": PayoutStatus.PENDING.value,
+        "beneficiary_encrypted": _cipher(settings.codec_keys).encrypt_json(beneficiary),
+        "beneficiary_masked": mask_beneficiary(beneficiary),
+        "description": request.get("description"),
+        "metadata": request.get("metadata") or {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    payout_id = values["id"]
+    # The row as INSERT ... RETURNING would give it back (every other column at its default),
+    # so the payout, its `created` audit event, the merchant event (webhook outbox) and the
+    # stored response are written by ONE statement (data-modifying CTEs, same transaction).
+    row = {**NEW_PAYOUT_DEFAULTS, **values}
     body = payout_view(row, settings)
-    # One more round trip writes the rest: the `created` audit event (a brand-new payout, so no
-    # earlier event to deduplicate against), the merchant event (webhook outbox) and the stored
-    # response, as data-modifying CTEs of one statement in the same transaction.
     _, outbox = payout_event_insert(row, EventType.PAYOUT_CREATED, settings)
     audit = event_insert(
         payout_id=payout_id, actor=actor, from_status=None, to_status=PayoutStatus.PENDING.value,
@@ -268,7 +286,11 @@ async def create_payout(
         idempotency.response_update(
             merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key,
             resource_id=payout_id, status=201, body=body,
-        ).add_cte(audit.cte("created_audit_event"), outbox.cte("created_merchant_event"))
+        ).add_cte(
+            payouts.insert().values(**values).cte("created_payout"),
+            audit.cte("created_audit_event"),
+            outbox.cte("created_merchant_event"),
+        )
     )
     await session.commit()  # the workflow may only ever see a committed payout
     payouts_created_total.inc()

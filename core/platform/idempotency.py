@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Update, and_, func, literal, select, text, update
@@ -51,6 +52,8 @@ class Claim:
     resource_id: str | None = None
     response_status: int | None = None
     response_body: dict | None = None
+    # the `context` columns claim_key read in its statement (only for a new request)
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 async def claim_key(
@@ -61,11 +64,16 @@ async def claim_key(
     key: str,
     request_fingerprint: str,
     ttl_hours: float,
+    context: Sequence[Any] = (),
 ) -> Claim:
     """Claim `key` for this request, or return what the earlier request with this key produced.
 
     Raises IdempotencyKeyReused when the key was used with a different request, and
     IdempotencyKeyInUse when the earlier request has not finished. An expired key is taken over.
+
+    `context`: labelled scalar expressions (e.g. scalar subqueries) the caller needs when the
+    request is new, read in the same statement (as of its snapshot) and returned as
+    `Claim.context`: one round trip instead of a second statement.
     """
     expires_at = func.now() + text(f"interval '{float(ttl_hours)} hours'")
     stmt = (
@@ -109,11 +117,12 @@ async def claim_key(
                 idempotency_keys.c.resource_id,
                 idempotency_keys.c.response_status,
                 idempotency_keys.c.response_body,
+                *context,
             ).select_from(one.outerjoin(idempotency_keys, same_key))
         )
     ).mappings().one()
     if found["claimed"]:
-        return Claim(is_new=True)
+        return Claim(is_new=True, context={c.key: found[c.key] for c in context})
     row = found
     if row["fingerprint"] is None:
         # A concurrent request inserted the key and committed while this statement waited on it:

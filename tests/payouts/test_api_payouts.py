@@ -208,6 +208,30 @@ class TestCreatePayout:
             row = (await s.execute(select(payouts).where(payouts.c.id == p["id"]))).mappings().one()
         assert b"DE89370400440532013000" not in row["beneficiary_encrypted"]
 
+    async def test_the_answer_and_the_created_event_are_the_stored_row(self, client, as_merchant, sessionmaker, settings):
+        # create_payout answers without reading the row back (one statement writes it): the row it
+        # answers from is its values plus NEW_PAYOUT_DEFAULTS, which must be the table's defaults.
+        from core.payouts.service import NEW_PAYOUT_DEFAULTS
+        from core.payouts.view import PayoutOut, payout_view
+        from core.platform.tables import events, payout_events
+
+        r = await create(client, as_merchant, sepa_body("12.34", priority="instant"))
+        assert r.status_code == 201, r.text
+        async with sessionmaker() as s:
+            row = dict((await s.execute(select(payouts).where(payouts.c.id == r.json()["id"]))).mappings().one())
+            event = (await s.execute(select(events).where(events.c.payout_id == row["id"]))).mappings().one()
+            audit = (await s.execute(select(payout_events).where(payout_events.c.payout_id == row["id"]))).mappings().all()
+        assert r.json() == PayoutOut.model_validate(payout_view(row, settings)).model_dump(mode="json")
+        assert event["data"] == r.json() and event["type"] == "payout.created" and event["payout_version"] == 1
+        assert [(a["sequence"], a["from_status"], a["to_status"]) for a in audit] == [(1, None, "pending")]
+        explicit = {"id", "merchant_id", "idempotency_key", "amount_minor", "currency", "fee_minor", "method",
+                    "priority", "rail", "status", "beneficiary_encrypted", "beneficiary_masked", "description",
+                    "metadata", "created_at", "updated_at"}
+        assert set(payouts.c.keys()) == explicit | set(NEW_PAYOUT_DEFAULTS)
+        assert {k: row[k] for k in set(NEW_PAYOUT_DEFAULTS) - explicit} == {
+            k: v for k, v in NEW_PAYOUT_DEFAULTS.items() if k not in explicit}
+        assert row["created_at"] == row["updated_at"]
+
     async def test_replay_returns_the_original_and_a_changed_body_is_422(self, client, as_merchant):
         idem = key()
         first = await create(client, as_merchant, sepa_body("10"), idem)
