@@ -5,6 +5,7 @@ payouts (each item) validate with the same model. The beneficiary is a union tag
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -18,6 +19,11 @@ from core.rails.sepa import sepa_problem
 _Name = Annotated[str, Field(min_length=1, max_length=140, description="beneficiary's name as the bank knows it")]
 
 
+# Validating an IBAN or a BIC (schwifty: registry lookups, length and checksum) is a pure
+# function of the string and costs more than the rest of a payout's validation: the last few
+# thousand answers are kept per process (payroll and bulk payouts repeat beneficiaries).
+# Invalid values raise and are not cached.
+@lru_cache(maxsize=4096)
 def _iban(value: str) -> str:
     try:
         return IBAN(value).compact
@@ -25,6 +31,7 @@ def _iban(value: str) -> str:
         raise ValueError(f"not a valid IBAN: {exc}") from None
 
 
+@lru_cache(maxsize=4096)
 def _bic(value: str) -> str:
     try:
         return str(BIC(value))

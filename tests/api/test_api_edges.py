@@ -187,3 +187,22 @@ async def test_the_openapi_documents_problem_documents_and_real_statuses(client)
     assert spec["paths"]["/api/v1/sse/updates"]["get"]["security"]
     assert "requestBody" in spec["paths"]["/api/v1/reconciliation/statements"]["post"]
     assert "text/csv" in str(spec["paths"])
+
+
+async def test_routes_are_built_at_startup_not_by_the_first_request(client, token_for, monkeypatch):
+    """api/app.py warm_routes: the lifespan builds every router's effective routes (FastAPI builds
+    them lazily, on the first request matched against a router: ~0.3 s the first callers wait for)."""
+    from fastapi import routing
+
+    built: list[str] = []
+    original = routing._EffectiveRouteContext.from_api_route
+
+    def counting(*args, **kwargs):
+        built.append(kwargs.get("original_route", args[0] if args else None).path)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(routing._EffectiveRouteContext, "from_api_route", staticmethod(counting))
+    for url in ("/api/v1/payouts", "/api/v1/ops/actions", "/api/v1/agents", "/api/v1/recommendations"):
+        r = await client.get(url, headers=token_for(OPS))
+        assert r.status_code < 500, r.text
+    assert built == []
