@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,6 +84,17 @@ def classify(kind: str, payout_status: str) -> tuple[str, str | None]:
     return "consistent", None
 
 
+@asynccontextmanager
+async def _autocommit(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session whose statements each commit by themselves (AUTOCOMMIT: no BEGIN and COMMIT
+    round trips), for the writes below that are ONE statement each: such a statement is atomic,
+    and durable when it returns, as it was inside its own transaction. Not for several statements
+    that must commit together (reconcile, repair)."""
+    async with sessionmaker() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 # --- intake -------------------------------------------------------------------------------------
 
 
@@ -91,7 +104,7 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], connector: str,
     cannot take it: the caller answers 503 and the bank retries."""
     payload = notification.model_dump(mode="json")
     try:
-        async with sessionmaker() as session, session.begin():
+        async with _autocommit(sessionmaker) as session:
             row = (await session.execute(
                 pg_insert(bank_notifications)
                 .values(connector=connector, event_id=notification.event_id, type=notification.type,
@@ -150,7 +163,7 @@ async def deliver(sessionmaker: async_sessionmaker[AsyncSession], temporal: Clie
     except Exception as exc:  # noqa: BLE001 — a connection error of any kind: the sweeper retries
         return await _note_failure(sessionmaker, row, f"signal failed: {type(exc).__name__}: {exc}")
     try:
-        async with sessionmaker() as session, session.begin():
+        async with _autocommit(sessionmaker) as session:
             return await _mark(session, row["id"], delivered_at=datetime.now(timezone.utc), outcome="signalled",
                                last_error=None)
     except (SQLAlchemyError, OSError) as exc:  # delivered, not marked: a redelivery is deduplicated by the workflow
@@ -161,7 +174,7 @@ async def deliver(sessionmaker: async_sessionmaker[AsyncSession], temporal: Clie
 async def _note_failure(sessionmaker: async_sessionmaker[AsyncSession], row: dict, error: str) -> dict:
     log.info("bank notification %s not delivered yet: %s", row["event_id"], error)
     try:
-        async with sessionmaker() as session, session.begin():
+        async with _autocommit(sessionmaker) as session:
             return await _mark(session, row["id"], last_error=error[:2000])
     except (SQLAlchemyError, OSError):
         return row

@@ -404,3 +404,20 @@ class TestContradictionAndRepair:
         from core.payouts.bank_notifications import classify
 
         assert classify(kind, status) == expected
+
+
+async def test_single_statement_writes_send_no_begin_or_commit(sessionmaker):
+    """record/_mark run in AUTOCOMMIT (core/payouts/bank_notifications.py _autocommit): each
+    statement commits by itself, without the BEGIN and COMMIT round trips of a transaction."""
+    from sqlalchemy import select as sa_select
+
+    from core.payouts.bank_notifications import _autocommit
+
+    async with _autocommit(sessionmaker) as session:
+        assert (await session.execute(sa_select(1))).scalar_one() == 1
+        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert not raw.is_in_transaction()
+    async with sessionmaker() as session:  # the pool's next user is back to transactions
+        await session.execute(sa_select(1))
+        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert raw.is_in_transaction()
