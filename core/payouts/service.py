@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -48,8 +48,8 @@ from core.payouts.view import payout_view
 from core.payouts.routing import choose_rail
 from core.platform.settings import Settings
 from core.platform.temporal import describe_status, query_live_state
-from core.platform.tables import merchants, payout_events, payouts, rail_rules
-from core.webhooks.events import payout_event_insert
+from core.platform.tables import events, merchants, payout_events, payouts, rail_rules
+from core.webhooks.events import payout_event_values
 from core.webhooks.models import EventType
 
 log = logging.getLogger("payops.payouts")
@@ -180,20 +180,47 @@ NEW_PAYOUT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _create_context(merchant_id: str, idempotency_key: str, rail: str) -> list:
-    """What a payout create reads beside its idempotency claim (see create_payout)."""
-    rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == rail)
-    return [
-        select(merchants.c.id).where(merchants.c.id == merchant_id).scalar_subquery().label("merchant"),
-        frozen_clause(merchant_id).label("frozen"),
-        select(payouts.c.id)
-        .where(payouts.c.merchant_id == merchant_id, payouts.c.idempotency_key == idempotency_key)
-        .scalar_subquery()
-        .label("earlier"),
-        rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
-        rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
-        func.now().label("now"),
-    ]
+_b = bindparam
+# What a payout create reads beside its idempotency claim, in the claim's statement (one round
+# trip): the merchant exists, is not frozen, the key never created a payout, the rail's fee rule
+# (the built-in default when rail_rules has none), and the transaction's timestamp (the new row's
+# created_at/updated_at). Built once: parameters ctx_merchant_id, ctx_key, ctx_rail.
+_rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == _b("ctx_rail"))
+CREATE_CONTEXT = idempotency.ClaimContext(
+    select(merchants.c.id).where(merchants.c.id == _b("ctx_merchant_id")).scalar_subquery().label("merchant"),
+    frozen_clause(_b("ctx_merchant_id")).label("frozen"),
+    select(payouts.c.id)
+    .where(payouts.c.merchant_id == _b("ctx_merchant_id"), payouts.c.idempotency_key == _b("ctx_key"))
+    .scalar_subquery()
+    .label("earlier"),
+    _rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
+    _rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
+    func.now().label("now"),
+)
+_PAYOUT_VALUES = ("id", "merchant_id", "idempotency_key", "amount_minor", "currency", "fee_minor", "method",
+                  "priority", "rail", "status", "beneficiary_encrypted", "beneficiary_masked", "description",
+                  "metadata", "created_at", "updated_at")
+_EVENT_VALUES = ("id", "merchant_id", "type", "payout_id", "payout_version", "data")
+
+
+@lru_cache(maxsize=1)
+def _create_write():
+    """The one statement that writes a new payout (built once; parameters p_<column>,
+    ev_<column>, actor, audit_data, key, body): the payout, its `created` audit event (a
+    brand-new payout: no earlier event to deduplicate against), the merchant event (webhook
+    outbox) and the stored response, as data-modifying CTEs of the response's UPDATE."""
+    audit = event_insert(
+        payout_id=_b("p_id"), actor=_b("actor"), from_status=None, to_status=PayoutStatus.PENDING.value,
+        reason="created through the API", data=_b("audit_data"),
+    )
+    return idempotency.response_update(
+        merchant_id=_b("p_merchant_id"), scope=CREATE_SCOPE, key=_b("p_idempotency_key"),
+        resource_id=_b("p_id"), status=201, body=_b("body"),
+    ).add_cte(
+        payouts.insert().values({c: _b(f"p_{c}") for c in _PAYOUT_VALUES}).cte("created_payout"),
+        audit.cte("created_audit_event"),
+        insert(events).values({c: _b(f"ev_{c}") for c in _EVENT_VALUES}).cte("created_merchant_event"),
+    )
 
 
 async def create_payout(
@@ -224,10 +251,8 @@ async def create_payout(
         key=idempotency_key,
         request_fingerprint=idempotency.fingerprint({"merchant_id": merchant_id, "body": request}),
         ttl_hours=settings.idempotency_ttl_hours,
-        # In the claim's own statement (one round trip): the merchant exists, is not frozen, the
-        # key never created a payout, the rail's fee rule (the built-in default when rail_rules
-        # has none), and the transaction's timestamp (the new row's created_at/updated_at).
-        context=_create_context(merchant_id, idempotency_key, rail) if rail else (),
+        context=CREATE_CONTEXT,
+        context_params={"ctx_merchant_id": merchant_id, "ctx_key": idempotency_key, "ctx_rail": rail or ""},
     )
     if not claim.is_new:
         started = claim.resource_id is None or await session.scalar(
@@ -271,27 +296,15 @@ async def create_payout(
         "created_at": now,
         "updated_at": now,
     }
-    payout_id = values["id"]
     # The row as INSERT ... RETURNING would give it back (every other column at its default),
     # so the payout, its `created` audit event, the merchant event (webhook outbox) and the
     # stored response are written by ONE statement (data-modifying CTEs, same transaction).
     row = {**NEW_PAYOUT_DEFAULTS, **values}
     body = payout_view(row, settings)
-    _, outbox = payout_event_insert(row, EventType.PAYOUT_CREATED, settings)
-    audit = event_insert(
-        payout_id=payout_id, actor=actor, from_status=None, to_status=PayoutStatus.PENDING.value,
-        reason="created through the API", data={"idempotency_key": idempotency_key, "rail": rail},
-    )
-    await session.execute(
-        idempotency.response_update(
-            merchant_id=merchant_id, scope=CREATE_SCOPE, key=idempotency_key,
-            resource_id=payout_id, status=201, body=body,
-        ).add_cte(
-            payouts.insert().values(**values).cte("created_payout"),
-            audit.cte("created_audit_event"),
-            outbox.cte("created_merchant_event"),
-        )
-    )
+    params = {f"p_{c}": v for c, v in values.items()}
+    params.update({f"ev_{c}": v for c, v in payout_event_values(row, EventType.PAYOUT_CREATED, settings).items()})
+    params.update(actor=actor, audit_data={"idempotency_key": idempotency_key, "rail": rail}, body=body)
+    await session.execute(_create_write(), params)
     await session.commit()  # the workflow may only ever see a committed payout
     payouts_created_total.inc()
 

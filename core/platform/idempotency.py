@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Update, and_, func, literal, select, text, update
+from sqlalchemy import Update, and_, bindparam, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,39 +56,47 @@ class Claim:
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
-async def claim_key(
-    session: AsyncSession,
-    *,
-    merchant_id: str,
-    scope: str,
-    key: str,
-    request_fingerprint: str,
-    ttl_hours: float,
-    context: Sequence[Any] = (),
-) -> Claim:
-    """Claim `key` for this request, or return what the earlier request with this key produced.
+class ClaimContext:
+    """Labelled scalar expressions a caller reads in claim_key's own statement, written with
+    `bindparam()`s (their values go in claim_key's `context_params`). Make ONE per use, at module
+    level: claim_key builds its statement once per (context, TTL) and keeps it here, so neither
+    the statement nor its SQLAlchemy cache key is rebuilt per request."""
 
-    Raises IdempotencyKeyReused when the key was used with a different request, and
-    IdempotencyKeyInUse when the earlier request has not finished. An expired key is taken over.
+    def __init__(self, *columns: Any) -> None:
+        self.columns = columns
+        self._statements: dict[float, Any] = {}
 
-    `context`: labelled scalar expressions (e.g. scalar subqueries) the caller needs when the
-    request is new, read in the same statement (as of its snapshot) and returned as
-    `Claim.context`: one round trip instead of a second statement.
-    """
+
+NO_CONTEXT = ClaimContext()
+_b = bindparam
+
+
+def _same_key() -> Any:
+    return and_(
+        idempotency_keys.c.merchant_id == _b("claim_merchant_id"),
+        idempotency_keys.c.scope == _b("claim_scope"),
+        idempotency_keys.c.key == _b("claim_key"),
+    )
+
+
+def _claim_statement(ttl_hours: float, context: ClaimContext) -> Any:
+    stmt = context._statements.get(ttl_hours)
+    if stmt is not None:
+        return stmt
     expires_at = func.now() + text(f"interval '{float(ttl_hours)} hours'")
-    stmt = (
+    claim = (
         insert(idempotency_keys)
         .values(
-            merchant_id=merchant_id,
-            scope=scope,
-            key=key,
-            fingerprint=request_fingerprint,
+            merchant_id=_b("claim_merchant_id"),
+            scope=_b("claim_scope"),
+            key=_b("claim_key"),
+            fingerprint=_b("claim_fingerprint"),
             expires_at=expires_at,
         )
         .on_conflict_do_update(
             constraint="pk_idempotency_keys",
             set_={
-                "fingerprint": request_fingerprint,
+                "fingerprint": _b("claim_fingerprint"),
                 "resource_id": None,
                 "response_status": None,
                 "response_body": None,
@@ -102,32 +110,49 @@ async def claim_key(
     )
     # One round trip for the common cases: the claim runs as a data-modifying CTE and the same
     # statement reads the key's existing record (as of the statement's snapshot) beside it.
-    same_key = and_(
-        idempotency_keys.c.merchant_id == merchant_id,
-        idempotency_keys.c.scope == scope,
-        idempotency_keys.c.key == key,
-    )
-    claimed = stmt.cte("claimed")
+    claimed = claim.cte("claimed")
     one = select(literal(1).label("one")).subquery("one")
-    found = (
-        await session.execute(
-            select(
-                select(func.count()).select_from(claimed).scalar_subquery().label("claimed"),
-                idempotency_keys.c.fingerprint,
-                idempotency_keys.c.resource_id,
-                idempotency_keys.c.response_status,
-                idempotency_keys.c.response_body,
-                *context,
-            ).select_from(one.outerjoin(idempotency_keys, same_key))
-        )
-    ).mappings().one()
+    stmt = select(
+        select(func.count()).select_from(claimed).scalar_subquery().label("claimed"),
+        idempotency_keys.c.fingerprint,
+        idempotency_keys.c.resource_id,
+        idempotency_keys.c.response_status,
+        idempotency_keys.c.response_body,
+        *context.columns,
+    ).select_from(one.outerjoin(idempotency_keys, _same_key()))
+    context._statements[ttl_hours] = stmt
+    return stmt
+
+
+async def claim_key(
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    scope: str,
+    key: str,
+    request_fingerprint: str,
+    ttl_hours: float,
+    context: ClaimContext = NO_CONTEXT,
+    context_params: Mapping[str, Any] | None = None,
+) -> Claim:
+    """Claim `key` for this request, or return what the earlier request with this key produced.
+
+    Raises IdempotencyKeyReused when the key was used with a different request, and
+    IdempotencyKeyInUse when the earlier request has not finished. An expired key is taken over.
+
+    `context`: what the caller needs when the request is new, read in the same statement (as of
+    its snapshot) and returned as `Claim.context`: one round trip instead of a second statement.
+    """
+    params = {"claim_merchant_id": merchant_id, "claim_scope": scope, "claim_key": key,
+              "claim_fingerprint": request_fingerprint, **(context_params or {})}
+    found = (await session.execute(_claim_statement(float(ttl_hours), context), params)).mappings().one()
     if found["claimed"]:
-        return Claim(is_new=True, context={c.key: found[c.key] for c in context})
+        return Claim(is_new=True, context={c.key: found[c.key] for c in context.columns})
     row = found
     if row["fingerprint"] is None:
         # A concurrent request inserted the key and committed while this statement waited on it:
         # the statement's snapshot predates that row, so read it afresh.
-        row = (await session.execute(select(idempotency_keys).where(same_key))).mappings().one()
+        row = (await session.execute(select(idempotency_keys).where(_same_key()), params)).mappings().one()
     if row["fingerprint"] != request_fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body; use a new key"

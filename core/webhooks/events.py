@@ -41,19 +41,24 @@ async def record_payout_event(
     return event_id
 
 
-def payout_event_insert(row: dict, event_type: EventType, settings: Settings | None = None) -> tuple[str, Insert]:
-    """(event id, its INSERT) for the payout `row`, for callers that batch it with other writes."""
+def payout_event_values(row: dict, event_type: EventType, settings: Settings | None = None) -> dict:
+    """The `events` row (its column values) for the payout `row`."""
     # serialized exactly as GET /api/v1/payouts/{id} serializes it, so the two compare equal
     data = PayoutOut.model_validate(payout_view(row, settings or get_settings())).model_dump(mode="json")
-    event_id = new_event_id()
-    return event_id, insert(events).values(
-        id=event_id,
-        merchant_id=row["merchant_id"],
-        type=event_type.value,
-        payout_id=row["id"],
-        payout_version=row["version"],
-        data=data,
-    )
+    return {
+        "id": new_event_id(),
+        "merchant_id": row["merchant_id"],
+        "type": event_type.value,
+        "payout_id": row["id"],
+        "payout_version": row["version"],
+        "data": data,
+    }
+
+
+def payout_event_insert(row: dict, event_type: EventType, settings: Settings | None = None) -> tuple[str, Insert]:
+    """(event id, its INSERT) for the payout `row`, for callers that batch it with other writes."""
+    values = payout_event_values(row, event_type, settings)
+    return values["id"], insert(events).values(**values)
 
 
 def envelope(row: dict) -> dict:
