@@ -184,7 +184,8 @@ _b = bindparam
 # What a payout create reads beside its idempotency claim, in the claim's statement (one round
 # trip): the merchant exists, is not frozen, the key never created a payout, the rail's fee rule
 # (the built-in default when rail_rules has none), and the transaction's timestamp (the new row's
-# created_at/updated_at). Built once: parameters ctx_merchant_id, ctx_key, ctx_rail.
+# created_at/updated_at); for a replay, whether the key's payout has its workflow. Built once:
+# parameters ctx_merchant_id, ctx_key, ctx_rail.
 _rule = select(rail_rules.c.fee_fixed_minor, rail_rules.c.fee_bps).where(rail_rules.c.rail == _b("ctx_rail"))
 CREATE_CONTEXT = idempotency.ClaimContext(
     select(merchants.c.id).where(merchants.c.id == _b("ctx_merchant_id")).scalar_subquery().label("merchant"),
@@ -196,6 +197,10 @@ CREATE_CONTEXT = idempotency.ClaimContext(
     _rule.with_only_columns(rail_rules.c.fee_fixed_minor).scalar_subquery().label("fee_fixed_minor"),
     _rule.with_only_columns(rail_rules.c.fee_bps).scalar_subquery().label("fee_bps"),
     func.now().label("now"),
+    select(payouts.c.workflow_started_at.is_not(None))
+    .where(payouts.c.id == idempotency.idempotency_keys.c.resource_id)
+    .scalar_subquery()
+    .label("started"),
 )
 _PAYOUT_VALUES = ("id", "merchant_id", "idempotency_key", "amount_minor", "currency", "fee_minor", "method",
                   "priority", "rail", "status", "beneficiary_encrypted", "beneficiary_masked", "description",
@@ -255,9 +260,11 @@ async def create_payout(
         context_params={"ctx_merchant_id": merchant_id, "ctx_key": idempotency_key, "ctx_rail": rail or ""},
     )
     if not claim.is_new:
-        started = claim.resource_id is None or await session.scalar(
-            select(payouts.c.workflow_started_at.is_not(None)).where(payouts.c.id == claim.resource_id)
-        )
+        started = claim.resource_id is None or claim.context.get("started")
+        if started is None:  # not read with the claim (a concurrent first request): read it now
+            started = await session.scalar(
+                select(payouts.c.workflow_started_at.is_not(None)).where(payouts.c.id == claim.resource_id)
+            )
         await session.commit()  # release the read before talking to Temporal
         if not started:  # heal a payout whose workflow never started (crash or outage at creation)
             await ensure_workflow_started(session, temporal, settings, claim.resource_id)

@@ -52,7 +52,8 @@ class Claim:
     resource_id: str | None = None
     response_status: int | None = None
     response_body: dict | None = None
-    # the `context` columns claim_key read in its statement (only for a new request)
+    # the `context` columns claim_key read in its statement (empty when a replay had to read the
+    # key's record again: see claim_key)
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -140,8 +141,9 @@ async def claim_key(
     Raises IdempotencyKeyReused when the key was used with a different request, and
     IdempotencyKeyInUse when the earlier request has not finished. An expired key is taken over.
 
-    `context`: what the caller needs when the request is new, read in the same statement (as of
-    its snapshot) and returned as `Claim.context`: one round trip instead of a second statement.
+    `context`: what the caller needs, read in the same statement (as of its snapshot; columns
+    may refer to the key's record, `idempotency_keys`, e.g. its resource_id) and returned as
+    `Claim.context`: one round trip instead of a second statement.
     """
     params = {"claim_merchant_id": merchant_id, "claim_scope": scope, "claim_key": key,
               "claim_fingerprint": request_fingerprint, **(context_params or {})}
@@ -149,10 +151,12 @@ async def claim_key(
     if found["claimed"]:
         return Claim(is_new=True, context={c.key: found[c.key] for c in context.columns})
     row = found
+    context = {c.key: found[c.key] for c in context.columns}
     if row["fingerprint"] is None:
         # A concurrent request inserted the key and committed while this statement waited on it:
         # the statement's snapshot predates that row, so read it afresh.
         row = (await session.execute(select(idempotency_keys).where(_same_key()), params)).mappings().one()
+        context = {}
     if row["fingerprint"] != request_fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body; use a new key"
@@ -164,6 +168,7 @@ async def claim_key(
         resource_id=row["resource_id"],
         response_status=row["response_status"],
         response_body=row["response_body"],
+        context=context,
     )
 
 
