@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.platform.auth_tokens import mint_dev_token  # noqa: E402
+from core.platform.names import payout_workflow_id  # noqa: E402
 from devstack.embedded import free_port  # noqa: E402
 from core.platform.settings import Settings  # noqa: E402
 from core.platform.temporal import connect_temporal  # noqa: E402
@@ -251,6 +252,7 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
     n, c = args.n, args.concurrency
     keys = [(f"bench-{i}-{uuid.uuid4().hex[:6]}", payout_body(merchant, i)) for i in range(n)]
     create_ms: list[float] = []
+    payout_ids: list[str] = []
 
     async def create(i):
         key, body = keys[i]
@@ -259,6 +261,7 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
         create_ms.append((time.perf_counter() - t) * 1000)
         if r.status_code != 201:
             raise SystemExit(f"create failed: {r.status_code} {r.text[:300]}")
+        payout_ids.append(r.json()["id"])
     cpu0 = cpu_by_component(stack_pid)
     t0 = time.perf_counter()
     await bounded(n, c, create)
@@ -266,6 +269,7 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
     e2e_rate = n / await wait_settled(http, ops, merchant, n, t0)
     await asyncio.sleep(1)  # the return window (0.36 s) closes the workflows: their last tasks
     cpu_e2e = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+    history = await history_shape(client, payout_ids[:20])
 
     replay_ms: list[float] = []
 
@@ -292,7 +296,25 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
         cpu_noop = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
     return {"accepted_rate": accepted_rate, "e2e_rate": e2e_rate, "cpu": cpu_e2e, "noop_rate": noop_rate,
             "cpu_noop": cpu_noop, "create_p50": statistics.median(create_ms), "create_p99": pct(create_ms, 0.99),
-            "replay_p50": statistics.median(replay_ms), "replay_p99": pct(replay_ms, 0.99)}
+            "replay_p50": statistics.median(replay_ms), "replay_p99": pct(replay_ms, 0.99), "history": history}
+
+
+async def history_shape(client, payout_ids: list[str]) -> dict[str, float]:
+    """What Temporal keeps per settled payout, averaged over a sample of the bench's payouts: history
+    events, workflow tasks, activity tasks, local activities (markers) and search-attribute upserts."""
+    from temporalio.api.enums.v1 import EventType as E
+
+    kinds = {"events": None, "workflow tasks": E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+             "activity tasks": E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, "local activities": E.EVENT_TYPE_MARKER_RECORDED,
+             "upserts": E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES}
+    totals = dict.fromkeys(kinds, 0)
+    for payout_id in payout_ids:
+        events = (await client.get_workflow_handle(payout_workflow_id(payout_id)).fetch_history()).events
+        for name, kind in kinds.items():
+            totals[name] += sum(1 for e in events if kind is None or (
+                e.event_type == kind and (kind != E.EVENT_TYPE_MARKER_RECORDED
+                                          or e.marker_recorded_event_attributes.marker_name == "core_local_activity")))
+    return {name: total / max(len(payout_ids), 1) for name, total in totals.items()}
 
 
 def _api_process(stack_pid: int) -> int | None:
@@ -472,7 +494,10 @@ def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused
             ("  bulk payouts by status at the end", "", json.dumps(bulk["by_status"]), ""),
         ]
     if single:
-        rows += [("info: API accepted rate", "", f"{single['accepted_rate']:.0f}/s", ""),
+        shape = single["history"]
+        rows += [("info: history per settled payout (20 sampled)", "",
+                  ", ".join(f"{v:.1f} {k}" for k, v in shape.items()), ""),
+                 ("info: API accepted rate", "", f"{single['accepted_rate']:.0f}/s", ""),
                  ("info: replay p99", "", f"{single['replay_p99']:.1f} ms", "")]
     if bulk:
         rows.append(("info: bulk, all workflows started", "",
