@@ -11,11 +11,11 @@ import json
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
-from core.payouts.models import ControlsChanged, PayoutState
+from core.payouts.models import ControlsChanged
 from core.platform.names import search_attribute_keys
 from tests.factories import create_merchant, create_payout_row
 from tests.payouts.test_payout_workflow import (
-    FUNDS, _control, assert_ledger_ok, balances, events_of, start, wait_for_status,
+    FUNDS, _control, assert_ledger_ok, balances, events_of, start, start_held_at_the_gate,
 )
 from workflows.payout import LEAN_PATCH
 
@@ -79,13 +79,7 @@ async def test_lean_payout_settles_with_one_patch_local_db_steps_and_resting_sta
 
 async def test_lean_payout_waiting_at_the_gate_shows_routed_to_ops(temporal_client, worker, settings, sessionmaker,
                                                                     bank):
-    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    await _control(sessionmaker, "merchant_freeze", merchant)
-    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
-    handle = await start(temporal_client, settings, params)
-    state = await wait_for_status(handle, "routed")
-    while "on hold" not in state.step:
-        state = await handle.query("state", result_type=PayoutState)
+    merchant, params, handle, _ = await start_held_at_the_gate(temporal_client, settings, sessionmaker)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while await search_status(handle) != "routed":  # written when it rests, in the same task

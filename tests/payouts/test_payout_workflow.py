@@ -248,16 +248,23 @@ async def _control(sm, kind: str, target: str, *, active: bool = True, params: d
                 controls.c.kind == kind, controls.c.target == target, controls.c.active).values(active=False))
 
 
-async def test_frozen_merchant_payout_waits_until_unfrozen(temporal_client, worker, settings, sessionmaker, bank):
-    from core.payouts.models import ControlsChanged
-
-    merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
-    await _control(sessionmaker, "merchant_freeze", merchant)
-    params = await create_payout_row(sessionmaker, settings, merchant_id=merchant)
-    handle = await start(temporal_client, settings, params)
+async def start_held_at_the_gate(client, settings, sm):
+    """A frozen merchant's payout, started and waiting at the submission gate:
+    (merchant, params, handle, state)."""
+    merchant = await create_merchant(sm, funded_minor=FUNDS)
+    await _control(sm, "merchant_freeze", merchant)
+    params = await create_payout_row(sm, settings, merchant_id=merchant)
+    handle = await start(client, settings, params)
     state = await wait_for_status(handle, "routed")
     while "on hold" not in state.step:
         state = await handle.query("state", result_type=PayoutState)
+    return merchant, params, handle, state
+
+
+async def test_frozen_merchant_payout_waits_until_unfrozen(temporal_client, worker, settings, sessionmaker, bank):
+    from core.payouts.models import ControlsChanged
+
+    merchant, params, handle, state = await start_held_at_the_gate(temporal_client, settings, sessionmaker)
     assert "merchant freeze" in state.step
     assert bank.payment(params.payout_id) is None  # nothing reached the bank
 

@@ -117,7 +117,7 @@ async def test_record_lean_payout_histories(temporal_client, worker, settings, s
     at start; a Temporal cancel of a submitted payout the bank recalls."""
     from core.payouts.models import ControlsChanged
     from core.platform.names import payout_workflow_id
-    from tests.payouts.test_payout_workflow import _control, wait_for_status
+    from tests.payouts.test_payout_workflow import _control, start_held_at_the_gate, wait_for_status
     from workflows.payout import PayoutWorkflow
 
     async def run(params, **kwargs):
@@ -132,12 +132,7 @@ async def test_record_lean_payout_histories(temporal_client, worker, settings, s
     merchant = await create_merchant(sessionmaker, funded_minor=10_000_000)
     await save("payout_lean_settled", await run(await create_payout_row(sessionmaker, settings, merchant_id=merchant)))
 
-    frozen = await create_merchant(sessionmaker, funded_minor=10_000_000)
-    await _control(sessionmaker, "merchant_freeze", frozen)
-    handle = await run(await create_payout_row(sessionmaker, settings, merchant_id=frozen))
-    state = await wait_for_status(handle, "routed")
-    while "on hold" not in state.step:
-        state = await handle.query("state", result_type=type(state))
+    frozen, _, handle, _ = await start_held_at_the_gate(temporal_client, settings, sessionmaker)
     await _control(sessionmaker, "merchant_freeze", frozen, active=False)
     await handle.signal("controls_changed", ControlsChanged(reason="unfrozen"))
     await save("payout_lean_gate_hold_settled", handle)
