@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHandle
 
 from core.payouts.models import ControlsChanged
 from core.platform.names import search_attribute_keys
+from tests.temporal_history import LOCAL_ACTIVITY_MARKER, step_name
 from tests.factories import create_merchant, create_payout_row
 from tests.payouts.test_payout_workflow import (
     FUNDS, _control, assert_ledger_ok, balances, events_of, start, start_held_at_the_gate,
@@ -32,9 +33,8 @@ async def history_facts(handle: WorkflowHandle) -> dict:
             attrs = event.marker_recorded_event_attributes
             if attrs.marker_name == "core_patch":
                 patches.append(json.loads(attrs.details["patch-data"].payloads[0].data)["id"])
-            elif attrs.marker_name == "core_local_activity":
-                data = json.loads(attrs.details["data"].payloads[0].data)
-                local.append(data.get("activity_type") or data.get("activityType"))
+            elif attrs.marker_name == LOCAL_ACTIVITY_MARKER:
+                local.append(step_name(event))
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
         elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
