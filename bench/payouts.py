@@ -15,7 +15,10 @@ Phases, in order, on one stack:
      --log-n payouts at the same concurrency: create p50 and p99 with and without the log,
      measured side by side in one phase (target: under 5 % added);
   3. the baseline: as many no-op workflows with 5 no-op activities each (a payout's happy path
-     has 5 steps), on an in-process worker (its CPU is the bench client's);
+     has 5 steps), on an in-process worker (its CPU is the bench client's); then the floor: as many
+     workflows of a payout's least possible shape (start, one local-activity step, the settlement
+     signal, complete), what Temporal spends on any payout that has a workflow of its own; then as
+     many bare starts to a task queue nobody polls (Temporal's cost and latency of a start alone);
   4. bulk: one POST /bulk-payouts of --bulk-n items (goal 3: answered in <= 5 s), then the time
      until every payout of the batch is settled (<= 300 s; --settle-timeout stops the wait and
      reports how many settled), with the CPU per item of the intake and per settled payout.
@@ -53,7 +56,7 @@ from core.platform.names import payout_workflow_id  # noqa: E402
 from devstack.embedded import free_port  # noqa: E402
 from core.platform.settings import Settings  # noqa: E402
 from core.platform.temporal import connect_temporal  # noqa: E402
-from bench.noop_workflow import BenchNoopWorkflow, bench_noop  # noqa: E402
+from bench.noop_workflow import BenchFloorWorkflow, BenchNoopWorkflow, bench_noop  # noqa: E402
 
 # The payout happy path runs these activities: hold, route, gate, submit, settle.
 PAYOUT_ACTIVITIES = 5
@@ -282,9 +285,10 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
             raise SystemExit(f"replay answered {r.status_code}: {r.text[:300]}")
     await bounded(n, c, replay)
 
-    # the same number of workflows with as many no-op activities, on an in-process worker
-    async with Worker(client, task_queue="bench-noop", workflows=[BenchNoopWorkflow], activities=[bench_noop],
-                      max_concurrent_activities=200):
+    # the same number of workflows with as many no-op activities, on an in-process worker; then as
+    # many of a payout's least possible shape (one local step, a settlement signal), the floor
+    async with Worker(client, task_queue="bench-noop", workflows=[BenchNoopWorkflow, BenchFloorWorkflow],
+                      activities=[bench_noop], max_concurrent_activities=200):
         cpu0 = cpu_by_component(stack_pid)
         t0 = time.perf_counter()
 
@@ -294,8 +298,35 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
         await bounded(n, c, noop)
         noop_rate = n / (time.perf_counter() - t0)
         cpu_noop = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+
+        cpu0 = cpu_by_component(stack_pid)
+        t0 = time.perf_counter()
+
+        async def floor(i):
+            handle = await client.start_workflow(BenchFloorWorkflow.run, id=f"bench-floor-{uuid.uuid4().hex}",
+                                                 task_queue="bench-noop")
+            await handle.signal(BenchFloorWorkflow.settled)
+            await handle.result()
+        await bounded(n, c, floor)
+        floor_rate = n / (time.perf_counter() - t0)
+        cpu_floor = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+
+    # a bare start (to a queue nobody polls) at the same concurrency: what accepting a payout costs
+    # Temporal alone, and how fast Temporal alone answers it (what a create that starts its workflow
+    # can never beat)
+    start_ms: list[float] = []
+    cpu0 = cpu_by_component(stack_pid)
+
+    async def bare_start(i):
+        t = time.perf_counter()
+        await client.start_workflow(BenchFloorWorkflow.run, id=f"bench-start-{uuid.uuid4().hex}",
+                                    task_queue="bench-nobody-polls")
+        start_ms.append((time.perf_counter() - t) * 1000)
+    await bounded(n, c, bare_start)
+    cpu_start = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
     return {"accepted_rate": accepted_rate, "e2e_rate": e2e_rate, "cpu": cpu_e2e, "noop_rate": noop_rate,
-            "cpu_noop": cpu_noop, "create_p50": statistics.median(create_ms), "create_p99": pct(create_ms, 0.99),
+            "cpu_noop": cpu_noop, "floor_rate": floor_rate, "cpu_floor": cpu_floor, "cpu_start": cpu_start,
+            "start_p50": statistics.median(start_ms), "start_p99": pct(start_ms, 0.99), "create_p50": statistics.median(create_ms), "create_p99": pct(create_ms, 0.99),
             "replay_p50": statistics.median(replay_ms), "replay_p99": pct(replay_ms, 0.99), "history": history}
 
 
@@ -485,6 +516,11 @@ def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused
             ("  single payout, create -> settled", "", cpu_text(single["cpu"]), f"total {stack_total(single['cpu']):.1f}"),
             ("  no-op workflow (worker = bench)", "", cpu_text(single["cpu_noop"], with_client=True),
              f"total {stack_total(single['cpu_noop']) + single['cpu_noop'].get('bench client', 0.0):.1f}"),
+            ("  floor: 1 local step + settlement signal (worker = bench)", "",
+             cpu_text(single["cpu_floor"], with_client=True),
+             f"total {stack_total(single['cpu_floor']) + single['cpu_floor'].get('bench client', 0.0):.1f}"),
+            ("  bare workflow start, nobody polls (client = bench)", "", cpu_text(single["cpu_start"], with_client=True),
+             f"total {stack_total(single['cpu_start']) + single['cpu_start'].get('bench client', 0.0):.1f}"),
         ]
     if bulk:
         rows += [
@@ -498,6 +534,10 @@ def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused
         rows += [("info: history per settled payout (20 sampled)", "",
                   ", ".join(f"{v:.1f} {k}" for k, v in shape.items()), ""),
                  ("info: API accepted rate", "", f"{single['accepted_rate']:.0f}/s", ""),
+                 ("info: floor workflows/s (1 local step + settlement signal, no payout work)", "",
+                  f"{single['floor_rate']:.1f}/s", ""),
+                 (f"info: bare workflow start latency p50 / p99, concurrency {args.concurrency}", "",
+                  f"{single['start_p50']:.1f} / {single['start_p99']:.1f} ms", ""),
                  ("info: replay p99", "", f"{single['replay_p99']:.1f} ms", "")]
     if bulk:
         rows.append(("info: bulk, all workflows started", "",
