@@ -128,6 +128,14 @@ async def bounded(n: int, concurrency: int, make):
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+async def timed_phase(n: int, concurrency: int, make, stack_pid: int) -> tuple[float, dict[str, float]]:
+    """Run `make` n times at `concurrency`: (items/s, CPU ms per item by process)."""
+    cpu0 = cpu_by_component(stack_pid)
+    t0 = time.perf_counter()
+    await bounded(n, concurrency, make)
+    return n / (time.perf_counter() - t0), cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+
+
 def payout_body(merchant_id: str, i: int) -> dict:
     return {
         "merchant_id": merchant_id,
@@ -289,44 +297,33 @@ async def measure_singles(args, http, ops, client, merchant: str, stack_pid: int
     # many of a payout's least possible shape (one local step, a settlement signal), the floor
     async with Worker(client, task_queue="bench-noop", workflows=[BenchNoopWorkflow, BenchFloorWorkflow],
                       activities=[bench_noop], max_concurrent_activities=200):
-        cpu0 = cpu_by_component(stack_pid)
-        t0 = time.perf_counter()
-
         async def noop(i):
             await client.execute_workflow(BenchNoopWorkflow.run, PAYOUT_ACTIVITIES,
                                           id=f"bench-noop-{uuid.uuid4().hex}", task_queue="bench-noop")
-        await bounded(n, c, noop)
-        noop_rate = n / (time.perf_counter() - t0)
-        cpu_noop = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
-
-        cpu0 = cpu_by_component(stack_pid)
-        t0 = time.perf_counter()
+        noop_rate, cpu_noop = await timed_phase(n, c, noop, stack_pid)
 
         async def floor(i):
             handle = await client.start_workflow(BenchFloorWorkflow.run, id=f"bench-floor-{uuid.uuid4().hex}",
                                                  task_queue="bench-noop")
             await handle.signal(BenchFloorWorkflow.settled)
             await handle.result()
-        await bounded(n, c, floor)
-        floor_rate = n / (time.perf_counter() - t0)
-        cpu_floor = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+        floor_rate, cpu_floor = await timed_phase(n, c, floor, stack_pid)
 
     # a bare start (to a queue nobody polls) at the same concurrency: what accepting a payout costs
     # Temporal alone, and how fast Temporal alone answers it (what a create that starts its workflow
     # can never beat)
     start_ms: list[float] = []
-    cpu0 = cpu_by_component(stack_pid)
 
     async def bare_start(i):
         t = time.perf_counter()
         await client.start_workflow(BenchFloorWorkflow.run, id=f"bench-start-{uuid.uuid4().hex}",
                                     task_queue="bench-nobody-polls")
         start_ms.append((time.perf_counter() - t) * 1000)
-    await bounded(n, c, bare_start)
-    cpu_start = cpu_ms(cpu0, cpu_by_component(stack_pid), n)
+    _, cpu_start = await timed_phase(n, c, bare_start, stack_pid)
     return {"accepted_rate": accepted_rate, "e2e_rate": e2e_rate, "cpu": cpu_e2e, "noop_rate": noop_rate,
             "cpu_noop": cpu_noop, "floor_rate": floor_rate, "cpu_floor": cpu_floor, "cpu_start": cpu_start,
-            "start_p50": statistics.median(start_ms), "start_p99": pct(start_ms, 0.99), "create_p50": statistics.median(create_ms), "create_p99": pct(create_ms, 0.99),
+            "start_p50": statistics.median(start_ms), "start_p99": pct(start_ms, 0.99),
+            "create_p50": statistics.median(create_ms), "create_p99": pct(create_ms, 0.99),
             "replay_p50": statistics.median(replay_ms), "replay_p99": pct(replay_ms, 0.99), "history": history}
 
 
@@ -512,16 +509,13 @@ def goal_table(args, single: dict | None, bulk: dict | None, load: tuple, paused
         ]
     rows.append(("CPU ms per item by process", "", "", ""))
     if single:
-        rows += [
-            ("  single payout, create -> settled", "", cpu_text(single["cpu"]), f"total {stack_total(single['cpu']):.1f}"),
-            ("  no-op workflow (worker = bench)", "", cpu_text(single["cpu_noop"], with_client=True),
-             f"total {stack_total(single['cpu_noop']) + single['cpu_noop'].get('bench client', 0.0):.1f}"),
-            ("  floor: 1 local step + settlement signal (worker = bench)", "",
-             cpu_text(single["cpu_floor"], with_client=True),
-             f"total {stack_total(single['cpu_floor']) + single['cpu_floor'].get('bench client', 0.0):.1f}"),
-            ("  bare workflow start, nobody polls (client = bench)", "", cpu_text(single["cpu_start"], with_client=True),
-             f"total {stack_total(single['cpu_start']) + single['cpu_start'].get('bench client', 0.0):.1f}"),
-        ]
+        rows.append(("  single payout, create -> settled", "", cpu_text(single["cpu"]),
+                     f"total {stack_total(single['cpu']):.1f}"))
+        rows += [(label, "", cpu_text(single[key], with_client=True),
+                  f"total {stack_total(single[key]) + single[key].get('bench client', 0.0):.1f}")
+                 for label, key in (("  no-op workflow (worker = bench)", "cpu_noop"),
+                                    ("  floor: 1 local step + settlement signal (worker = bench)", "cpu_floor"),
+                                    ("  bare workflow start, nobody polls (client = bench)", "cpu_start"))]
     if bulk:
         rows += [
             ("  bulk intake, per item (the POST)", "", cpu_text(bulk["cpu_intake"], digits=2),
