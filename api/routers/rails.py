@@ -34,7 +34,7 @@ async def _rule_view(session, row: dict) -> dict:
     rule = RailRule.model_validate({k: row[k] for k in RailRule.model_fields})
     calendars = await rail_store.load_calendars(session)
     cutoff = next_cutoff(rule, datetime.now(timezone.utc), calendars[rule.calendar])
-    return {**row, "next_cutoff_at": cutoff}
+    return {**row, "next_cutoff_at": cutoff and cutoff.astimezone(timezone.utc)}  # UTC, like every instant we serve
 
 
 @router.get("", response_model=list[RailRuleOut], responses=problems(401, 403))

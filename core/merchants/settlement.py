@@ -4,7 +4,8 @@ Panel: per currency, the available balance and the held one (the ledger's `get_b
 held split by where its payouts are (`pending`: not at the bank yet; `in_flight`: submitted or
 being submitted/retried) from the active holds, and for each rail carrying the currency its next
 cutoff and the settlement date a payout made now would get (core/rails/rules.py, the same
-calendars and cutoffs routing uses).
+calendars and cutoffs routing uses). Every instant is in UTC, like every other timestamp the API
+serves; the rail's `timezone` says where its cutoff is local.
 
 Withdraw: an ordinary payout of the merchant's own funds to one of its own usable bank accounts,
 created by core/payouts/service.create_payout (same Idempotency-Key semantics, same
@@ -66,7 +67,8 @@ async def settlement_panel(session: AsyncSession, merchant_id: str, now: datetim
                 continue
             calendar = calendars.get(rule.calendar) or calendars["NONE"]
             cutoff = next_cutoff(rule, now, calendar)
-            target = settlement_target(rule, now, calendar)
+            cutoff = cutoff and cutoff.astimezone(timezone.utc)
+            target = settlement_target(rule, now, calendar).astimezone(timezone.utc)
             rails.append({"rail": rule.rail, "methods": rule.methods, "next_cutoff_at": cutoff,
                           "next_settlement_at": target, "calendar": rule.calendar, "timezone": rule.timezone,
                           "continuous": cutoff is None})

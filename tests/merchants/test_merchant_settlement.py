@@ -230,8 +230,39 @@ class TestSettlementPanel:
             assert datetime.fromisoformat(x["next_settlement_at"]) >= computed
             if x["next_cutoff_at"]:
                 assert datetime.fromisoformat(x["next_cutoff_at"]) > computed
-        assert eur["next_settlement_at"] == min(x["next_settlement_at"] for x in eur["rails"])
+        # instants, not strings: a client comparing ISO strings is only right when every one is in UTC
+        stamps = [panel["computed_at"], eur["next_settlement_at"]]
+        stamps += [x[k] for x in rails.values() for k in ("next_cutoff_at", "next_settlement_at") if x[k]]
+        assert all(datetime.fromisoformat(t).utcoffset() == timedelta(0) for t in stamps), stamps
+        assert datetime.fromisoformat(eur["next_settlement_at"]) == min(
+            datetime.fromisoformat(x["next_settlement_at"]) for x in eur["rails"])
         assert panel["kyc_status"] == "pending" and panel["can_withdraw"] is False
+
+    async def test_the_next_settlement_is_the_earliest_instant_at_every_hour_of_the_week(
+            self, client, admin, merchant, sessionmaker):
+        """Rails settle in their own time zones (wire in New York, sepa in Frankfurt, instant rails
+        now + seconds): swept over a week in 47-minute steps, past cutoffs, midnights in each zone
+        and a weekend, the panel's next settlement is the earliest rail's, and every instant is UTC."""
+        start = datetime(2026, 12, 4, 0, 3, tzinfo=timezone.utc)  # a Friday
+        seen_offsets = set()
+        async with sessionmaker() as session:
+            for step in range(0, 8 * 24 * 60, 47):
+                now = start + timedelta(minutes=step)
+                panel = await settlement.settlement_panel(session, merchant, now=now)
+                (eur,) = panel["currencies"]
+                targets = [r["next_settlement_at"] for r in eur["rails"]]
+                assert eur["next_settlement_at"] == min(targets), now
+                for r in eur["rails"]:
+                    for t in (r["next_settlement_at"], r["next_cutoff_at"]):
+                        if t is not None:
+                            seen_offsets.add(t.utcoffset())
+                            assert t >= now, (now, r)
+        assert seen_offsets == {timedelta(0)}
+        r = await client.get(f"/api/v1/merchants/{merchant}/settlement", headers=admin)
+        body = r.json()
+        served = [body["computed_at"]] + [x[k] for c in body["currencies"] for x in c["rails"]
+                                          for k in ("next_cutoff_at", "next_settlement_at") if x[k]]
+        assert all(t.endswith("Z") for t in served), served
 
     async def test_scoping(self, client, token_for, merchant, other):
         r = await client.get(f"/api/v1/merchants/{merchant}/settlement",
