@@ -23,7 +23,7 @@ from core.platform.tables import alerts, events, journal_transactions, payout_ev
 from core.rails.fees import payout_fee
 from core.rails.models import HealthRunInput
 from tests.temporal_history import steps
-from tests.factories import create_merchant, create_payout_row, sepa_beneficiary
+from tests.factories import create_merchant, create_payout_row, leave_wire_the_only_fallback_for_eur, sepa_beneficiary
 from tests.polling import eventually
 from workers.main import build_worker
 from workflows.connector_health import ConnectorHealthWorkflow
@@ -79,7 +79,8 @@ async def run_payout(env, worker_deps, settings, params):
 
 async def run_payout_with_sepa_instant_breaker_open(env, worker_deps, settings, bank, params):
     """SEPA Instant is down and the health workflow has opened its breaker (two runs) before the
-    payout starts, so routing falls back to another rail."""
+    payout starts, so routing falls back to the wire (the one other EUR rail left)."""
+    await leave_wire_the_only_fallback_for_eur(worker_deps.sessionmaker)
     async with build_worker(env.client, worker_deps, task_queue=settings.temporal_task_queue):
         async with httpx.AsyncClient() as http:
             await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
@@ -167,6 +168,7 @@ async def test_failover_only_after_the_bank_confirms_it_has_no_such_payment(
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
     params = await create_payout_row(sessionmaker, settings, merchant_id=merchant, priority="priority")
     eager_failover(params)
+    await leave_wire_the_only_fallback_for_eur(sessionmaker)
     async with httpx.AsyncClient() as http:  # the scheme is down: 503, nothing recorded
         await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
     await fault(bank, "inquiry_5xx", 2)  # the first two inquiries get no answer

@@ -35,11 +35,15 @@ def fps_beneficiary() -> dict:
     return {"type": "faster_payments", "name": "Ann Smith", "sort_code": "040004", "account_number": "12345678"}
 
 
-def next_weekday(weekday: int, *, business_day: bool = True) -> date:
+def next_weekday(weekday: int, *, business_day: bool = True, plain_week_after: bool = False) -> date:
     """The first such weekday at least two days from now that is a Fed business day: the payout
-    is created in the (time-skipped) future, so its cutoff is ahead of the workflow's clock."""
+    is created in the (time-skipped) future, so its cutoff is ahead of the workflow's clock.
+    `plain_week_after`: and the next Monday and Tuesday are business days too (a Friday before a
+    Monday or Tuesday holiday settles an after-cutoff ACH beyond the 4-day budget of `standard`,
+    so routing rightly takes wire instead; which Friday comes next depends on today's date)."""
     d = datetime.now(NY).date() + timedelta(days=2)
-    while d.weekday() != weekday or (business_day and not FED.is_business_day(d)):
+    while (d.weekday() != weekday or (business_day and not FED.is_business_day(d))
+           or (plain_week_after and not all(FED.is_business_day(d + timedelta(days=n)) for n in (3, 4)))):
         d += timedelta(days=1)
     return d
 
@@ -68,7 +72,7 @@ async def test_standard_ach_waits_for_the_days_cutoff_or_the_next_business_days(
 ):
     client = skipping_env.client
     merchant = await create_merchant(sessionmaker, currency="USD", funded_minor=FUNDS)
-    tuesday, friday = next_weekday(1), next_weekday(4)
+    tuesday, friday = next_weekday(1), next_weekday(4, plain_week_after=True)
     at_1600 = await create_payout_row(sessionmaker, settings, merchant_id=merchant, currency="USD", method="ach",
                                       priority="standard", amount_minor=12_345, beneficiary=ach_beneficiary())
     at_1701 = await create_payout_row(sessionmaker, settings, merchant_id=merchant, currency="USD", method="ach",

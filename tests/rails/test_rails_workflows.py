@@ -15,7 +15,7 @@ from core.platform.names import payout_workflow_id
 from core.payouts.models import PayoutState
 from core.rails.models import BatchInput, HealthRunInput
 from core.platform.tables import alerts, payout_batch_entries, payout_batches, payouts
-from tests.factories import create_merchant, create_payout_row
+from tests.factories import create_merchant, create_payout_row, leave_wire_the_only_fallback_for_eur
 from tests.polling import eventually
 from workers.main import build_worker
 from workflows.batch import BatchWorkflow
@@ -154,6 +154,7 @@ async def test_connector_health_moves_new_payouts_to_the_next_candidate_and_back
                                          .where(payouts.c.id == p.payout_id))).one()
         return row.connector, row.routing
 
+    await leave_wire_the_only_fallback_for_eur(sessionmaker)
     assert (await pay())[0] == "bank_sepa_instant"
     async with httpx.AsyncClient() as http:
         await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
@@ -177,6 +178,7 @@ async def test_a_retryable_failure_fails_over_to_the_next_candidate_with_the_sam
     merchant = await create_merchant(sessionmaker, funded_minor=FUNDS)
     params = await create_payout_row(sessionmaker, settings, merchant_id=merchant, priority="priority")
     params.failover_codes, params.failover_attempts_per_connector = ["service_unavailable"], 2
+    await leave_wire_the_only_fallback_for_eur(sessionmaker)
     async with httpx.AsyncClient() as http:  # the scheme is down but health has not noticed yet
         await http.post(f"{bank.url}/_sandbox/outages", json={"rail": "sepa_instant", "down": True})
     handle = await start(temporal_client, settings, params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -96,7 +96,7 @@ class TestBackfill:
 
     async def test_backfills_and_reports_progress(self, client, token_for, sync_worker):
         admin = token_for("ops_admin")
-        today = date.today()
+        today = datetime.now(timezone.utc).date()  # the provider's days are UTC days, whatever the local zone
         r = await client.post("/api/v1/sync/backfill", headers=admin, json={
             "source": "vima", "date_from": (today - timedelta(days=3)).isoformat(), "date_to": today.isoformat()})
         assert r.status_code == 202

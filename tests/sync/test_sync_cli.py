@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
@@ -24,7 +24,7 @@ async def test_backfill_command_shows_progress_and_the_outcome(temporal_client, 
     settings = settings.model_copy(update={"vima_base_url": vima.url, "vima_page_size": 500,
                                            "sync_pages_per_activity": 2})
     monkeypatch.setattr(cli.main, "get_settings", lambda: settings)
-    today = date.today()
+    today = datetime.now(timezone.utc).date()  # the provider's days are UTC days, whatever the local zone
     args = ["sync", "backfill", "--source", "vima", "--from", (today - timedelta(days=3)).isoformat(),
             "--to", today.isoformat()]
     deps = WorkerDeps.from_settings(settings)
