@@ -134,18 +134,28 @@ class RequestCounter:
             await self.app(scope, receive, send)
             return
         status = 500  # unless a response starts: an exception escaping to the server error handler
+        route: str | None = None
 
         async def send_counting(message: Message) -> None:
-            nonlocal status
+            nonlocal status, route
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, route = message["status"], route_template(scope)
             await send(message)
 
         try:
             await self.app(scope, receive, send_counting)
         finally:
-            route = scope.get("route")  # the router writes the matched route into this same scope
-            http_requests_total.labels(scope["method"], getattr(route, "path", "unmatched"), str(status)).inc()
+            route = route or route_template(scope)
+            http_requests_total.labels(scope["method"], route or "unmatched", str(status)).inc()
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's path as the API documents it: `/api/v1/payouts/{payout_id}`. The
+    router writes the matched route into this same scope; for a route of an included router that
+    route is the router's own (`/payouts/{payout_id}`, without the prefix), and FastAPI (>= 0.16x)
+    keeps the included route, prefix and all, beside it while the request is handled."""
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    return getattr(context, "path", None) or getattr(scope.get("route"), "path", None)
 
 
 def warm_routes(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.deps import require
 from core.platform.auth_tokens import mint_dev_token
@@ -48,10 +49,18 @@ async def test_ready_reports_a_dead_dependency(settings, temporal_client):
 
 async def test_metrics_are_prometheus_text(client):
     await client.get("/health")
+    await client.get("/api/v1/payouts/po_nope")  # 401: no token
+    await client.get("/api/v1/no/such/route")
     r = await client.get("/metrics")
     assert r.status_code == 200
-    assert "http_requests_total" in r.text
     assert "payouts_created_total" in r.text
+    counted = {(s.labels["method"], s.labels["route"], s.labels["status"])
+               for family in text_string_to_metric_families(r.text) if family.name == "http_requests"
+               for s in family.samples if s.name == "http_requests_total"}
+    # routes by the template the API documents (prefix included), never by the raw path
+    assert {("GET", "/health", "200"), ("GET", "/api/v1/payouts/{payout_id}", "401"),
+            ("GET", "unmatched", "404")} <= counted
+    assert not any("po_nope" in route or route == "/payouts/{payout_id}" for _, route, _ in counted)
 
 
 async def test_unknown_route_is_a_404_problem(client):
