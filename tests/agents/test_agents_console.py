@@ -5,21 +5,16 @@ sees only itself."""
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import pytest
 
 from core.agents import service
 from core.platform.auth_tokens import mint_dev_token
+from tests.browser import SHOTS, launch, needs_chromium
 
-CHROMIUM = os.environ.get("PAYOPS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set PAYOPS_CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ async def open_page(served):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = await launch(pw)
 
         async def make():
             ctx = await browser.new_context(locale="en-US", viewport={"width": 1360, "height": 900})

@@ -19,13 +19,10 @@ import pytest
 from playwright.async_api import expect
 
 from tests.reconciliation_truth import DAY, build_day, insert_rows, install_pair_rules
+from tests.browser import SHOTS, launch, needs_chromium
 
-CHROMIUM = os.environ.get("PAYOPS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set PAYOPS_CHROMIUM)")
+pytestmark = needs_chromium
 
 TIMEOUT_MS = 20_000
 
@@ -66,7 +63,7 @@ async def browser():
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = await launch(pw)
         yield b
         await b.close()
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from core.platform.auth_tokens import mint_dev_token
+from tests.browser import needs_chromium
 # the browser, server and sandbox fixtures of the console's main browser test, shared as they are
 from tests.console.test_console_browser import (  # noqa: F401 — fixtures
-    CHROMIUM,
     api,
     browser,
     open_page,
@@ -27,9 +27,8 @@ from tests.console.test_console_browser import (  # noqa: F401 — fixtures
     wait_for,
     wait_for_api_log,
 )
-from pathlib import Path
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set PAYOPS_CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import random
 import re
 
 from tests.console.test_console_browser import (  # noqa: F401 — fixtures
-    CHROMIUM, api, browser, db, demo_client, open_page, served, settings, shot, sign_in_as, vima, wait_for, wait_for_api_log,
+    api, browser, db, demo_client, open_page, served, settings, shot, sign_in_as, vima, wait_for, wait_for_api_log,
 )
 from tests.console.test_console_browser import pytestmark  # noqa: F401 — skipped without Chromium
 

@@ -7,7 +7,6 @@ category present. The reconciliation page's "next scheduled run" comes from the 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -16,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.platform.names import reconciliation_schedule_id
-from core.platform.settings import Settings
 from core.reconciliation.models import DISCREPANCY_CATEGORIES, provider_run_id
 from core.reconciliation.service import ensure_reconciliation_schedules
 from core.sync.models import SyncWorkflowInput
@@ -24,12 +22,9 @@ from devstack.demo import DEMO_WORLD_SEED, demo_world_since
 from sandbox.payshack import PayShackConfig, running_payshack
 from sandbox.vima import VimaConfig, running_vima
 from workflows.sync import SyncWorkflow
+from tests.browser import needs_chromium
 
-CHROMIUM = Settings(_env_file=None).chromium_path
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK),
-    reason=f"no Chromium at {CHROMIUM} (run scripts/ensure_chromium.sh, or set PAYOPS_CHROMIUM_PATH)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ over real HTTP, /codec): with the documented flags `--codec-endpoint` and `--cod
 and history read in clear, and without an ops token nothing is decoded.
 
 And `payops up` (what `make run` starts) end to end: its Temporal UI is configured with the codec
-endpoint, so in a real Chromium (Debian `chromium`, PAYOPS_CHROMIUM) a payout's page shows its
+endpoint, so in a real Chromium (Debian `chromium`, PAYOPS_CHROMIUM_PATH; tests/browser.py) a payout's page shows its
 decoded input and the `state` Query's decoded result with no setup; and `payops ledger check`
 with no PAYOPS_* variable, in the same folder, checks that stack's ledger."""
 
@@ -22,6 +22,7 @@ from schwifty import IBAN
 
 from devstack.embedded import temporal_cli_path
 from core.platform.names import payout_workflow_id
+from tests.browser import HAVE_CHROMIUM, SHOTS, launch
 
 pytestmark = pytest.mark.slow
 
@@ -129,10 +130,6 @@ async def test_update_query_and_history_through_the_codec_server(served, setting
 
 # --- `payops up` (what `make run` starts): the UI decodes with no setup, the CLI finds the stack ---
 
-CHROMIUM = os.environ.get("PAYOPS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 
 
 @pytest.fixture
@@ -226,7 +223,7 @@ async def test_payops_up_ui_decodes_and_commands_find_the_stack(stack_dir: Path)
             assert check.returncode == 0 and "ledger OK" in check.stdout, check.stdout + check.stderr
 
         # 4. the Temporal UI in a browser: decoded input, and the `state` Query's result
-        if Path(CHROMIUM).exists():
+        if HAVE_CHROMIUM:
             await _see_decoded_in_the_ui(ui, wid, pid)
 
         stack.proc.send_signal(signal.SIGINT)
@@ -259,7 +256,7 @@ async def _see_decoded_in_the_ui(ui: str, wid: str, pid: str) -> None:
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = await launch(pw)
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)

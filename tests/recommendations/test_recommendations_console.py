@@ -4,22 +4,17 @@ action (awaiting its approvals) and links it."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from core.platform.tables import ops_actions
 from tests.recommendations.test_recommendations import add_payouts, new_merchant, recompute, recs, wire_payouts
+from tests.browser import SHOTS, launch, needs_chromium
 
-CHROMIUM = os.environ.get("PAYOPS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set PAYOPS_CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ async def page(served):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = await launch(pw)
         ctx = await browser.new_context(locale="en-US", viewport={"width": 1360, "height": 900})
         p = await ctx.new_page()
         errors: list[str] = []

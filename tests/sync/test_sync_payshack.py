@@ -4,23 +4,18 @@ session expiry, session reuse from Redis, and a wrong password."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import asyncpg
 import pytest
 
-from core.platform.settings import Settings
 from core.sync.models import ERR_AUTH_FAILED, SyncWorkflowInput
 from sandbox.payshack import PayShackConfig, running_payshack
 from workers.main import WorkerDeps, build_worker
 from workflows.sync import SyncWorkflow
+from tests.browser import needs_chromium
 
-CHROMIUM = Settings(_env_file=None).chromium_path
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK),
-    reason=f"no Chromium at {CHROMIUM} (run scripts/ensure_chromium.sh, or set PAYOPS_CHROMIUM_PATH)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
