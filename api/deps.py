@@ -21,6 +21,7 @@ from core.platform.auth_tokens import Principal, verify_token
 from core.platform.errors import Forbidden, ServiceUnavailable, Unauthorized, typed
 from core.platform.roles import Permission
 from core.platform.settings import Settings
+from core.portal import service as portal_service
 
 ViewAsReadOnly = typed(Forbidden, "view_as_read_only", "A view-as session is read-only")
 
@@ -80,13 +81,26 @@ async def get_principal(
     else:
         principal = verify_token(settings, credentials.credentials)  # a signature check: microseconds
     request.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal  # for the request log
-    if principal.view_as_by and request.method not in READ_METHODS and request.url.path not in READ_ONLY_POSTS:
-        raise ViewAsReadOnly("a view-as session is read-only: end it and act as yourself")
+    if principal.view_as_by:
+        await view_as_live(request.app, principal)
+        if (request.method not in READ_METHODS and request.url.path not in READ_ONLY_POSTS
+                and request.url.path != f"/api/v1/ops/view-as/{principal.claims.get('view_as_session')}/end"):
+            raise ViewAsReadOnly("a view-as session is read-only: end it and act as yourself")
     return principal
 
 
-# A "view as" session (api/routers/view_as.py) may only read: every other method is refused here,
-# whatever the endpoint's permission, before the endpoint runs. GraphQL is read-only (no mutations).
+async def view_as_live(app, principal: Principal) -> None:
+    """A view-as token is refused once its session was ended early: one primary-key read per
+    request made under such a token (ordinary tokens cost nothing more)."""
+    if principal.view_as_by is None:
+        return
+    async with app.state.sessionmaker() as session:
+        await portal_service.ensure_view_as_live(session, principal)
+
+
+# A "view as" session (api/routers/portal.py) may only read: every other method is refused here,
+# whatever the endpoint's permission, before the endpoint runs. GraphQL is read-only (no mutations);
+# the one write it may make is ending itself (POST /api/v1/ops/view-as/{its session}/end).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_POSTS = frozenset({"/api/v1/graphql"})
 

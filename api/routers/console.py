@@ -44,6 +44,8 @@ class Me(BaseModel):
     expires_at: int | None = Field(description="the token's `exp` (unix seconds)")
     view_as_by: str | None = Field(default=None, description="in an ops \"view as\" session: the ops user "
                                                              "(the session is read-only)")
+    view_as_session: str | None = Field(default=None, description="in an ops \"view as\" session: its id (POST "
+                                                                  "/api/v1/ops/view-as/{id}/end ends it)")
 
 
 class ConsoleConfig(BaseModel):
@@ -64,7 +66,8 @@ async def who_am_i(principal: Authenticated):
     """The caller as the API sees them: roles, merchant (for merchant users) and permissions."""
     return Me(sub=principal.sub, roles=sorted(r.value for r in principal.roles), merchant_id=principal.merchant_id,
               is_merchant_user=principal.is_merchant_user, permissions=sorted(p.value for p in principal.permissions),
-              agent_id=principal.agent_id, expires_at=principal.claims.get("exp"), view_as_by=principal.view_as_by)
+              agent_id=principal.agent_id, expires_at=principal.claims.get("exp"), view_as_by=principal.view_as_by,
+              view_as_session=principal.claims.get("view_as_session") if principal.view_as_by else None)
 
 
 @router.get("/console/config", response_model=ConsoleConfig)

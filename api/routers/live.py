@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from api.deps import view_as_live
 from core.platform.auth_tokens import Principal, verify_token
 from core.dashboards.cache import SnapshotCache
 from core.platform.errors import Forbidden, PayopsError, ServiceUnavailable, Unauthorized
@@ -68,6 +69,7 @@ async def ws_updates(websocket: WebSocket, token: str | None = None, channels: s
             token = str(first["token"])
             wanted = _channels(first.get("channels")) or wanted
         principal = verify_token(settings, token)
+        await view_as_live(websocket.app, principal)
         names = allowed_channels(principal, wanted)
     except (asyncio.TimeoutError, ValueError, PayopsError, WebSocketDisconnect) as exc:
         code = 4403 if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError) else 4401
@@ -122,13 +124,15 @@ async def ws_updates(websocket: WebSocket, token: str | None = None, channels: s
             await reader
 
 
-def _sse_principal(request: Request, token: str | None) -> Principal:
+async def _sse_principal(request: Request, token: str | None) -> Principal:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
     if not token:
         raise Unauthorized("missing bearer token (Authorization header, or `token` for EventSource)")
-    return verify_token(request.app.state.settings, token)
+    principal = verify_token(request.app.state.settings, token)
+    await view_as_live(request.app, principal)
+    return principal
 
 
 @router.get("/sse/updates", responses={200: {"content": {"text/event-stream": {}},
@@ -139,7 +143,7 @@ async def sse_updates(
     channels: Annotated[str | None, Query(description=f"comma-separated: {', '.join(CHANNELS)}")] = None,
 ):
     """The live updates as Server-Sent Events, for clients without WebSocket."""
-    principal = _sse_principal(request, token)
+    principal = await _sse_principal(request, token)
     try:
         names = allowed_channels(principal, _channels(channels))
     except ValueError as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import Session, SettingsDep, merchant_scope, require
+from api.deps import Authenticated, Session, SettingsDep, merchant_scope, require
 from api.routers.dashboard import DashboardRead
 from api.routers.sync import SyncManage
 from api.schemas.common import problems
@@ -17,6 +17,7 @@ from api.schemas.portal import (
     ProviderAccountList,
     ProviderAccountPut,
     ViewAsGranted,
+    ViewAsSession,
     ViewAsSessionList,
     ViewAsStart,
 )
@@ -59,6 +60,16 @@ async def start_view_as(body: ViewAsStart, principal: ViewAs, session: Session, 
     session itself is recorded (with your reason) in the merchant's activity feed."""
     return await portal_service.start_view_as(session, settings, principal, merchant_id=body.merchant_id,
                                               reason=body.reason)
+
+
+@router.post("/ops/view-as/{session_id}/end", response_model=ViewAsSession, responses=problems(401, 403, 404))
+async def end_view_as(session_id: str, principal: Authenticated, session: Session):
+    """End a view-as session before it expires. Allowed under the session's own token (the
+    portal's "Exit view as"), to the ops user who opened it, and to an ops_admin. From then on its
+    token answers 401 `view_as_ended` on every request, live updates included (a live connection
+    already open stays until it closes or the token expires). Ending it again answers the session as
+    it is; the end is in the merchant's activity feed as `view_as.ended`."""
+    return await portal_service.end_view_as(session, principal, session_id)
 
 
 @router.get("/ops/view-as", response_model=ViewAsSessionList, responses=problems(401, 403))

@@ -15,7 +15,8 @@ class ActivityEvent(BaseModel):
     at: datetime
     kind: ActivityKind
     event: str = Field(description="payment: its status; payout/settlement: the new status; webhook: delivered, "
-                                   "failing or disabled; ops: <action_type>.<event> or view_as.started")
+                                   "failing or disabled; ops: <action_type>.<event>, view_as.started or "
+                                   "view_as.ended")
     merchant_id: str | None
     ref: str | None = Field(description="the transaction's provider id, the payout, the webhook event, the ops "
                                         "action or the view-as session")
@@ -42,6 +43,10 @@ class ViewAsSession(BaseModel):
     reason: str
     expires_at: datetime
     created_at: datetime
+    ended_at: datetime | None = Field(default=None, description="set when the session was ended before it expired: "
+                                                                "its token is refused from then")
+    ended_by: str | None = Field(default=None, description="who ended it (the ops user, even through the session's "
+                                                           "own token)")
 
 
 class ViewAsGranted(ViewAsSession):

@@ -1383,5 +1383,7 @@ view_as_sessions = Table(
     Column("reason", Text, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     _created_at(),
+    Column("ended_at", DateTime(timezone=True), nullable=True),  # ended early: its token is refused from then
+    Column("ended_by", String(128), nullable=True),
     Index("ix_view_as_sessions_merchant_created", "merchant_id", "created_at", "id"),
 )

@@ -5,7 +5,9 @@ as its merchant_viewer would: the token it gets is a merchant_viewer of that mer
 read is tenant-scoped like a merchant user's), carries the real actor in `view_as_by`, and the
 API refuses every write under it (api/deps.py). Each session is recorded in `view_as_sessions`
 (shown in the merchant's activity feed) and each request under it is in the API request log
-under the ops user's subject.
+under the ops user's subject. A session can be ended before it expires (`end_view_as`): from
+then on every request under its token is refused (`ensure_view_as_live`, run by api/deps.py and
+the live-updates endpoints for each view-as token).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.merchants.service import get_merchant
 from core.platform.auth_tokens import Principal, mint_view_as_token
-from core.platform.errors import Forbidden, Unprocessable
+from core.platform.errors import Forbidden, NotFound, Unauthorized, Unprocessable, typed
 from core.platform.pagination import decode_cursor, encode_cursor
+from core.platform.roles import Role
 from core.platform.settings import Settings
 from core.portal import store
 from core.portal.store import KINDS
+
+ViewAsEnded = typed(Unauthorized, "view_as_ended", "The view-as session has ended")
 
 FIRST_PAGE = (datetime(9999, 12, 31, tzinfo=timezone.utc), "")
 MAX_LIMIT = 200
@@ -86,11 +91,40 @@ async def start_view_as(session: AsyncSession, settings: Settings, principal: Pr
             "actor_roles": row["actor_roles"] if isinstance(row["actor_roles"], list) else json.loads(row["actor_roles"])}
 
 
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(row["actor_roles"], str):
+        row["actor_roles"] = json.loads(row["actor_roles"])
+    return row
+
+
 async def view_as_sessions(session: AsyncSession, merchant_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
-    rows = await store.list_view_as_sessions(session, merchant_id, limit)
-    for r in rows:
-        if isinstance(r["actor_roles"], str):
-            r["actor_roles"] = json.loads(r["actor_roles"])
-    return rows
+    return [_decoded(r) for r in await store.list_view_as_sessions(session, merchant_id, limit)]
+
+
+async def end_view_as(session: AsyncSession, principal: Principal, session_id: str) -> dict[str, Any]:
+    """End a view-as session before it expires: under its own token (the portal's "Exit view
+    as"), by the ops user who opened it acting as themselves, or by an ops_admin. Ending a session
+    that already ended answers it as it is (who ended it first, and when)."""
+    own_token = principal.view_as_by is not None and principal.claims.get("view_as_session") == session_id
+    if not own_token:
+        if principal.view_as_by or not principal.is_platform_user:
+            raise Forbidden("only the ops user who opened a view-as session, an ops_admin, or the session's "
+                            "own token may end it")
+    row = await store.get_view_as_session(session, session_id, for_update=True)
+    if row is None:
+        raise NotFound(f"no view-as session {session_id}")
+    if not own_token and principal.sub != row["actor"] and Role.OPS_ADMIN not in principal.roles:
+        raise Forbidden(f"view-as session {session_id} is {row['actor']}'s: only they or an ops_admin may end it")
+    ended = await store.end_view_as_session(session, session_id, principal.view_as_by or principal.sub)
+    return _decoded(ended or row)
+
+
+async def ensure_view_as_live(session: AsyncSession, principal: Principal) -> None:
+    """Refuses a view-as token whose session was ended (its expiry is the token's own `exp`)."""
+    if principal.view_as_by is None:
+        return
+    session_id = str(principal.claims.get("view_as_session") or "")
+    if await store.view_as_session_ended(session, session_id):
+        raise ViewAsEnded(f"view-as session {session_id} was ended; sign in as yourself")
 
 

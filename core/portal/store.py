@@ -7,11 +7,12 @@ The feed reads, newest first, per kind:
 - settlement: `payout_events` whose new status is `settled` (the money reached the beneficiary);
 - webhook:    `webhook_attempts` (delivered / failing) and `webhook_endpoints` disabled for failing;
 - ops:        `ops_action_audit` of actions whose target or params name the merchant, and
-              `view_as_sessions` (an ops user looked at the merchant's portal).
+              `view_as_sessions` (an ops user looked at the merchant's portal, and ended the
+              session before it expired).
 
 Each branch is ordered by (at, uid) and limited on its own before the UNION, so a page reads at
 most `limit` rows per branch through its (merchant_id, time) index; `uid` ('tx:<zero-padded id>',
-'pe:…', 'wa:…', 'we:<endpoint>', 'oa:…', 'va:…') is the unique tie-break the cursor carries.
+'pe:…', 'wa:…', 'we:<endpoint>', 'oa:…', 'va:…', 've:…') is the unique tie-break the cursor carries.
 """
 
 from __future__ import annotations
@@ -92,7 +93,14 @@ SELECT v.created_at AS at, 'va:' || v.id AS uid, 'ops' AS kind, 'view_as.started
 FROM view_as_sessions v
 WHERE v.created_at <= :at {where("v.merchant_id")}
   AND (v.created_at, 'va:' || v.id) < (:at, :uid)
-ORDER BY v.created_at DESC, 2 DESC LIMIT :limit"""],
+ORDER BY v.created_at DESC, 2 DESC LIMIT :limit""", f"""
+SELECT v.ended_at AS at, 've:' || v.id AS uid, 'ops' AS kind, 'view_as.ended' AS event,
+       v.merchant_id, v.id AS ref, NULL::bigint AS amount_minor, NULL::text AS currency,
+       jsonb_build_object('actor', v.actor, 'ended_by', v.ended_by, 'expires_at', v.expires_at) AS detail
+FROM view_as_sessions v
+WHERE v.ended_at IS NOT NULL AND v.ended_at <= :at {where("v.merchant_id")}
+  AND (v.ended_at, 've:' || v.id) < (:at, :uid)
+ORDER BY v.ended_at DESC, 2 DESC LIMIT :limit"""],
     }
 
 
@@ -114,10 +122,12 @@ async def activity_page(session: AsyncSession, *, merchant_id: str | None, kinds
 
 # --- view-as sessions -------------------------------------------------------------------------
 
-_INSERT_VIEW_AS = text("""
+_VIEW_AS_COLUMNS = "id, merchant_id, actor, actor_roles, reason, expires_at, created_at, ended_at, ended_by"
+
+_INSERT_VIEW_AS = text(f"""
 INSERT INTO view_as_sessions (id, merchant_id, actor, actor_roles, reason, expires_at)
 VALUES (:id, :merchant_id, :actor, CAST(:actor_roles AS jsonb), :reason, :expires_at)
-RETURNING id, merchant_id, actor, actor_roles, reason, expires_at, created_at
+RETURNING {_VIEW_AS_COLUMNS}
 """)
 
 
@@ -128,6 +138,28 @@ async def insert_view_as_session(session: AsyncSession, **values: Any) -> dict[s
 async def list_view_as_sessions(session: AsyncSession, merchant_id: str | None, limit: int) -> list[dict[str, Any]]:
     cond = "WHERE merchant_id = :merchant_id" if merchant_id else ""
     rows = await session.execute(text(
-        f"SELECT id, merchant_id, actor, actor_roles, reason, expires_at, created_at FROM view_as_sessions {cond} "
+        f"SELECT {_VIEW_AS_COLUMNS} FROM view_as_sessions {cond} "
         "ORDER BY created_at DESC, id DESC LIMIT :limit"), {"merchant_id": merchant_id, "limit": limit})
     return [dict(r) for r in rows.mappings().all()]
+
+
+async def get_view_as_session(session: AsyncSession, session_id: str, *, for_update: bool = False) -> dict | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = (await session.execute(text(f"SELECT {_VIEW_AS_COLUMNS} FROM view_as_sessions WHERE id = :id{lock}"),
+                                 {"id": session_id})).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+async def end_view_as_session(session: AsyncSession, session_id: str, ended_by: str) -> dict | None:
+    """Ends it now unless it already ended (then None: the first end stands)."""
+    row = (await session.execute(text(
+        f"UPDATE view_as_sessions SET ended_at = now(), ended_by = :by WHERE id = :id AND ended_at IS NULL "
+        f"RETURNING {_VIEW_AS_COLUMNS}"), {"id": session_id, "by": ended_by})).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+async def view_as_session_ended(session: AsyncSession, session_id: str) -> bool:
+    """True when the session ended early, or when no such session was ever recorded."""
+    ended = (await session.execute(text("SELECT ended_at IS NOT NULL FROM view_as_sessions WHERE id = :id"),
+                                   {"id": session_id})).scalar_one_or_none()
+    return ended is None or bool(ended)

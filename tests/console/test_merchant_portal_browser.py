@@ -117,9 +117,16 @@ async def test_ops_view_as_shows_the_banner_and_no_write_button(open_page, api, 
                             mine.id)
     assert dict(row) == {"actor": "demo-olivia", "reason": "support ticket 8812"}
 
-    # exit: back to the ops console as Olivia
+    # exit: the session ends on the server too, and it is back to the ops console as Olivia
+    session_token = await page.evaluate("() => sessionStorage.getItem('payops.token')")
+    assert session_token
     await page.click("[data-testid=view-as-exit]")
     await banner.wait_for(state="hidden")
     await page.wait_for_selector("main[data-page=merchant]")
     assert "Approvals" in await page.locator("#nav a").all_inner_texts()
+    ended = await db.fetchrow("SELECT ended_at, ended_by FROM view_as_sessions WHERE merchant_id = $1 "
+                              "ORDER BY created_at DESC", mine.id)
+    assert ended["ended_at"] is not None and ended["ended_by"] == "demo-olivia"
+    r = await api.get("/me", headers={"Authorization": f"Bearer {session_token}"})  # a copy left behind
+    assert r.status_code == 401 and r.json()["type"] == "view_as_ended"
     assert page.js_errors == []

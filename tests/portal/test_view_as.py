@@ -4,6 +4,7 @@ session's row, the activity feed, the API request log under the real actor)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -134,3 +135,66 @@ async def test_a_forged_or_nested_view_as_token_is_refused(client, token_for, me
     # an ordinary token claiming view_as_by is refused (only payops's own view-as tokens carry it)
     ordinary = jwt.encode({**claims, "roles": ["ops_admin"]}, settings.jwt_secret, algorithm="HS256")
     assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {ordinary}"})).status_code == 401
+
+
+def end(client, headers, session_id):
+    return client.post(f"/api/v1/ops/view-as/{session_id}/end", headers=headers)
+
+
+async def test_the_sessions_own_token_ends_it_and_is_refused_from_then(client, token_for, merchants, sessionmaker):
+    a, _ = merchants
+    fiona = token_for("finance_ops", sub="fiona")
+    body = (await start(client, fiona, a)).json()
+    view = {"Authorization": f"Bearer {body['token']}"}
+    me = (await client.get("/api/v1/me", headers=view)).json()
+    assert me["view_as_session"] == body["id"]
+    r = await end(client, view, body["id"])
+    assert r.status_code == 200, r.text
+    ended = r.json()
+    assert ended["id"] == body["id"] and ended["ended_by"] == "fiona" and ended["ended_at"] is not None
+    # refused from then, long before it expires: reads, GraphQL, live updates, another end
+    for method, path, payload in (("GET", "/api/v1/me", None), ("GET", "/api/v1/activity", None),
+                                  ("POST", "/api/v1/graphql", {"query": "{ __typename }"}),
+                                  ("POST", f"/api/v1/ops/view-as/{body['id']}/end", None)):
+        r = await client.request(method, path, headers=view, json=payload)
+        assert r.status_code == 401 and r.json()["type"] == "view_as_ended", (path, r.status_code, r.text)
+    r = await asyncio.wait_for(client.get("/api/v1/sse/updates", headers=view), 10)
+    assert r.status_code == 401 and r.json()["type"] == "view_as_ended"
+    # ending it again as its opener answers it as it is: the first end stands
+    again = await end(client, fiona, body["id"])
+    assert again.status_code == 200 and again.json() == ended
+    # audited: listed with its end, and in the merchant's activity feed
+    listed = (await client.get("/api/v1/ops/view-as", headers=fiona, params={"merchant_id": a})).json()["data"]
+    assert [(s["id"], s["ended_by"], s["ended_at"]) for s in listed] == [(body["id"], "fiona", ended["ended_at"])]
+    feed = (await client.get("/api/v1/activity", headers=token_for("ops_admin"),
+                             params={"merchant_id": a, "kinds": "ops"})).json()["data"]
+    assert [(e["event"], e["ref"], e["detail"].get("ended_by")) for e in feed if e["event"].startswith("view_as")] == [
+        ("view_as.ended", body["id"], "fiona"), ("view_as.started", body["id"], None)]
+
+
+async def test_who_may_end_a_session(client, token_for, merchants):
+    a, b = merchants
+    olivia = token_for("ops_admin", sub="olivia")
+    rahul = token_for("risk_ops", sub="rahul")
+    mine = (await start(client, rahul, a)).json()
+    other = (await start(client, token_for("auditor", sub="ann"), b)).json()
+    mine_view = {"Authorization": f"Bearer {mine['token']}"}
+    other_view = {"Authorization": f"Bearer {other['token']}"}
+    # another session's token, another (non-admin) ops user, the merchant's own users: 403
+    for headers in (other_view, token_for("treasury_ops", sub="tess"),
+                    token_for("merchant_admin", merchant_id=a), token_for("merchant_viewer", merchant_id=a)):
+        r = await end(client, headers, mine["id"])
+        assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json", r.text
+    assert (await end(client, olivia, "vas_nope")).status_code == 404
+    r = await client.post(f"/api/v1/ops/view-as/{mine['id']}/end")
+    assert r.status_code == 401
+    assert (await client.get("/api/v1/me", headers=mine_view)).status_code == 200  # still open
+    # an ops_admin ends anyone's session; the other session is untouched
+    r = await end(client, olivia, mine["id"])
+    assert r.status_code == 200 and r.json()["ended_by"] == "olivia"
+    assert (await client.get("/api/v1/me", headers=mine_view)).status_code == 401
+    assert (await client.get("/api/v1/me", headers=other_view)).status_code == 200
+    # and its opener ends their own
+    r = await end(client, token_for("auditor", sub="ann"), other["id"])
+    assert r.status_code == 200 and r.json()["ended_by"] == "ann"
+    assert (await client.get("/api/v1/me", headers=other_view)).status_code == 401

@@ -53,7 +53,20 @@ export async function startViewAs(token) {
   await signIn(token, "#/dashboard");
 }
 
+// Ends the session on the server (its token is refused from then), with the session's own token.
+// A plain fetch: a 401 here (already ended, or expired) must not start another exit.
+async function endViewAsSession() {
+  const id = state.me && state.me.view_as_session;
+  if (!id || !auth.token) return;
+  try {
+    await fetch(`/api/v1/ops/view-as/${encodeURIComponent(id)}/end`, {
+      method: "POST", headers: { Authorization: `Bearer ${auth.token}`, Accept: "application/json" },
+    });
+  } catch { /* the API is unreachable: the token still expires on its own */ }
+}
+
 async function exitViewAs() {
+  await endViewAsSession();
   const own = sessionStorage.getItem(OPS_TOKEN_KEY);
   sessionStorage.removeItem(OPS_TOKEN_KEY);
   live.disconnect();

@@ -21,6 +21,7 @@ function describe(e) {
   }
   if (e.kind === "ops") {
     if (e.event === "view_as.started") return [`${d.actor} viewed this portal`, h("span", { class: "muted" }, ` — ${d.reason}`)];
+    if (e.event === "view_as.ended") return [`${d.actor}'s view of this portal ended`, h("span", { class: "muted" }, ` by ${d.ended_by}`)];
     return [`${(d.action_type || "").replaceAll("_", " ")} `, badge(d.to_status || d.event), h("span", { class: "muted" }, ` by ${d.actor}`)];
   }
   return [JSON.stringify(e)];
