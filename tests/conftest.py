@@ -173,6 +173,9 @@ class _TestDatabases:
                 made: str | BaseException = name
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 made = RuntimeError(f"could not create the test database {name}: {exc!r}")
+                if conn is not None:  # connect afresh for the next one
+                    conn.terminate()
+                    conn = None
             if not await asyncio.to_thread(self._offer, made) and isinstance(made, str):
                 await asyncio.to_thread(self.to_drop.put, made)  # closing: nobody will take it
         if conn is not None:
