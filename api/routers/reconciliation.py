@@ -195,10 +195,14 @@ async def upload_statement(request: Request, principal: ReconManage, session: Se
     Debit lines are matched one to one to payouts: by end-to-end reference (the payout id, trimmed
     and case-insensitive; MT940's is the EREF in `:86:`, else the `:61:` customer reference), then
     by amount and date. A second line for the same payout is a `duplicate_key`; a line for a failed,
-    cancelled or returned payout a `status_mismatch` (not reconciled). Matched payouts get
+    cancelled or returned payout a `status_mismatch` (not reconciled). A reversal (camt.053
+    `RvslInd`, MT940 `RD`/`RC`) is never a payment: one naming a payout is a `status_mismatch`
+    ("the bank reversed this payout's debit") and the payout is not, or no longer, reconciled; the
+    debit it reverses in the same statement is set aside with it. Matched payouts get
     `reconciled_at`. Unmatched lines, and settled payouts of the statement's period, currencies and
-    account (its connectors) missing from it, are reported as discrepancies. The same file again
-    returns the stored result."""
+    account (its connectors) missing from it, are reported as discrepancies. A statement with no
+    entries covers its closing balance's day; a CSV with no line says no day and is refused. The
+    same file again returns the stored result."""
     content = await request.body()
     if not content:
         raise Unprocessable("empty statement")

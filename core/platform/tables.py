@@ -741,7 +741,9 @@ bank_statement_lines = Table(
     Column("counterparty", String(200), nullable=True),
     Column("description", Text, nullable=True),
     Column("payout_id", String(64), nullable=True),  # set when matched
-    Column("matched_by", String(16), nullable=True),  # reference | amount_date
+    Column("matched_by", String(16), nullable=True),  # reference | amount_date | reversed
+    # booked as a reversal (camt.053 RvslInd, MT940 RD/RC): never matched as a payment (migration 0029)
+    Column("reversal", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("direction in ('debit','credit')", name="direction"),
     UniqueConstraint("statement_id", "line_no", name="uq_bank_statement_lines_statement_line"),
     Index("ix_bank_statement_lines_payout_id", "payout_id"),

@@ -382,15 +382,17 @@ async def upload_statement(session: AsyncSession, settings: Settings, content: b
     connectors, warnings = _statement_connectors(settings, parsed)
     payable = list(sql.STATEMENT_PAYABLE_STATUSES)
     conn = await driver_connection(session)
+    await conn.execute(sql.STATEMENT_REVERSALS, statement_id, run_id)
     await conn.execute(sql.STATEMENT_BY_REFERENCE, statement_id, run_id, payable)
     await conn.execute(sql.STATEMENT_BY_AMOUNT_DATE, statement_id, run_id,
                        settings.reconciliation_statement_date_window_days, payable)
     await conn.fetchrow(sql.STATEMENT_UNMATCHED, statement_id, run_id, period_from, period_to, parsed.currencies(),
                         connectors)
     counts = {r["category"]: int(r["n"]) for r in await conn.fetch(sql.STATEMENT_COUNTS, run_id)}
-    debits = sum(1 for line in parsed.lines if line.direction == "debit")
+    debits = sum(1 for line in parsed.lines if line.direction == "debit" and not line.reversal)
+    reversals = sum(1 for line in parsed.lines if line.reversal)
     summary = {"counts": counts, "lines": len(parsed.lines), "debit_lines": debits,
-               "credit_lines_ignored": len(parsed.lines) - debits,
+               "credit_lines_ignored": len(parsed.lines) - debits - reversals, "reversal_lines": reversals,
                "match_rate": round(counts.get("matched", 0) / debits, 6) if debits else None,
                "warnings": parsed.warnings + warnings, "statements": [s.as_dict() for s in parsed.statements],
                "missing_scope": {"period": [period_from.isoformat(), period_to.isoformat()],
@@ -422,7 +424,7 @@ async def _insert_lines(session: AsyncSession, statement_id: str, parsed: Parsed
         dict(statement_id=statement_id, line_no=line.line_no, booking_date=line.booking_date,
              value_date=line.value_date, amount_minor=line.amount_minor, currency=line.currency,
              direction=line.direction, end_to_end_id=line.end_to_end_id, bank_reference=line.bank_reference,
-             counterparty=line.counterparty, description=line.description)
+             counterparty=line.counterparty, description=line.description, reversal=line.reversal)
         for line in parsed.lines
     ])
 

@@ -8,6 +8,11 @@ never read with a silent factor of 100. Every statement of a file is read (camt.
 MT940 several messages) and its control totals and balances are checked: a statement whose lines do
 not add up to what it declares is refused. A line that cannot be money or a date is refused with its
 line number, the whole file with it: a statement is either read completely or not at all.
+
+Read as banks write them (tests/reconciliation/test_statement_spec_cases.py): every camt.053
+`NtryDtls` of an entry; reversals (camt.053 `RvslInd`, MT940 `RD`/`RC`) marked as such; an MT940
+field 86 subfield read across its 65-character line breaks, and a German (DK) structured field 86's
+`EREF+`; field 61's MMDD entry date in the year nearest its value date.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class StatementLine:
     counterparty: str | None = None
     description: str | None = None
     value_date: date | None = None
+    reversal: bool = False  # booked as the reversal of an earlier entry (camt.053 RvslInd, MT940 RD/RC)
 
 
 @dataclass(slots=True)
@@ -80,9 +86,14 @@ class ParsedStatement:
     statements: list[StatementTotals] = field(default_factory=list)
 
     def period(self) -> tuple[date, date]:
+        """The days the statement covers: its declared period (camt.053 FrToDt), else its entries'
+        booking days up to its closing balance's day; a statement with no entries covers the day of
+        its closing balance (parse_statement refuses one that gives no day at all)."""
         days = [line.booking_date for line in self.lines]
-        first = self.period_from or (min(days) if days else date.today())
+        first = self.period_from or (min(days) if days else self.period_to)
         last = self.period_to or (max(days) if days else first)
+        if first is None or last is None:
+            raise Unprocessable("the statement has no entries and no date: it does not say which days it covers")
         return first, last
 
     def currencies(self) -> list[str]:
@@ -116,6 +127,7 @@ def parse_statement(content: bytes, fmt: str | None = None, filename: str | None
     else:
         raise Unprocessable(f"unsupported statement format {fmt!r}; supported: csv, camt053, mt940")
     _check_storable(parsed)
+    parsed.period()  # a statement must say which days it covers
     return parsed
 
 
@@ -386,6 +398,7 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
     where = f"statement {ref or len(parsed.statements) + 1}"
     balances: dict[str, int] = {}
     balance_ccy: str | None = None
+    closing_day: date | None = None
     for bal in _children(statement, "Bal"):
         code = (_text(bal, "Tp", "CdOrPrtry", "Cd") or _text(bal, "Tp", "CdOrPrtry", "Prtry") or "").upper()
         amount_el = _find(bal, "Amt")
@@ -394,6 +407,8 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
         if code in ("OPBD", "PRCD", "CLBD") and code not in balances:
             balances[code] = _signed(_camt_amount(amount_el, ccy, f"{where} balance {code}", allow_zero=True),
                                      _text(bal, "CdtDbtInd"), where)
+            if code == "CLBD" and (day := _text(bal, "Dt", "Dt") or _text(bal, "Dt", "DtTm")):
+                closing_day = _date(day[:10], "closing balance Dt", 0)
     totals = StatementTotals(ref=ref, account=account, currency=account_ccy or balance_ccy)
     period = _find(statement, "FrToDt")
     if period is not None:
@@ -401,6 +416,8 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
         end = _date((_text(period, "ToDtTm") or "")[:10], "ToDtTm", 0)
         parsed.period_from = min(parsed.period_from or start, start)
         parsed.period_to = max(parsed.period_to or end, end)
+    elif closing_day is not None:  # no FrToDt: the statement runs to its closing balance's day
+        parsed.period_to = max(parsed.period_to or closing_day, closing_day)
     credit_n = debit_n = 0
     booked_net = 0
     for entry in _children(statement, "Ntry"):
@@ -422,11 +439,14 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
         booking = _date((_text(entry, "BookgDt", "Dt") or _text(entry, "BookgDt", "DtTm") or "")[:10], "BookgDt", n)
         value = _text(entry, "ValDt", "Dt")
         entry_ref = _text(entry, "AcctSvcrRef")
-        details = _children(_find(entry, "NtryDtls"), "TxDtls")
+        # NtryDtls is [0..*] (a bank may give each batched transaction its own): all their TxDtls
+        details = [tx for block in _children(entry, "NtryDtls") for tx in _children(block, "TxDtls")]
+        reversal = (_text(entry, "RvslInd") or "").lower() in ("true", "1")
         if len(details) <= 1:
             tx = details[0] if details else None
             parsed.lines.append(_camt_line(len(parsed.lines) + 1, entry, tx, entry_amount, currency, direction,
                                            booking, value, entry_ref))
+            parsed.lines[-1].reversal = reversal
             continue
         batch_net = 0
         for i, tx in enumerate(details, start=1):
@@ -440,6 +460,7 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
             line = _camt_line(len(parsed.lines) + 1, entry, tx, amount, tx_currency, direction, booking, value,
                               entry_ref)
             batch_net += amount if line.direction == direction else -amount
+            line.reversal = reversal
             parsed.lines.append(line)
         if all((_find(tx, "Amt") if _find(tx, "Amt") is not None else _find(tx, "AmtDtls", "TxAmt", "Amt"))
                .get("Ccy", currency).upper() == currency for tx in details):
@@ -524,11 +545,21 @@ _DIRECTIONS = {"D": "debit", "C": "credit", "RD": "credit", "RC": "debit"}  # R 
 _MESSAGE_START = re.compile(r"(?m)^(?=:20:)")
 
 
-def _eref(details: str | None, customer_reference: str | None) -> str | None:
-    match = _EREF.search(details or "")
+def _unwrapped(details: str | None) -> str:
+    """Field 86 is up to 6 lines of 65 characters, and a structured subfield (an EREF, a NAME) runs
+    on across a line break: the breaks are the field's layout, not its content."""
+    return re.sub(r"\r?\n", "", details or "")
+
+
+def _eref(details: str | None, customer_reference: str | None, gvc_reference: str | None = None) -> str | None:
+    if gvc_reference and gvc_reference.strip().upper() not in ("", "NOTPROVIDED"):
+        return gvc_reference.strip()
+    match = _EREF.search(_unwrapped(details))
     if match:
-        return (match.group(1) or match.group(2)).strip() or None
-    ref = (customer_reference or "").strip()
+        ref = (match.group(1) or match.group(2)).strip()
+        return None if not ref or ref.upper() == "NOTPROVIDED" else ref
+    # the :61: customer reference is its first line (the library appends a GVC KREF+ on the next)
+    ref = (customer_reference or "").strip().split("\n", 1)[0].strip()
     return None if not ref or ref.upper() == "NONREF" else ref
 
 
@@ -555,6 +586,19 @@ def parse_mt940(content: bytes) -> ParsedStatement:
     if parsed.period_to is not None and parsed.lines:
         parsed.period_from = min(line.booking_date for line in parsed.lines)
     return parsed
+
+
+def _entry_date(value_date: date, month: int, day: int) -> date:
+    """Field 61's entry date is MMDD: its year is the one that puts it nearest the value date
+    (a booking on 5 January of a payment valued 20 November is the next year's; one on 31
+    December of a payment valued 10 February, forward-valued, the year before)."""
+    candidates = []
+    for year in (value_date.year - 1, value_date.year, value_date.year + 1):
+        try:
+            candidates.append(date(year, month, day))
+        except ValueError:  # 29 February of a year without one
+            continue
+    return min(candidates, key=lambda d: abs((d - value_date).days))
 
 
 def _mt940_balance(balance: Any, where: str) -> tuple[int, str, date | None]:
@@ -596,7 +640,8 @@ def _mt940_message(parsed: ParsedStatement, message: str) -> None:
         d = tx.data
         amount = d.get("amount")
         currency = str(d.get("currency") or getattr(amount, "currency", None) or "").upper()
-        direction = _DIRECTIONS.get(str(d.get("status") or "").upper())
+        mark = str(d.get("status") or "").upper()
+        direction = _DIRECTIONS.get(mark)
         if amount is None or direction is None:
             raise Unprocessable(f"{where} line {n}: no amount or debit/credit mark")
         amount_minor = to_minor_exact(str(abs(amount.amount)), currency, decimal_separator=".",
@@ -609,19 +654,24 @@ def _mt940_message(parsed: ParsedStatement, message: str) -> None:
             totals.debit_minor += amount_minor
             net -= amount_minor
         value_day = d.get("date")
-        booking_day = d.get("entry_date") or value_day
-        if booking_day is None:
+        if value_day is None:
             raise Unprocessable(f"{where} line {n}: no date")
-        details = d.get("transaction_details") or None
-        name = _NAME.search(details or "")
+        value_date = date(value_day.year, value_day.month, value_day.day)
+        entry_day = d.get("entry_date")
+        booking_date = _entry_date(value_date, entry_day.month, entry_day.day) if entry_day else value_date
+        # a German (DK) structured :86: ("116?00...?20EREF+...") the library reads into subfields
+        # and then holds no transaction_details: its end-to-end reference and purpose are fields
+        details = d.get("transaction_details") or (d.get("purpose") if d.get("transaction_code") else None) or None
+        name = _NAME.search(_unwrapped(details))
         parsed.lines.append(StatementLine(
-            line_no=len(parsed.lines) + 1, booking_date=date(booking_day.year, booking_day.month, booking_day.day),
+            line_no=len(parsed.lines) + 1, booking_date=booking_date,
             amount_minor=amount_minor, currency=currency, direction=direction,
-            end_to_end_id=_eref(details, d.get("customer_reference")),
+            end_to_end_id=_eref(d.get("transaction_details"), d.get("customer_reference"),
+                                d.get("end_to_end_reference")),
             bank_reference=(d.get("bank_reference") or "").strip() or None,
             counterparty=name.group(1).strip() if name else None,
             description=" ".join(details.split()) if details else None,
-            value_date=date(value_day.year, value_day.month, value_day.day) if value_day else None,
+            value_date=value_date, reversal=mark.startswith("R"),
         ))
     if totals.opening_balance_minor is not None and totals.closing_balance_minor is not None:
         _check(totals, "closing balance (:62F:)", totals.closing_balance_minor, totals.opening_balance_minor + net,

@@ -488,6 +488,40 @@ async def fail_run(conn: asyncpg.Connection, run_id: str, error: str) -> str | N
 # failed, cancelled, returned (or not yet submitted) payout is a status_mismatch, never reconciled.
 STATEMENT_PAYABLE_STATUSES = ("submitted", "settled")
 
+# Reversals first ($1 statement id, $2 run id): a line the bank booked as a reversal is never a
+# payment. One naming a payout says the bank undid its debit: a status_mismatch on the payout, which
+# is not (or no longer) reconciled; the debit it reverses in the same statement (same reference,
+# amount and currency, the other direction) is set aside with it (matched_by 'reversed'), so it is
+# neither matched nor reported as a debit without a payout. A reversal naming no payout (the return
+# of an incoming credit) is left out of the matching altogether.
+STATEMENT_REVERSALS = """
+WITH reversed AS (
+    SELECT l.id AS line_id, l.line_no, l.amount_minor, l.currency, l.direction, l.booking_date,
+           p.id AS payout_id, p.status, p.reconciled_at,
+           (SELECT o.id FROM bank_statement_lines o
+            WHERE o.statement_id = $1::text AND NOT o.reversal AND o.direction <> l.direction
+              AND o.payout_id IS NULL AND lower(btrim(o.end_to_end_id)) = p.id
+              AND o.amount_minor = l.amount_minor AND o.currency = l.currency
+            ORDER BY o.line_no LIMIT 1) AS original_id
+    FROM bank_statement_lines l JOIN payouts p ON p.id = lower(btrim(l.end_to_end_id))
+    WHERE l.statement_id = $1::text AND l.reversal
+), set_aside AS (
+    UPDATE bank_statement_lines o SET payout_id = r.payout_id, matched_by = 'reversed'
+    FROM reversed r WHERE o.id IN (r.line_id, r.original_id)
+    RETURNING o.id
+), unreconciled AS (
+    UPDATE payouts p SET reconciled_at = NULL FROM reversed r WHERE p.id = r.payout_id RETURNING p.id
+)
+INSERT INTO reconciliation_results (run_id, shard, category, match_key, left_id, amount_diff_minor, details)
+SELECT $2::text, 0, 'status_mismatch', payout_id, line_id, 0,
+       jsonb_strip_nulls(jsonb_build_object(
+           'reversal', true, 'reason', 'the bank reversed this payout''s debit: it did not pay',
+           'line_amount_minor', amount_minor, 'line_currency', currency, 'booking_date', booking_date,
+           'payout_status', status, 'was_reconciled_at', reconciled_at,
+           'reversed_line_no', (SELECT line_no FROM bank_statement_lines WHERE id = original_id)))
+FROM reversed
+"""
+
 # $1 statement id, $2 run id, $3 payable statuses. By end-to-end reference = payout id (what payops
 # sends as EndToEndId), read trimmed and case-folded (payout ids are lower case: `po_<hex>`).
 STATEMENT_BY_REFERENCE = """
@@ -495,9 +529,10 @@ WITH hits AS (
     SELECT l.id AS line_id, l.line_no, p.id AS payout_id, l.amount_minor AS lamt, p.amount_minor AS pamt,
            l.currency AS lcur, p.currency AS pcur, p.reconciled_at, p.status,
            (SELECT o.statement_id FROM bank_statement_lines o  -- matched by a line of another statement
-            WHERE o.payout_id = p.id AND o.statement_id <> $1::text LIMIT 1) AS matched_in
+            WHERE o.payout_id = p.id AND o.statement_id <> $1::text AND o.matched_by IS DISTINCT FROM 'reversed'
+            LIMIT 1) AS matched_in
     FROM bank_statement_lines l JOIN payouts p ON p.id = lower(btrim(l.end_to_end_id))
-    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND NOT l.reversal AND l.payout_id IS NULL
 ), ranked AS (
     -- the line that agrees (amount and currency) first, then the statement's order
     SELECT *, row_number() OVER (PARTITION BY payout_id ORDER BY (lamt = pamt AND lcur = pcur) DESC, line_no) AS nth
@@ -535,7 +570,7 @@ FROM categorized
 STATEMENT_BY_AMOUNT_DATE = """
 WITH open_lines AS (
     SELECT l.* FROM bank_statement_lines l
-    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND NOT l.reversal AND l.payout_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2::text AND r.left_id = l.id)
 ), candidates AS (
     SELECT l.id AS line_id, p.id AS payout_id, l.amount_minor,
@@ -576,7 +611,7 @@ WITH lines AS (
                'description', l.description, 'probable', EXISTS (SELECT 1 FROM reconciliation_results r
                    WHERE r.run_id = $2::text AND r.left_id = l.id AND r.category = 'probable_match')))
     FROM bank_statement_lines l
-    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND l.payout_id IS NULL
+    WHERE l.statement_id = $1::text AND l.direction = 'debit' AND NOT l.reversal AND l.payout_id IS NULL
       AND NOT EXISTS (SELECT 1 FROM reconciliation_results r WHERE r.run_id = $2::text AND r.left_id = l.id
                       AND r.category <> 'probable_match')
     RETURNING 1

@@ -130,6 +130,10 @@ def test_csv_statements_parse_back_to_their_lines(stmt, sep, mark, group, signed
     (s,) = stmt
     content = write_csv(s, sep=sep, decimal_mark=mark, group=group, signed=signed, date_style=date_style,
                         space_groups=space)
+    if not s.lines:  # a CSV has no period of its own: with no line it says no day it covers
+        with pytest.raises(Unprocessable, match="which days it covers"):
+            parse_statement(content, "csv", decimal_separator=mark)
+        return
     parsed = parse_statement(content, "csv", decimal_separator=mark)
     assert parsed_lines(parsed) == expected_lines([s], "csv")
     assert sum(x.amount_minor for x in parsed.lines if x.direction == "debit") == s.debit_minor
@@ -154,6 +158,9 @@ def test_a_csv_amount_with_a_comma_is_never_guessed(stmt, sep, mark, group):
     try:
         parsed = parse_statement(content, "csv")
     except Unprocessable as refused:
+        if not s.lines:  # no line: no day it covers
+            assert "which days it covers" in str(refused)
+            return
         assert (mark, group) != (".", False), refused  # a plain decimal-point file is read
         if written and "," in written[0]:  # the first line is read first
             assert refused.type == "statement_amount_ambiguous"
