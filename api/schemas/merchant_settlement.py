@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import Currency
+from core.platform.money import MAX_AMOUNT_MINOR
 from core.merchants.models import AccountType, BankAccountStatus, KycStatus
 from core.payouts.models import Method
 
@@ -122,7 +123,8 @@ class WithdrawalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account_id: str = Field(min_length=1, max_length=64)
-    amount_minor: int = Field(gt=0, description="minor units of `currency`")
+    # strict: a JSON integer only (not true, "1000" or 1000.0, which lax parsing would take)
+    amount_minor: int = Field(gt=0, le=MAX_AMOUNT_MINOR, strict=True, description="minor units of `currency`")
     currency: Currency
     priority: Literal["standard", "instant"] = Field(
         default="standard", description="standard waits for the rail's cutoff; instant goes at once where the rail can")

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.ledger import service as ledger
 from core.merchants import bank_accounts, profile, settlement
@@ -344,6 +344,20 @@ class TestWithdrawalRefusals:
                               json={"account_id": account["id"], "amount_minor": 100, "currency": "EUR"},
                               headers=admin)
         assert r.status_code == 400  # no Idempotency-Key
+
+    @pytest.mark.parametrize("amount", [True, "1000", " 1000 ", 1000.0, 1.5, 0, -5, 2**63, None])
+    async def test_an_amount_that_is_not_a_positive_json_integer_is_422_and_makes_nothing(
+            self, client, admin, token_for, merchant, sessionmaker, settings, amount):
+        await fund(client, token_for, merchant, "10.00")
+        await verify_kyc_directly(sessionmaker, merchant)
+        account = (await register(client, admin, merchant)).json()
+        await make_effective(sessionmaker, settings, merchant, account["id"])
+        r = await client.post(f"/api/v1/merchants/{merchant}/withdrawals",
+                              json={"account_id": account["id"], "amount_minor": amount, "currency": "EUR"},
+                              headers={**admin, **key()})
+        assert r.status_code == 422, (amount, r.text)
+        async with sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(payouts)) == 0
 
 
 # --- with a worker: ops actions and the whole withdrawal -------------------------------------
