@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -311,7 +312,17 @@ async def create_payout(
     params = {f"p_{c}": v for c, v in values.items()}
     params.update({f"ev_{c}": v for c, v in payout_event_values(row, EventType.PAYOUT_CREATED, settings).items()})
     params.update(actor=actor, audit_data={"idempotency_key": idempotency_key, "rail": rail}, body=body)
-    await session.execute(_create_write(), params)
+    try:
+        await session.execute(_create_write(), params)
+    except IntegrityError as exc:
+        if "uq_payouts_merchant_idempotency_key" not in str(exc.orig):
+            raise
+        # a bulk payout's item took this reference as its key between the claim and this insert
+        # (the claim saw no earlier payout): the same answer as when it is seen at the claim
+        await session.rollback()
+        raise IdempotencyKeyReused(
+            "another payout of this merchant (a bulk payout item) took this Idempotency-Key meanwhile; use a new key"
+        ) from None
     await session.commit()  # the workflow may only ever see a committed payout
     payouts_created_total.inc()
 

@@ -186,6 +186,36 @@ class TestIntake:
         assert r.status_code == 422, r.text
         assert await payout_count(sessionmaker, merchant) == 3  # ref-a, ref-single, ref-b
 
+    async def test_a_batch_item_taking_the_key_while_a_single_payout_is_created_is_422_not_500(
+        self, client, as_merchant, merchant, sessionmaker, monkeypatch
+    ):
+        """The race found by an adversarial run (8 in 40 answered 500): the single payout claims its
+        Idempotency-Key (no payout has it yet), a batch's item with that reference is inserted and
+        committed, then the single payout's insert meets the payouts' unique key."""
+        from core.payouts import service
+        from core.platform import idempotency
+
+        claim_key = idempotency.claim_key
+
+        async def claim_then_a_batch_takes_the_key(session, **kwargs):
+            claim = await claim_key(session, **kwargs)
+            if kwargs["key"] == "raced-ref":
+                r = await client.post(BASE, json={"mode": "partial", "items": [item("raced-ref")]},
+                                      headers={**as_merchant, **key()})
+                assert r.json()["items"][0]["status"] == "accepted", r.text
+            return claim
+
+        monkeypatch.setattr(service.idempotency, "claim_key", claim_then_a_batch_takes_the_key)
+        r = await client.post("/api/v1/payouts", json={k: v for k, v in item("x").items() if k != "reference"},
+                              headers={**as_merchant, "Idempotency-Key": "raced-ref"})
+        assert r.status_code == 422 and r.json()["type"].endswith("idempotency_key_reused"), r.text
+        assert await payout_count(sessionmaker, merchant) == 1  # the batch's
+        # the key's claim went with the refused request: a replay is refused the same way, not 500
+        monkeypatch.setattr(service.idempotency, "claim_key", claim_key)
+        r = await client.post("/api/v1/payouts", json={k: v for k, v in item("x").items() if k != "reference"},
+                              headers={**as_merchant, "Idempotency-Key": "raced-ref"})
+        assert r.status_code == 422, r.text
+
     async def test_csv_upload_and_tenant_scoping(self, client, as_merchant, merchant, token_for, sessionmaker):
         csv_text = (
             "reference,amount,currency,method,beneficiary_name,beneficiary_iban,beneficiary_bic,metadata.employee\n"
