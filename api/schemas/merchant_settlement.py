@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import Currency
-from core.platform.money import MAX_AMOUNT_MINOR
+from core.platform.money import MAX_PAYMENT_MINOR
 from core.merchants.models import AccountType, BankAccountStatus, KycStatus
 from core.payouts.models import Method
 
@@ -124,7 +124,7 @@ class WithdrawalCreate(BaseModel):
 
     account_id: str = Field(min_length=1, max_length=64)
     # strict: a JSON integer only (not true, "1000" or 1000.0, which lax parsing would take)
-    amount_minor: int = Field(gt=0, le=MAX_AMOUNT_MINOR, strict=True, description="minor units of `currency`")
+    amount_minor: int = Field(gt=0, le=MAX_PAYMENT_MINOR, strict=True, description="minor units of `currency`")
     currency: Currency
     priority: Literal["standard", "instant"] = Field(
         default="standard", description="standard waits for the rail's cutoff; instant goes at once where the rail can")

@@ -36,6 +36,12 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 
 # The largest amount payops stores: PostgreSQL bigint (int64), in minor units.
 MAX_AMOUNT_MINOR = 2**63 - 1
+# The largest amount one payment may move (a payout, a bulk item, a funding, a withdrawal): 10^14
+# minor units, a trillion euros or a hundred billion dinars. Far below bigint, so that what adds
+# such amounts up stays within it: an amount plus its fee, a balance, a batch's total (10,000
+# items) and the hourly rollups. At 2^63 - 1 itself a payout was accepted whose hold could never
+# be placed, and a funding filled the treasury account so no later one could post (500s).
+MAX_PAYMENT_MINOR = 10**14
 
 # ASCII digits only, the whole string (no trailing newline, no other scripts' digits)
 _DECIMAL_RE = re.compile(r"(0|[1-9][0-9]{0,18})(\.[0-9]+)?")
@@ -70,8 +76,8 @@ def parse_amount(value: str, currency: str) -> int:
     minor = int(dec.scaleb(exp))
     if minor <= 0:
         raise MoneyError("amount must be greater than zero")
-    if minor > MAX_AMOUNT_MINOR:
-        raise MoneyError(f"amount {value!r} is too large (at most {format_amount(MAX_AMOUNT_MINOR, currency)})")
+    if minor > MAX_PAYMENT_MINOR:
+        raise MoneyError(f"amount {value!r} is too large (at most {format_amount(MAX_PAYMENT_MINOR, currency)})")
     return minor
 
 

@@ -52,6 +52,26 @@ class TestIntegerBounds:
             assert r.status_code in (400, 422), r.text
             assert r.headers["content-type"].startswith("application/problem+json")
 
+    async def test_one_payment_moves_at_most_a_trillion_euros_so_sums_stay_within_bigint(self, client, token_for,
+                                                                                           merchant):
+        """Found by an adversarial run: a funding of 92233720368547758.07 EUR was accepted (201) and
+        filled the treasury account, so every later EUR funding of any merchant answered 500; a payout
+        that large was accepted and its hold could never be placed."""
+        def fund(amount: str):
+            return client.post(f"/api/v1/merchants/{merchant}/funding", json={"amount": amount, "currency": "EUR"},
+                               headers={**token_for(OPS), "Idempotency-Key": uuid.uuid4().hex})
+
+        for amount in ("92233720368547758.07", "1000000000000.01"):
+            r = await fund(amount)
+            assert r.status_code == 422 and "too large" in r.text, r.text
+        assert (await fund("1000000000000.00")).status_code == 201  # the limit itself
+        assert (await fund("100.00")).status_code == 201  # and funding goes on
+        r = await client.post("/api/v1/payouts", json={
+            "amount": "92233720368547758.07", "currency": "EUR", "method": "sepa",
+            "beneficiary": {"type": "sepa", "name": "Big", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}},
+            headers={**token_for("merchant_admin", merchant_id=merchant), "Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 422 and "too large" in r.text, r.text
+
 
 class TestControlCharacters:
     @pytest.mark.parametrize(

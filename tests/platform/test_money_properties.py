@@ -14,17 +14,18 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core.platform.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, Money, MoneyError, format_amount, parse_amount
+from core.platform.money import (CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR, MAX_PAYMENT_MINOR, Money, MoneyError,
+                                 format_amount, parse_amount)
 
 PROPERTY = settings(max_examples=300, derandomize=True, deadline=None, database=None)
 
 currencies = st.sampled_from(sorted(CURRENCY_EXPONENTS))
 # every exponent payops knows, each with a currency that has it
 by_exponent = st.sampled_from(sorted({exp: cur for cur, exp in CURRENCY_EXPONENTS.items()}.items()))
-amounts = st.one_of(
-    st.integers(1, MAX_AMOUNT_MINOR),
+amounts = st.one_of(  # what one payment may move (parse_amount's range)
+    st.integers(1, MAX_PAYMENT_MINOR),
     st.integers(1, 10**6),
-    st.sampled_from([1, 9, 10, 99, 100, 101, 999, 1000, 1001, 10**18, MAX_AMOUNT_MINOR - 1, MAX_AMOUNT_MINOR]),
+    st.sampled_from([1, 9, 10, 99, 100, 101, 999, 1000, 1001, 10**13, MAX_PAYMENT_MINOR - 1, MAX_PAYMENT_MINOR]),
 )
 
 
@@ -56,11 +57,19 @@ def test_negative_amounts_format_with_a_sign_and_are_not_parsed(pair, minor):
 
 
 @PROPERTY
-@given(pair=by_exponent, minor=st.integers(MAX_AMOUNT_MINOR + 1, 2**80))
-def test_amounts_beyond_int64_are_refused(pair, minor):
+@given(pair=by_exponent, minor=st.one_of(st.integers(MAX_PAYMENT_MINOR + 1, MAX_AMOUNT_MINOR),
+                                         st.integers(MAX_AMOUNT_MINOR + 1, 2**80)))
+@example(pair=(2, "EUR"), minor=MAX_PAYMENT_MINOR + 1)
+@example(pair=(2, "EUR"), minor=MAX_AMOUNT_MINOR)  # accepted once: its hold could never be placed
+def test_amounts_beyond_one_payments_limit_are_refused(pair, minor):
     _, currency = pair
-    with pytest.raises(MoneyError):
+    with pytest.raises(MoneyError, match="too large|positive decimal"):
         parse_amount(format_amount(minor, currency), currency)
+
+
+def test_the_payment_limit_leaves_room_for_sums_within_bigint():
+    """Amount + fee, a 10,000-item batch's total, balances and rollups add such amounts up."""
+    assert MAX_PAYMENT_MINOR * 10_000 * 2 < MAX_AMOUNT_MINOR
 
 
 @PROPERTY
@@ -72,7 +81,7 @@ def test_amounts_beyond_int64_are_refused(pair, minor):
 @example(currency="KWD", text="9223372036854775.808")
 @example(currency="JPY", text="9223372036854775807")
 def test_parse_accepts_exactly_the_canonical_positive_decimals(currency, text):
-    """Any string: a MoneyError, or an amount in 1..int64 that is the string's exact value."""
+    """Any string: a MoneyError, or an amount in 1..MAX_PAYMENT_MINOR that is the string's exact value."""
     exp = CURRENCY_EXPONENTS[currency]
     try:
         minor = parse_amount(text, currency)
@@ -84,9 +93,9 @@ def test_parse_accepts_exactly_the_canonical_positive_decimals(currency, text):
         )
         if valid_shape and len(fraction) <= exp:
             value = Decimal(text).scaleb(exp)
-            assert value <= 0 or value > MAX_AMOUNT_MINOR  # refused only for its size
+            assert value <= 0 or value > MAX_PAYMENT_MINOR  # refused only for its size
         return
-    assert 1 <= minor <= MAX_AMOUNT_MINOR
+    assert 1 <= minor <= MAX_PAYMENT_MINOR
     assert Decimal(minor).scaleb(-exp) == Decimal(text)
     assert text == text.strip() and text.isascii()
 
