@@ -165,10 +165,33 @@ def _hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def _date(value: str | None, what: str, line_no: int) -> date:
+_SLASH_DATE = re.compile(r"\s*([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})\s*")
+SlashDatesAmbiguous = typed(Unprocessable, "statement_date_ambiguous", "Statement dates are ambiguous")
+
+
+def _slash_order(values: list[str | None]) -> str:
+    """How a CSV file writes its dd/dd/yyyy dates: "%d/%m/%Y" (most of the world) or "%m/%d/%Y"
+    (the United States), read from the file itself: a first part above 12 is a day, a second part
+    above 12 is a day. A file whose every such date could be either ("01/05/2026": 1 May or
+    5 January) is refused, never guessed; as is a file that writes both."""
+    parts = [m.groups() for v in values if v and (m := _SLASH_DATE.fullmatch(v))]
+    day_first = any(int(a) > 12 for a, _, _ in parts)
+    month_first = any(int(b) > 12 for _, b, _ in parts)
+    if day_first and month_first:
+        raise Unprocessable("the CSV statement writes dates both DD/MM/YYYY and MM/DD/YYYY")
+    if month_first:
+        return "%m/%d/%Y"
+    if day_first or all(a == b for a, b, _ in parts):
+        return "%d/%m/%Y"
+    raise SlashDatesAmbiguous(
+        f"dates like {next(v for v in values if v and _SLASH_DATE.fullmatch(v))!r} could be DD/MM/YYYY or "
+        "MM/DD/YYYY and no date of the file tells which: write ISO dates (2026-05-01) or DD.MM.YYYY")
+
+
+def _date(value: str | None, what: str, line_no: int, slash_order: str = "%d/%m/%Y") -> date:
     text = (value or "").strip()
     for parse in (date.fromisoformat, lambda t: datetime.strptime(t, "%d.%m.%Y").date(),
-                  lambda t: datetime.strptime(t, "%d/%m/%Y").date(), lambda t: datetime.fromisoformat(t).date()):
+                  lambda t: datetime.strptime(t, slash_order).date(), lambda t: datetime.fromisoformat(t).date()):
         try:
             return parse(text)
         except ValueError:
@@ -287,8 +310,11 @@ def _csv_rows(content: bytes, reader: csv.DictReader, decimal_separator: str | N
     for required in ("booking_date", "amount", "currency"):
         if cols[required] is None:
             raise Unprocessable(f"the CSV statement has no {required} column")
+    rows = list(reader)
+    date_columns = [cols[k] for k in ("booking_date", "value_date") if cols[k]]
+    slash_order = _slash_order([row.get(c) for row in rows for c in date_columns])
     lines: list[StatementLine] = []
-    for n, row in enumerate(reader, start=2):
+    for n, row in enumerate(rows, start=2):
         def get(key: str) -> str | None:
             name = cols[key]
             value = row.get(name) if name else None
@@ -301,10 +327,10 @@ def _csv_rows(content: bytes, reader: csv.DictReader, decimal_separator: str | N
         amount = to_minor_exact(raw_amount[1:] if raw_amount[:1] in "+-" else raw_amount, currency,
                                 decimal_separator=decimal_separator, where=f"line {n}")
         lines.append(StatementLine(
-            line_no=n, booking_date=_date(get("booking_date"), "booking_date", n), amount_minor=amount,
+            line_no=n, booking_date=_date(get("booking_date"), "booking_date", n, slash_order), amount_minor=amount,
             currency=currency, direction=direction, end_to_end_id=_reference(get("end_to_end_id")),
             bank_reference=get("bank_reference"), counterparty=get("counterparty"), description=get("description"),
-            value_date=_date(get("value_date"), "value_date", n) if get("value_date") else None,
+            value_date=_date(get("value_date"), "value_date", n, slash_order) if get("value_date") else None,
         ))
     return ParsedStatement(format="csv", content_hash=_hash(content), lines=lines)
 

@@ -8,12 +8,16 @@ what reconciliation does with a reversal.
 - German (DK) structured field 86 (`116?00...?20EREF+...`) carries the end-to-end id in ?20-?29.
 - Field 61's entry date is MMDD: its year is the one nearest the value date.
 - A statement with no entries covers its closing balance's day, never "today".
+- A CSV's dd/dd/yyyy dates are read in the order the file's own dates show, never guessed.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
+from core.platform.errors import Unprocessable
 from core.reconciliation.statements import parse_statement
 from tests.reconciliation.test_reconciliation_statements import (  # noqa: F401 — fixtures
     db, payout, reconciled, results, settings, upload,
@@ -115,6 +119,28 @@ class TestMt940:
 
     def test_no_entries_covers_the_closing_balance_day_not_today(self):
         assert parse_statement(mt940().encode(), "mt940").period() == (date(2026, 1, 5), date(2026, 1, 5))
+
+
+class TestCsvDates:
+    HEAD = "booking_date,amount,currency,end_to_end_id\n"
+
+    def test_a_us_file_is_read_month_first_when_one_date_says_so(self):
+        got = lines_of(self.HEAD + "01/05/2026,-100.00,USD,po_1\n01/13/2026,-5.00,USD,po_2\n", "csv")
+        assert [x.booking_date for x in got] == [date(2026, 1, 5), date(2026, 1, 13)]
+
+    def test_a_day_first_file_is_read_day_first_when_one_date_says_so(self):
+        got = lines_of(self.HEAD + "01/05/2026,-100.00,EUR,po_1\n13/01/2026,-5.00,EUR,po_2\n", "csv")
+        assert [x.booking_date for x in got] == [date(2026, 5, 1), date(2026, 1, 13)]
+
+    def test_dates_that_could_be_either_are_refused_not_guessed(self):
+        with pytest.raises(Unprocessable) as refused:
+            parse_statement((self.HEAD + "01/05/2026,-100.00,USD,po_1\n01/09/2026,-5.00,USD,po_2\n").encode(), "csv")
+        assert refused.value.type == "statement_date_ambiguous"
+        with pytest.raises(Unprocessable, match="both"):
+            parse_statement((self.HEAD + "13/01/2026,-1.00,EUR,a\n01/13/2026,-1.00,EUR,b\n").encode(), "csv")
+        # the same day and month is the same date either way
+        [same] = lines_of(self.HEAD + "05/05/2026,-1.00,EUR,a\n", "csv")
+        assert same.booking_date == date(2026, 5, 5)
 
 
 class TestReversalsInReconciliation:
