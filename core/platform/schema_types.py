@@ -26,7 +26,7 @@ DecimalAmount = Annotated[
     str,
     Field(
         description="A positive decimal string in major units, with at most the currency's decimals "
-        "(USD 2, XOF 0, BHD 3). Never a float.",
+        "(USD 2, XOF 0, BHD 3), at most 10^14 minor units (1000000000000.00 EUR). Never a float.",
         examples=["1000.50"],
         max_length=40,
     ),
