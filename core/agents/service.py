@@ -90,6 +90,16 @@ def _agent_view(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+COORDINATE_DECIMALS = 7  # about a centimetre
+
+
+def coordinate(value: float) -> float:
+    """A latitude or longitude as payops keeps and queries it: to 7 decimal places. A float such as
+    5e-324 (subnormal) made PostgreSQL's ll_to_earth fail with "value out of range: underflow",
+    a 500 for a nearby search at lon=5e-324 and for an agent stored there."""
+    return round(value, COORDINATE_DECIMALS) + 0.0  # + 0.0: no -0.0
+
+
 # --- reads -----------------------------------------------------------------------------------------
 
 
@@ -105,7 +115,7 @@ async def nearby(session: AsyncSession, scope: AgentScope, *, lat: float, lon: f
         raise _invalid("radius_km", "must be greater than 0 and at most 500")
     if not (1 <= limit <= 500):
         raise _invalid("limit", "must be between 1 and 500")
-    rows = await store.nearby(session, lat=lat, lon=lon, radius_km=radius_km, limit=limit,
+    rows = await store.nearby(session, lat=coordinate(lat), lon=coordinate(lon), radius_km=radius_km, limit=limit,
                               agent_id=scope.agent_id, merchant_id=scope.merchant_id, statuses=statuses,
                               since=_sales_since())
     return [_agent_view(r) for r in rows]
@@ -128,7 +138,7 @@ def parse_bbox(value: str) -> tuple[float, float, float, float]:
         raise _invalid("bbox", "south and north must be between -90 and 90")
     if south > north:
         raise _invalid("bbox", "south must not be north of north")
-    return west, south, east, north
+    return coordinate(west), coordinate(south), coordinate(east), coordinate(north)
 
 
 def cell_size_deg(zoom: int) -> float:
@@ -248,7 +258,8 @@ async def upsert_agents(session: AsyncSession, agents: list[dict[str, Any]]) -> 
         if not a.get("operator") and not a.get("merchant_id"):
             raise Unprocessable(f"agent {a['id']}: give an operator or a merchant_id")
     rows = [{"status": "active", "operator": None, "merchant_id": None,
-             **{k: v for k, v in a.items() if k != "floats"}} for a in agents]
+             **{k: v for k, v in a.items() if k != "floats"}, "lat": coordinate(a["lat"]), "lon": coordinate(a["lon"])}
+            for a in agents]
     upserted = await store.upsert_agents(session, rows)
     floats = [{"agent_id": a["id"], **f} for a in agents for f in (a.get("floats") or [])]
     stored = await set_floats(session, floats) if floats else []

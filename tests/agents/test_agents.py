@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 from sqlalchemy import text
 
 from core.agents import service
@@ -44,13 +44,15 @@ points = st.tuples(st.floats(-0.6, 0.6), st.floats(-0.6, 0.6))  # offsets in deg
 
 
 @hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# found by CI: a query at lon=5e-324 (subnormal) made ll_to_earth fail with "underflow" (a 500)
+@example(offsets=[(0.0, 0.0)], centre=(0.0, 0.0), query=(0.0, 5e-324), radius_km=1.0, limit=1)
 @given(offsets=st.lists(points, min_size=1, max_size=120),
        centre=st.tuples(st.floats(-60, 60), st.floats(-179, 179)),
        query=points, radius_km=st.floats(0.5, 80), limit=st.integers(1, 500))
 def test_nearby_equals_brute_force_haversine(database_url, offsets, centre, query, radius_km, limit):
     clat, clon = centre
     agents = [agent(i, round(clat + dy, 6), round(clon + dx, 6)) for i, (dy, dx) in enumerate(offsets)]
-    qlat, qlon = clat + query[0], clon + query[1]
+    qlat, qlon = service.coordinate(clat + query[0]), service.coordinate(clon + query[1])  # as the API takes it
 
     async def run():
         engine = create_engine(database_url)
@@ -249,6 +251,18 @@ async def test_clusters_reject_bad_input_naming_the_field(client, token_for, par
     r = await client.get("/api/v1/agents/clusters", headers=token_for("ops_admin"), params=params)
     assert r.status_code == 422, r.text
     assert field in [e["loc"][-1] for e in r.json()["errors"]]
+
+
+async def test_subnormal_coordinates_are_a_centimetre_grid_not_a_500(client, token_for):
+    ops = token_for("treasury_ops")
+    r = await client.put("/api/v1/agents", headers=ops, json={"agents": [agent(1, 1e-320, -5e-324)]})
+    assert r.status_code == 200, r.text
+    r = await client.get("/api/v1/agents/nearby", headers=ops, params={"lat": "5e-324", "lon": "-0.0", "radius_km": 1})
+    assert r.status_code == 200, r.text
+    [found] = r.json()["data"]
+    assert (found["id"], found["lat"], found["lon"], found["distance_km"]) == ("agt_t00001", 0.0, 0.0, 0.0)
+    r = await client.get("/api/v1/agents/clusters", headers=ops, params={"bbox": "-1e-320,-1,1,5e-324", "zoom": 10})
+    assert r.status_code == 200, r.text
 
 
 async def test_reads_need_a_token_and_writes_need_agents_manage(client, token_for):
