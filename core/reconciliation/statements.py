@@ -471,8 +471,7 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
         if len(details) <= 1:
             tx = details[0] if details else None
             parsed.lines.append(_camt_line(len(parsed.lines) + 1, entry, tx, entry_amount, currency, direction,
-                                           booking, value, entry_ref))
-            parsed.lines[-1].reversal = reversal
+                                           booking, value, entry_ref, reversal))
             continue
         batch_net = 0
         for i, tx in enumerate(details, start=1):
@@ -484,9 +483,8 @@ def _camt_statement(parsed: ParsedStatement, statement: ET.Element) -> None:
             tx_currency = (tx_amount.get("Ccy") or currency).upper()
             amount = _camt_amount(tx_amount, tx_currency, f"{where} entry {n} transaction {i}")
             line = _camt_line(len(parsed.lines) + 1, entry, tx, amount, tx_currency, direction, booking, value,
-                              entry_ref)
+                              entry_ref, reversal)
             batch_net += amount if line.direction == direction else -amount
-            line.reversal = reversal
             parsed.lines.append(line)
         if all((_find(tx, "Amt") if _find(tx, "Amt") is not None else _find(tx, "AmtDtls", "TxAmt", "Amt"))
                .get("Ccy", currency).upper() == currency for tx in details):
@@ -543,7 +541,8 @@ def _camt_summary(totals: StatementTotals, summary: ET.Element, where: str, cred
 
 
 def _camt_line(line_no: int, entry: ET.Element, tx: ET.Element | None, amount: int, currency: str,
-               direction: str, booking: date, value: str | None, entry_ref: str | None) -> StatementLine:
+               direction: str, booking: date, value: str | None, entry_ref: str | None,
+               reversal: bool) -> StatementLine:
     if tx is not None and (tx_direction := _text(tx, "CdtDbtInd")):
         direction = _direction(tx_direction, False, line_no)
     party = None
@@ -556,7 +555,7 @@ def _camt_line(line_no: int, entry: ET.Element, tx: ET.Element | None, amount: i
         bank_reference=(_text(tx, "Refs", "AcctSvcrRef") if tx is not None else None) or entry_ref,
         counterparty=party,
         description=(_text(tx, "RmtInf", "Ustrd") if tx is not None else None) or _text(entry, "AddtlNtryInf"),
-        value_date=_date(value[:10], "ValDt", line_no) if value else None,
+        value_date=_date(value[:10], "ValDt", line_no) if value else None, reversal=reversal,
     )
 
 
@@ -578,12 +577,11 @@ def _unwrapped(details: str | None) -> str:
 
 
 def _eref(details: str | None, customer_reference: str | None, gvc_reference: str | None = None) -> str | None:
-    if gvc_reference and gvc_reference.strip().upper() not in ("", "NOTPROVIDED"):
-        return gvc_reference.strip()
+    if _reference(gvc_reference):
+        return _reference(gvc_reference)
     match = _EREF.search(_unwrapped(details))
     if match:
-        ref = (match.group(1) or match.group(2)).strip()
-        return None if not ref or ref.upper() == "NOTPROVIDED" else ref
+        return _reference(match.group(1) or match.group(2))
     # the :61: customer reference is its first line (the library appends a GVC KREF+ on the next)
     ref = (customer_reference or "").strip().split("\n", 1)[0].strip()
     return None if not ref or ref.upper() == "NONREF" else ref
